@@ -1,0 +1,399 @@
+//! The component's settings: names, defaults, and validation.
+//!
+//! The names are the public contract (the native host reads each from the environment variable
+//! of the same name in upper case; under Spin they are variables), so they live in one table,
+//! [`SETTINGS`], that the host and the docs use too.
+
+use std::fmt;
+
+/// One documented setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingSpec {
+    /// The `wasi:config` key (lower snake case).
+    pub name: &'static str,
+    /// The value used when the setting is absent or empty; `None` means "no default".
+    pub default: Option<&'static str>,
+    /// Secrets are never logged, echoed in errors, or shown in health.
+    pub secret: bool,
+    pub description: &'static str,
+}
+
+impl SettingSpec {
+    /// The environment variable the native host reads this setting from.
+    pub fn env_name(&self) -> String {
+        self.name.to_ascii_uppercase()
+    }
+}
+
+pub const CLIENT_ID: &str = "clever_client_id";
+pub const CLIENT_SECRET: &str = "clever_client_secret";
+
+/// Every setting the component reads, in documentation order.
+pub const SETTINGS: &[SettingSpec] = &[
+    SettingSpec { name: CLIENT_ID, default: None, secret: true, description: "Clever application client id (from Key Vault in production)." },
+    SettingSpec { name: CLIENT_SECRET, default: None, secret: true, description: "Clever application client secret (from Key Vault in production)." },
+    SettingSpec { name: "clever_token_url", default: Some("https://clever.com/oauth/tokens"), secret: false, description: "Token endpoint: the district-token listing, or an RFC 6749 token endpoint." },
+    SettingSpec { name: "clever_api_base_url", default: Some("https://api.clever.com"), secret: false, description: "Base URL of the Clever data API (the connection probe goes here)." },
+    SettingSpec { name: "clever_api_version", default: Some("v3.0"), secret: false, description: "Data API version path segment the service expects." },
+    SettingSpec { name: "clever_grant", default: Some("district_tokens"), secret: false, description: "`district_tokens` (Clever's listing, one token per district) or `client_credentials` (RFC 6749 §4.4)." },
+    SettingSpec { name: "clever_districts", default: Some(""), secret: false, description: "Comma-separated allow-list of district ids; empty means every district that authorised the app." },
+    SettingSpec { name: "clever_token_lifetime_secs", default: Some("3600"), secret: false, description: "Lifetime assumed for tokens whose endpoint gives no `expires_in`." },
+    SettingSpec { name: "clever_refresh_fraction", default: Some("0.75"), secret: false, description: "Fraction of a token's lifetime after which it is refreshed (0 < f < 1)." },
+    SettingSpec { name: "clever_expiry_skew_secs", default: Some("30"), secret: false, description: "A token this close to expiry counts as expired and is never handed out." },
+    SettingSpec { name: "clever_retry_max", default: Some("5"), secret: false, description: "Retries after a transient failure (timeouts, connection errors, 5xx, 429)." },
+    SettingSpec { name: "clever_retry_base_ms", default: Some("2000"), secret: false, description: "First retry delay; each further retry doubles it." },
+    SettingSpec { name: "clever_retry_max_delay_ms", default: Some("32000"), secret: false, description: "Cap on one retry delay." },
+    SettingSpec { name: "clever_retry_jitter", default: Some("0"), secret: false, description: "Fraction (0..=1) of each delay that is randomised; 0 gives the exact schedule." },
+    SettingSpec { name: "clever_http_timeout_ms", default: Some("10000"), secret: false, description: "Timeout of one HTTP attempt to Clever." },
+    SettingSpec { name: "clever_rate_limit_max_wait_secs", default: Some("120"), secret: false, description: "Longest wait honoured for a server rate-limit hint." },
+    SettingSpec { name: "clever_version_header", default: Some(""), secret: false, description: "Response header carrying the API version, if Clever sends one; empty means none." },
+];
+
+/// How tokens are obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// `GET <token url>?owner_type=district` with HTTP Basic: one token per district.
+    DistrictTokens,
+    /// RFC 6749 §4.4 POST: one token for the application.
+    ClientCredentials,
+}
+
+impl Grant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::DistrictTokens => "district_tokens",
+            Grant::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+/// The validated, non-secret settings. Secrets are read separately, at each acquisition, so a
+/// rotated secret takes effect without a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub token_url: String,
+    pub api_base_url: String,
+    pub api_version: String,
+    pub grant: Grant,
+    pub districts: Vec<String>,
+    pub token_lifetime_secs: u64,
+    pub refresh_fraction: f64,
+    pub expiry_skew_secs: u64,
+    pub retry_max: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_delay_ms: u64,
+    pub retry_jitter: f64,
+    pub http_timeout_ms: u64,
+    pub rate_limit_max_wait_secs: u64,
+    pub version_header: Option<String>,
+}
+
+/// A setting whose value cannot be used. The message never contains the value of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "setting `{}`: {}", self.setting, self.message)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// Reads settings through `lookup` (a `wasi:config` get, or a map in tests).
+///
+/// `lookup` returns `Ok(None)` for an absent key and `Err(reason)` when the config source
+/// itself failed. Empty values count as absent, so an app setting left blank means "default".
+/// All problems are collected, so one health body names every wrong setting at once.
+pub fn load<F>(mut lookup: F) -> Result<Settings, Vec<SettingError>>
+where
+    F: FnMut(&str) -> Result<Option<String>, String>,
+{
+    let mut reader = Reader { errors: Vec::new() };
+    let mut raw = |name: &'static str| -> String {
+        let default = SETTINGS
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.default)
+            .unwrap_or("");
+        match lookup(name) {
+            Ok(Some(v)) if !v.trim().is_empty() => v.trim().to_string(),
+            Ok(_) => default.to_string(),
+            Err(reason) => {
+                reader.errors.push(SettingError {
+                    setting: name,
+                    message: format!("could not be read from the configuration source: {reason}"),
+                });
+                default.to_string()
+            }
+        }
+    };
+
+    let token_url = raw("clever_token_url");
+    let api_base_url = raw("clever_api_base_url");
+    let api_version = raw("clever_api_version");
+    let grant = raw("clever_grant");
+    let districts = raw("clever_districts");
+    let lifetime = raw("clever_token_lifetime_secs");
+    let fraction = raw("clever_refresh_fraction");
+    let skew = raw("clever_expiry_skew_secs");
+    let retry_max = raw("clever_retry_max");
+    let retry_base = raw("clever_retry_base_ms");
+    let retry_cap = raw("clever_retry_max_delay_ms");
+    let jitter = raw("clever_retry_jitter");
+    let timeout = raw("clever_http_timeout_ms");
+    let max_wait = raw("clever_rate_limit_max_wait_secs");
+    let version_header = raw("clever_version_header");
+
+    let settings = Settings {
+        token_url: reader.url("clever_token_url", &token_url),
+        api_base_url: reader
+            .url("clever_api_base_url", &api_base_url)
+            .trim_end_matches('/')
+            .to_string(),
+        api_version: reader.version("clever_api_version", &api_version),
+        grant: reader.grant(&grant),
+        districts: districts
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_string)
+            .collect(),
+        token_lifetime_secs: reader.int("clever_token_lifetime_secs", &lifetime, 1, 31_536_000),
+        refresh_fraction: reader.fraction("clever_refresh_fraction", &fraction, false),
+        expiry_skew_secs: reader.int("clever_expiry_skew_secs", &skew, 0, 86_400),
+        retry_max: reader.int("clever_retry_max", &retry_max, 0, 100) as u32,
+        retry_base_ms: reader.int("clever_retry_base_ms", &retry_base, 1, 3_600_000),
+        retry_max_delay_ms: reader.int("clever_retry_max_delay_ms", &retry_cap, 1, 86_400_000),
+        retry_jitter: reader.fraction("clever_retry_jitter", &jitter, true),
+        http_timeout_ms: reader.int("clever_http_timeout_ms", &timeout, 1, 600_000),
+        rate_limit_max_wait_secs: reader.int(
+            "clever_rate_limit_max_wait_secs",
+            &max_wait,
+            0,
+            86_400,
+        ),
+        version_header: Some(version_header).filter(|h| !h.is_empty()),
+    };
+    if settings.token_lifetime_secs <= settings.expiry_skew_secs {
+        reader.errors.push(SettingError {
+            setting: "clever_expiry_skew_secs",
+            message: format!(
+                "must be shorter than clever_token_lifetime_secs ({} s), or every token would count as expired",
+                settings.token_lifetime_secs
+            ),
+        });
+    }
+    if reader.errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(reader.errors)
+    }
+}
+
+struct Reader {
+    errors: Vec<SettingError>,
+}
+
+impl Reader {
+    fn fail(&mut self, setting: &'static str, message: String) {
+        self.errors.push(SettingError { setting, message });
+    }
+
+    fn url(&mut self, setting: &'static str, value: &str) -> String {
+        match url::Url::parse(value) {
+            Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
+                value.to_string()
+            }
+            Ok(u) => {
+                self.fail(
+                    setting,
+                    format!(
+                        "`{value}` must be an http(s) URL with a host (scheme `{}`)",
+                        u.scheme()
+                    ),
+                );
+                String::new()
+            }
+            Err(e) => {
+                self.fail(setting, format!("`{value}` is not a URL: {e}"));
+                String::new()
+            }
+        }
+    }
+
+    fn version(&mut self, setting: &'static str, value: &str) -> String {
+        let v = value.strip_prefix('v').unwrap_or(value);
+        let ok = !v.is_empty()
+            && v.split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if ok {
+            format!("v{v}")
+        } else {
+            self.fail(
+                setting,
+                format!("`{value}` is not an API version like `v3.0`"),
+            );
+            String::new()
+        }
+    }
+
+    fn grant(&mut self, value: &str) -> Grant {
+        match value {
+            "district_tokens" => Grant::DistrictTokens,
+            "client_credentials" => Grant::ClientCredentials,
+            other => {
+                self.fail(
+                    "clever_grant",
+                    format!("`{other}` is not one of `district_tokens`, `client_credentials`"),
+                );
+                Grant::DistrictTokens
+            }
+        }
+    }
+
+    fn int(&mut self, setting: &'static str, value: &str, min: u64, max: u64) -> u64 {
+        match value.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => n,
+            Ok(n) => {
+                self.fail(setting, format!("{n} is outside {min}..={max}"));
+                min
+            }
+            Err(_) => {
+                self.fail(setting, format!("`{value}` is not a whole number"));
+                min
+            }
+        }
+    }
+
+    fn fraction(&mut self, setting: &'static str, value: &str, inclusive: bool) -> f64 {
+        match value.parse::<f64>() {
+            Ok(f) if inclusive && (0.0..=1.0).contains(&f) => f,
+            Ok(f) if !inclusive && f > 0.0 && f < 1.0 => f,
+            Ok(_) | Err(_) => {
+                let range = if inclusive {
+                    "0 to 1"
+                } else {
+                    "strictly between 0 and 1"
+                };
+                self.fail(setting, format!("`{value}` is not a number {range}"));
+                0.0
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load_from(pairs: &[(&str, &str)]) -> Result<Settings, Vec<SettingError>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load(|k| Ok(map.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = load_from(&[]).expect("defaults are valid");
+        assert_eq!(s.token_url, "https://clever.com/oauth/tokens");
+        assert_eq!(s.api_base_url, "https://api.clever.com");
+        assert_eq!(s.api_version, "v3.0");
+        assert_eq!(s.grant, Grant::DistrictTokens);
+        assert!(s.districts.is_empty());
+        assert_eq!(s.token_lifetime_secs, 3600);
+        assert_eq!(s.refresh_fraction, 0.75);
+        assert_eq!(s.expiry_skew_secs, 30);
+        assert_eq!(
+            (s.retry_max, s.retry_base_ms, s.retry_max_delay_ms),
+            (5, 2000, 32000)
+        );
+        assert_eq!(s.retry_jitter, 0.0);
+        assert_eq!(s.http_timeout_ms, 10_000);
+        assert_eq!(s.rate_limit_max_wait_secs, 120);
+        assert_eq!(s.version_header, None);
+    }
+
+    #[test]
+    fn values_are_trimmed_and_parsed() {
+        let s = load_from(&[
+            ("clever_districts", " a, b ,,c "),
+            ("clever_api_version", "3.1"),
+            ("clever_grant", "client_credentials"),
+            ("clever_api_base_url", "http://127.0.0.1:9/"),
+            ("clever_version_header", "X-Clever-Version"),
+        ])
+        .expect("valid");
+        assert_eq!(s.districts, ["a", "b", "c"]);
+        assert_eq!(s.api_version, "v3.1");
+        assert_eq!(s.grant, Grant::ClientCredentials);
+        assert_eq!(s.api_base_url, "http://127.0.0.1:9");
+        assert_eq!(s.version_header.as_deref(), Some("X-Clever-Version"));
+    }
+
+    #[test]
+    fn every_bad_value_is_named() {
+        let errors = load_from(&[
+            ("clever_token_url", "ftp://x"),
+            ("clever_api_base_url", "not a url"),
+            ("clever_grant", "password"),
+            ("clever_refresh_fraction", "1.5"),
+            ("clever_retry_max", "-1"),
+            ("clever_retry_jitter", "abc"),
+            ("clever_api_version", "latest"),
+        ])
+        .expect_err("invalid");
+        let named: Vec<&str> = errors.iter().map(|e| e.setting).collect();
+        assert_eq!(
+            named,
+            [
+                "clever_token_url",
+                "clever_api_base_url",
+                "clever_api_version",
+                "clever_grant",
+                "clever_refresh_fraction",
+                "clever_retry_max",
+                "clever_retry_jitter",
+            ]
+        );
+        assert!(errors[3].to_string().contains("`password` is not one of"));
+    }
+
+    #[test]
+    fn skew_must_be_shorter_than_lifetime() {
+        let errors = load_from(&[("clever_token_lifetime_secs", "30")]).expect_err("invalid");
+        assert_eq!(errors[0].setting, "clever_expiry_skew_secs");
+    }
+
+    #[test]
+    fn a_failing_source_is_reported_per_setting() {
+        let errors = load(|k| {
+            if k == "clever_grant" {
+                Err("vault down".into())
+            } else {
+                Ok(None)
+            }
+        })
+        .expect_err("source failed");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("vault down"));
+    }
+
+    #[test]
+    fn table_has_unique_lower_snake_names() {
+        let mut names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        assert!(names
+            .iter()
+            .all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SETTINGS.len());
+        assert_eq!(SETTINGS[0].env_name(), "CLEVER_CLIENT_ID");
+    }
+}

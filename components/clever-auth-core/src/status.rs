@@ -1,0 +1,98 @@
+//! What the refresher records in the key-value store and the health handler reads back.
+//!
+//! The records are JSON so that a record written by one build of the component can still be
+//! read by the next one: unknown fields are ignored and missing ones take their defaults.
+
+use crate::UnixMillis;
+use serde::{Deserialize, Serialize};
+
+/// Key-value keys, namespaced so the store can be shared with other components.
+pub mod keys {
+    /// The service-wide record ([`super::ServiceStatus`]).
+    pub const SERVICE: &str = "clever-auth/v1/service";
+    /// Prefix of the per-district records ([`super::DistrictRecord`]).
+    pub const DISTRICT_PREFIX: &str = "clever-auth/v1/district/";
+
+    pub fn district(id: &str) -> String {
+        format!("{DISTRICT_PREFIX}{id}")
+    }
+}
+
+/// A failure as shown to operators: a stable code, a sanitised message, and when it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    pub code: String,
+    pub message: String,
+    pub at: UnixMillis,
+}
+
+/// Whether the client id and secret could be read, and whether Clever accepted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialState {
+    /// Both are present; not yet known whether Clever accepts them.
+    Present,
+    /// One or both are absent (no Key Vault answer yet, or not configured).
+    Missing,
+    /// Clever answered 401 to them.
+    Rejected,
+    /// Clever accepted them (a token was obtained with them).
+    Accepted,
+}
+
+/// The service-wide status, one record, rewritten by every refresher run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceStatus {
+    pub last_run_at: Option<UnixMillis>,
+    pub last_successful_auth: Option<UnixMillis>,
+    pub last_error: Option<ErrorRecord>,
+    pub credentials: Option<CredentialState>,
+    pub credentials_checked_at: Option<UnixMillis>,
+}
+
+/// What is known about one district's token, without the token itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DistrictRecord {
+    pub district_id: String,
+    pub expires_at: Option<UnixMillis>,
+    pub refresh_at: Option<UnixMillis>,
+    pub last_success: Option<UnixMillis>,
+    pub last_error: Option<ErrorRecord>,
+    pub consecutive_failures: u32,
+    pub rate_limited_until: Option<UnixMillis>,
+}
+
+impl DistrictRecord {
+    /// True when a token exists that may still be handed out at `now`: the skew margin before
+    /// expiry already counts as expired.
+    pub fn has_usable_token(&self, now: UnixMillis, skew_ms: u64) -> bool {
+        self.expires_at
+            .is_some_and(|exp| now < exp.saturating_sub(skew_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skew_margin_counts_as_expired() {
+        let r = DistrictRecord {
+            expires_at: Some(100_000),
+            ..Default::default()
+        };
+        assert!(r.has_usable_token(69_999, 30_000));
+        assert!(!r.has_usable_token(70_000, 30_000));
+        assert!(!DistrictRecord::default().has_usable_token(0, 0));
+    }
+
+    #[test]
+    fn old_records_with_unknown_fields_still_load() {
+        let r: ServiceStatus =
+            serde_json::from_str(r#"{"last_run_at":5,"from_the_future":true}"#).expect("loads");
+        assert_eq!(r.last_run_at, Some(5));
+        assert_eq!(r.credentials, None);
+    }
+}

@@ -1,0 +1,25 @@
+//! Settings and secrets through `wasi:config/store`.
+
+use crate::bindings::wasi::config::store;
+use clever_auth_core::health::CredentialPresence;
+use clever_auth_core::settings::{self, SettingError, Settings, CLIENT_ID, CLIENT_SECRET};
+
+fn get(key: &str) -> Result<Option<String>, String> {
+    store::get(key).map_err(|e| match e {
+        store::Error::Upstream(m) => format!("upstream: {m}"),
+        store::Error::Io(m) => format!("i/o: {m}"),
+    })
+}
+
+pub fn settings() -> Result<Settings, Vec<SettingError>> {
+    settings::load(get)
+}
+
+/// Whether each secret is available right now, without keeping its value.
+pub fn credential_presence() -> CredentialPresence {
+    let present = |key| matches!(get(key), Ok(Some(v)) if !v.trim().is_empty());
+    CredentialPresence {
+        client_id: present(CLIENT_ID),
+        client_secret: present(CLIENT_SECRET),
+    }
+}

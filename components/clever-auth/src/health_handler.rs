@@ -1,0 +1,112 @@
+//! `GET /health/clever-auth`, answered from the key-value store only.
+
+use crate::bindings::wasi::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use crate::{clock, config, kv::Kv};
+use clever_auth_core::health::{self, HealthInputs, CONTENT_TYPE};
+use clever_auth_core::settings::SettingError;
+use clever_auth_core::status::{keys, DistrictRecord, ServiceStatus};
+use serde_json::json;
+
+const HEALTH_PATH: &str = "/health/clever-auth";
+/// `output-stream.blocking-write-and-flush` accepts at most 4096 bytes per call.
+const WRITE_CHUNK: usize = 4096;
+
+pub fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    let path = request.path_with_query().unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default();
+    let (status, content_type, body, allow) = if path != HEALTH_PATH {
+        let body = json!({"error": "not found", "path": path}).to_string();
+        (404, "application/json", body, false)
+    } else if !matches!(request.method(), Method::Get | Method::Head) {
+        let body = json!({"error": "method not allowed", "allow": "GET, HEAD"}).to_string();
+        (405, "application/json", body, true)
+    } else {
+        let (code, body) = health_body();
+        (code, CONTENT_TYPE, body, false)
+    };
+    let head = matches!(request.method(), Method::Head);
+    respond(
+        response_out,
+        status,
+        content_type,
+        allow,
+        if head { "" } else { &body },
+    );
+}
+
+/// Builds the report. A store that cannot be read is itself a `fail`, reported in the body.
+fn health_body() -> (u16, String) {
+    let now = clock::now();
+    let (settings_errors, skew_ms) = match config::settings() {
+        Ok(s) => (Vec::new(), s.expiry_skew_secs.saturating_mul(1000)),
+        // Unusable settings: assume the documented skew so the token checks still make sense.
+        Err(errors) => (errors, 30_000),
+    };
+    let credentials = config::credential_presence();
+    let (service, districts, store_error) = match read_records() {
+        Ok((s, d)) => (s, d, None),
+        Err(e) => (None, Vec::new(), Some(e)),
+    };
+    let mut settings_errors = settings_errors;
+    if let Some(e) = store_error {
+        // Surfaced through the same "named problem" channel as settings.
+        settings_errors.push(SettingError {
+            setting: "key_value_stores",
+            message: e.to_string(),
+        });
+    }
+    let report = health::report(&HealthInputs {
+        now,
+        settings_errors: &settings_errors,
+        credentials,
+        service: service.as_ref(),
+        districts: &districts,
+        expiry_skew_ms: skew_ms,
+    });
+    (report.http_status(), report.body.to_string())
+}
+
+fn read_records() -> Result<(Option<ServiceStatus>, Vec<DistrictRecord>), crate::kv::KvError> {
+    let kv = Kv::open()?;
+    let service = kv.get::<ServiceStatus>(keys::SERVICE)?;
+    let mut districts = Vec::new();
+    for key in kv.keys_with_prefix(keys::DISTRICT_PREFIX)? {
+        if let Some(record) = kv.get::<DistrictRecord>(&key)? {
+            districts.push(record);
+        }
+    }
+    districts.sort_by(|a, b| a.district_id.cmp(&b.district_id));
+    Ok((service, districts))
+}
+
+fn respond(out: ResponseOutparam, status: u16, content_type: &str, allow: bool, body: &str) {
+    let mut headers: Vec<(String, Vec<u8>)> = vec![
+        ("content-type".into(), content_type.as_bytes().to_vec()),
+        ("cache-control".into(), b"no-store".to_vec()),
+    ];
+    if allow {
+        headers.push(("allow".into(), b"GET, HEAD".to_vec()));
+    }
+    let fields = match Fields::from_list(&headers) {
+        Ok(f) => f,
+        Err(_) => Fields::new(),
+    };
+    let response = OutgoingResponse::new(fields);
+    // Only fails for codes outside 100..=999, which these constants are not.
+    let _ = response.set_status_code(status);
+    let Ok(outgoing_body) = response.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    if let Ok(stream) = outgoing_body.write() {
+        for chunk in body.as_bytes().chunks(WRITE_CHUNK) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                // The client went away; nothing useful left to do with this response.
+                break;
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(outgoing_body, None);
+}

@@ -1,0 +1,58 @@
+//! JSON records in the host's key-value store (`wasi:keyvalue`, store label `default`).
+
+use crate::bindings::wasi::keyvalue::store::{self, Bucket};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The store label; Spin denies any label not listed in `key_value_stores`.
+const STORE: &str = "default";
+
+#[derive(Debug)]
+pub struct KvError(pub String);
+
+impl std::fmt::Display for KvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "key-value store: {}", self.0)
+    }
+}
+
+fn describe(e: store::Error) -> KvError {
+    KvError(match e {
+        store::Error::NoSuchStore => "no such store".into(),
+        store::Error::AccessDenied => "access denied".into(),
+        store::Error::Other(m) => m,
+    })
+}
+
+pub struct Kv(Bucket);
+
+impl Kv {
+    pub fn open() -> Result<Kv, KvError> {
+        store::open(STORE).map(Kv).map_err(describe)
+    }
+
+    /// Reads a record; a record that no longer parses is treated as absent, so one corrupt
+    /// entry cannot wedge the health endpoint.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, KvError> {
+        let bytes = self.0.get(key).map_err(describe)?;
+        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), KvError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| KvError(e.to_string()))?;
+        self.0.set(key, &bytes).map_err(describe)
+    }
+
+    /// Every key that starts with `prefix`, across all pages.
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let mut keys = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.0.list_keys(cursor.as_deref()).map_err(describe)?;
+            keys.extend(page.keys.into_iter().filter(|k| k.starts_with(prefix)));
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(keys),
+            }
+        }
+    }
+}

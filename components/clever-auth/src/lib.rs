@@ -1,0 +1,41 @@
+//! The clever-auth WebAssembly component: the wasi-bound shell around `clever-auth-core`.
+//!
+//! It serves `GET /health/clever-auth` from what the refresher left in the key-value store and
+//! exports `clever:auth/refresher`, which the native host's scheduler calls. Under Spin, which
+//! has no scheduler, the health handler runs due refreshes itself after its response is sent.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "clever:auth/component",
+        generate_all,
+    });
+}
+
+mod clock;
+mod config;
+mod health_handler;
+mod kv;
+mod refresh;
+
+use bindings::exports::clever::auth::refresher;
+use bindings::exports::wasi::http::incoming_handler;
+use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
+
+struct Component;
+
+impl incoming_handler::Guest for Component {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        health_handler::handle(request, response_out);
+        // Responding first keeps health fast; the refresh (if one is due) runs afterwards.
+        refresh::run_if_due();
+    }
+}
+
+impl refresher::Guest for Component {
+    fn run_due() -> u64 {
+        refresh::run_due()
+    }
+}
+
+bindings::export!(Component with_types_in bindings);

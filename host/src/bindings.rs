@@ -1,0 +1,12 @@
+//! Host-side bindings for the part of the component world the host implements itself
+//! (`wasi:config/store`, `wasi:keyvalue/{store,atomics}`) and the refresher it calls.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "clever:auth/platform",
+    exports: { default: async },
+    with: {
+        "wasi:keyvalue/store.bucket": crate::keyvalue::BucketHandle,
+        "wasi:keyvalue/atomics.cas": crate::keyvalue::CasHandle,
+    },
+});

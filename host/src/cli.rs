@@ -1,0 +1,108 @@
+//! Command-line interface. Every flag can also be set through its environment variable, which
+//! is how App Service passes settings to a container.
+
+use crate::config::SecretsSource;
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Runs the clever-auth WebAssembly component: serves GET /health/clever-auth, keeps a valid
+/// Clever token per district in memory and refreshes it before it expires.
+///
+/// Component settings (clever_token_url, clever_api_version, …) are read from environment
+/// variables of the same name in upper case; see README.md for the full table.
+#[derive(Debug, Parser)]
+#[command(name = "clever-auth-host", version, about, long_about)]
+pub struct Cli {
+    /// The component to run (.wasm).
+    #[arg(
+        long,
+        env = "CLEVER_AUTH_COMPONENT",
+        default_value = "target/wasm32-wasip2/release/clever_auth.wasm"
+    )]
+    pub component: PathBuf,
+
+    /// Address to listen on [default: 0.0.0.0:$PORT, else 0.0.0.0:$WEBSITES_PORT, else 0.0.0.0:8080].
+    #[arg(long, env = "CLEVER_AUTH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Where the Clever client id and secret come from. `env` (CLEVER_CLIENT_ID,
+    /// CLEVER_CLIENT_SECRET) is for local development only.
+    #[arg(long, env = "CLEVER_AUTH_SECRETS", value_enum, default_value_t = SecretsSource::None)]
+    pub secrets: SecretsSource,
+
+    /// Log output: JSON lines (App Service collects them) or human-readable text.
+    /// The level comes from RUST_LOG (default: info).
+    #[arg(long, env = "CLEVER_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// On SIGTERM/SIGINT, how long open connections may take to finish.
+    #[arg(long, env = "CLEVER_AUTH_DRAIN_SECS", default_value_t = 10)]
+    pub drain_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl Cli {
+    /// The listen address, honouring App Service's `PORT` / `WEBSITES_PORT`.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        if let Some(addr) = self.listen {
+            return Ok(addr);
+        }
+        default_listen(|k| std::env::var(k).ok())
+    }
+}
+
+fn default_listen(var: impl Fn(&str) -> Option<String>) -> Result<SocketAddr, String> {
+    for name in ["PORT", "WEBSITES_PORT"] {
+        if let Some(value) = var(name).filter(|v| !v.trim().is_empty()) {
+            let port: u16 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name}={value:?} is not a TCP port number"))?;
+            return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+        }
+    }
+    Ok(SocketAddr::from(([0, 0, 0, 0], 8080)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn port_precedence_is_port_then_websites_port_then_8080() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            default_listen(env(&[])),
+            Ok("0.0.0.0:8080".parse().expect("addr"))
+        );
+        assert_eq!(
+            default_listen(env(&[("WEBSITES_PORT", "3000")])),
+            Ok("0.0.0.0:3000".parse().expect("addr"))
+        );
+        assert_eq!(
+            default_listen(env(&[("PORT", "80"), ("WEBSITES_PORT", "3000")])),
+            Ok("0.0.0.0:80".parse().expect("addr"))
+        );
+        let err = default_listen(env(&[("PORT", "http")])).expect_err("invalid");
+        assert!(err.contains("PORT=\"http\""), "{err}");
+    }
+}

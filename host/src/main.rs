@@ -1,0 +1,17 @@
+use clap::Parser;
+use clever_auth_host::{cli::Cli, logging};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match clever_auth_host::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "clever-auth-host cannot start");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

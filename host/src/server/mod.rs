@@ -1,0 +1,133 @@
+//! The HTTP/1.1 server: accepts connections, routes, drains on shutdown.
+
+mod invoke;
+pub mod routing;
+
+use crate::runtime::Runtime;
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use routing::Route;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// Binds `addr`, saying clearly when the port is taken.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| match addr.port() {
+            0 => format!("cannot listen on {addr}"),
+            port => format!("cannot listen on {addr} (is port {port} already in use?)"),
+        })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets open connections finish
+/// for at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Runtime,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> Result<()> {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Per-connection failures (e.g. the peer reset before accept) are not fatal.
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let runtime = runtime.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let runtime = runtime.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&runtime, req).await) }
+        });
+        let conn = http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        drain_secs = drain.as_secs(),
+        "shutting down: draining open connections"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(drain) => tracing::warn!("drain timed out; closing remaining connections"),
+    }
+    Ok(())
+}
+
+async fn handle(runtime: &Runtime, req: hyper::Request<Incoming>) -> Response<HyperOutgoingBody> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let response = match routing::route(&method, &path) {
+        Route::NotFound => plain(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
+        Route::MethodNotAllowed => {
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"error":"method not allowed"}"#,
+            );
+            r.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET, HEAD"),
+            );
+            r
+        }
+        Route::Component => match invoke::call_component(runtime, req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "health request failed inside the component"
+                );
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    r#"{"status":"fail","error":{"code":"component_error","message":"the component failed; see the host log"}}"#,
+                )
+            }
+        },
+    };
+    tracing::debug!(
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from_static(body.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}

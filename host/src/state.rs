@@ -1,0 +1,68 @@
+//! The data of one wasmtime `Store`: per-instance WASI contexts plus the process-wide
+//! capabilities (settings, key-value store) every instance shares.
+
+use crate::config::{ConfigSource, ConfigView};
+use crate::keyvalue::{KeyValueView, MemoryStore};
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Process-wide state shared by every instance.
+pub struct Shared {
+    pub config: ConfigSource,
+    pub kv: MemoryStore,
+}
+
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    shared: Arc<Shared>,
+}
+
+impl HostState {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        // The component logs on stderr (Spin has no wasi:logging); nothing else is inherited:
+        // no environment, no preopened directories, no arguments.
+        let wasi = WasiCtx::builder().inherit_stderr().build();
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            shared,
+        }
+    }
+
+    pub fn config_view(&mut self) -> ConfigView<'_> {
+        ConfigView {
+            source: &self.shared.config,
+        }
+    }
+
+    pub fn keyvalue_view(&mut self) -> KeyValueView<'_> {
+        KeyValueView {
+            store: &self.shared.kv,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Runs the real `clever-auth-host` binary with the real component on an ephemeral port.
+
+use crate::paths;
+use anyhow::{anyhow, bail, Context, Result};
+use std::net::SocketAddr;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long a host may take to compile the component and bind.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Environment variables a test host never inherits from the machine running the tests.
+const SCRUBBED_PREFIXES: [&str; 2] = ["CLEVER_", "KEYVAULT_"];
+const SCRUBBED: [&str; 4] = [
+    "PORT",
+    "WEBSITES_PORT",
+    "RUST_LOG",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+];
+
+#[derive(Default, Clone)]
+pub struct HostOptions {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Do not pass `--listen 127.0.0.1:0` (to test PORT handling).
+    pub no_listen_flag: bool,
+}
+
+impl HostOptions {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
+/// Every line the host printed, stdout and stderr, in arrival order.
+#[derive(Clone, Default)]
+pub struct Output(Arc<Mutex<Vec<String>>>);
+
+impl Output {
+    fn push(&self, line: String) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push(line);
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+}
+
+pub struct HostProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub output: Output,
+}
+
+fn command(opts: &HostOptions) -> Command {
+    let mut cmd = Command::new(paths::host_binary());
+    for (key, _) in std::env::vars() {
+        if SCRUBBED.contains(&key.as_str()) || SCRUBBED_PREFIXES.iter().any(|p| key.starts_with(p))
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    if !opts.args.iter().any(|a| a == "--component") {
+        cmd.arg("--component").arg(paths::component());
+    }
+    cmd.args(["--log-format", "json"]);
+    if !opts.no_listen_flag {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.args(&opts.args);
+    cmd.envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+impl HostProcess {
+    pub async fn start(opts: HostOptions) -> Result<HostProcess> {
+        paths::require_artifacts();
+        let mut child = command(&opts)
+            .spawn()
+            .context("spawning clever-auth-host")?;
+        let output = Output::default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<SocketAddr>();
+        let stdout = child.stdout.take().context("no stdout")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let out = output.clone();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = listening_addr(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                out.push(line);
+            }
+        });
+        let err = output.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                err.push(line);
+            }
+        });
+        let addr = match tokio::time::timeout(START_TIMEOUT, rx).await {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(_)) => {
+                let status = child.wait().await.ok();
+                // Let the readers drain what the host printed before it died.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                bail!(
+                    "host exited before listening ({status:?}):\n{}",
+                    output.text()
+                );
+            }
+            Err(_) => bail!(
+                "host did not start listening within {START_TIMEOUT:?}:\n{}",
+                output.text()
+            ),
+        };
+        Ok(HostProcess {
+            child,
+            addr,
+            output,
+        })
+    }
+
+    /// Runs the host to completion (for start-up failures) and returns its status and output.
+    pub async fn run_to_exit(opts: HostOptions) -> Result<(ExitStatus, String)> {
+        paths::require_artifacts();
+        let out = tokio::time::timeout(START_TIMEOUT, command(&opts).output())
+            .await
+            .map_err(|_| anyhow!("host did not exit within {START_TIMEOUT:?}"))??;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status, text))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub async fn terminate(mut self) -> Result<ExitStatus> {
+        let pid = self.child.id().context("host already reaped")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .map_err(|_| anyhow!("host did not exit within 20 s of SIGTERM"))??;
+        Ok(status)
+    }
+}
+
+/// The `addr` of the host's JSON `listening` log line.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("message")?.as_str()? != "listening" {
+        return None;
+    }
+    v.get("addr")?.as_str()?.parse().ok()
+}

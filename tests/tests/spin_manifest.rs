@@ -1,0 +1,84 @@
+//! spin.toml and runtime-config.toml agree with the code: same component file, every setting
+//! exposed with its documented default, tokens kept in memory.
+
+use clever_auth_core::settings::SETTINGS;
+use std::path::PathBuf;
+
+fn read_toml(name: &str) -> toml::Table {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.parse()
+        .unwrap_or_else(|e| panic!("{name} is not valid TOML: {e}"))
+}
+
+#[test]
+fn manifest_is_v2_and_routes_health_to_the_built_component() {
+    let m = read_toml("spin.toml");
+    assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
+    let trigger = &m["trigger"]["http"][0];
+    assert_eq!(trigger["route"].as_str(), Some("/health/clever-auth"));
+    let component = &m["component"]["clever-auth"];
+    assert_eq!(
+        component["source"].as_str(),
+        Some("target/wasm32-wasip2/release/clever_auth.wasm"),
+        "must be where `cargo xtask component` writes it"
+    );
+    assert_eq!(
+        component["build"]["command"].as_str(),
+        Some("cargo xtask component")
+    );
+    let stores: Vec<&str> = component["key_value_stores"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(stores, ["default"]);
+}
+
+#[test]
+fn every_setting_is_a_variable_with_the_documented_default() {
+    let m = read_toml("spin.toml");
+    let vars = m["variables"].as_table().expect("[variables]");
+    let bound = m["component"]["clever-auth"]["variables"]
+        .as_table()
+        .expect("component variables");
+    assert_eq!(vars.len(), SETTINGS.len());
+    for spec in SETTINGS {
+        let var = vars
+            .get(spec.name)
+            .unwrap_or_else(|| panic!("{} missing", spec.name));
+        match spec.default {
+            Some(default) => assert_eq!(var["default"].as_str(), Some(default), "{}", spec.name),
+            None => assert_eq!(
+                var.get("required").and_then(|v| v.as_bool()),
+                Some(true),
+                "{}",
+                spec.name
+            ),
+        }
+        assert_eq!(
+            var.get("secret").and_then(|v| v.as_bool()).unwrap_or(false),
+            spec.secret,
+            "{}",
+            spec.name
+        );
+        assert_eq!(
+            bound[spec.name].as_str(),
+            Some(format!("{{{{ {} }}}}", spec.name).as_str())
+        );
+    }
+}
+
+#[test]
+fn runtime_config_keeps_the_store_in_memory() {
+    let rc = read_toml("runtime-config.toml");
+    let store = &rc["key_value_store"]["default"];
+    assert_eq!(store["type"].as_str(), Some("spin"));
+    assert!(
+        store.get("path").is_none(),
+        "a path would put tokens on disk"
+    );
+}

@@ -1,0 +1,166 @@
+//! Project commands, so that a fresh machine needs nothing but cargo and rustup:
+//!
+//! - `cargo xtask component`: the component only (what `spin build` runs).
+//! - `cargo xtask build`: the component (wasm32-wasip2, release) and the host.
+//! - `cargo xtask run`:   build, then start the service on its embedded default.
+//! - `cargo xtask test`:  build, then run the whole test suite.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+const COMPONENT_CRATE: &str = "clever-auth";
+const COMPONENT_FILE: &str = "clever_auth.wasm";
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test clever-auth")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build only the component, to target/wasm32-wasip2/release/clever_auth.wasm (spin.toml's source).
+    Component,
+    /// Build the component (wasm32-wasip2, release) and the host.
+    Build {
+        /// Build the host in release mode too.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build everything and start the service on its embedded default (Ctrl-C stops it).
+    Run {
+        /// Address for the service.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Build everything and run the whole test suite.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root()?;
+    match cli.command {
+        Cmd::Component => {
+            let wasm = build_component(&root)?;
+            println!("{}", wasm.display());
+        }
+        Cmd::Build { release } => {
+            build(&root, release)?;
+        }
+        Cmd::Run { listen } => {
+            let component = build(&root, true)?;
+            let mut cmd = cargo(&root);
+            cmd.args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "clever-auth-host",
+                "--",
+            ])
+            .args(["--listen", &listen, "--log-format", "text"])
+            .arg("--component")
+            .arg(&component);
+            println!("clever-auth: http://{listen}/health/clever-auth");
+            run(&mut cmd)?;
+        }
+        Cmd::Test { args } => test(&root, &args)?,
+    }
+    Ok(())
+}
+
+/// Builds the component and the host; returns the component's path.
+fn build(root: &Path, release_host: bool) -> Result<PathBuf> {
+    let component = build_component(root)?;
+    let mut host = cargo(root);
+    host.args(["build", "-p", "clever-auth-host"]);
+    if release_host {
+        host.arg("--release");
+    }
+    run(&mut host)?;
+    Ok(component)
+}
+
+/// Builds the component into `<root>/target/wasm32-wasip2/release/clever_auth.wasm`, the path
+/// `spin.toml` names. The target dir is fixed for this one build so that path holds even when
+/// CARGO_TARGET_DIR points elsewhere. Cargo makes it a no-op when nothing changed.
+fn build_component(root: &Path) -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    let target_dir = root.join("target");
+    run(cargo(root)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            COMPONENT_CRATE,
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir))?;
+    let wasm = target_dir
+        .join(WASM_TARGET)
+        .join("release")
+        .join(COMPONENT_FILE);
+    if !wasm.is_file() {
+        bail!("the build finished but {} is missing", wasm.display());
+    }
+    Ok(wasm)
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    let component = build(root, false)?;
+    let mut cmd = cargo(root);
+    cmd.args(["test", "--workspace", "--exclude", COMPONENT_CRATE])
+        .args(extra)
+        .env("CLEVER_AUTH_COMPONENT", &component);
+    run(&mut cmd)
+}
+
+/// `rustup target add` is idempotent but slow to ask; look first.
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running `rustup target list --installed` (is rustup installed?)")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the {WASM_TARGET} target");
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask lives one level below the workspace root")
+}
