@@ -36,6 +36,11 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 
+    /// Do not drive the refresher on a schedule: refreshes then run only after health
+    /// requests, exactly as under `spin up` (useful to reproduce Spin behaviour locally).
+    #[arg(long, env = "CLEVER_AUTH_NO_SCHEDULER")]
+    pub no_scheduler: bool,
+
     /// On SIGTERM/SIGINT, how long open connections may take to finish.
     #[arg(long, env = "CLEVER_AUTH_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,

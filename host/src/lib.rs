@@ -44,7 +44,11 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, health = format!("http://{local}{}", server::routing::HEALTH_PATH), "listening");
 
-    let scheduler = tokio::spawn(scheduler::run(runtime.clone(), scheduler::Wake::default()));
+    let scheduler = (!cli.no_scheduler)
+        .then(|| tokio::spawn(scheduler::run(runtime.clone(), scheduler::Wake::default())));
+    if scheduler.is_none() {
+        tracing::info!("scheduler off: refreshes run only after health requests, as under Spin");
+    }
     let result = server::serve(
         listener,
         runtime,
@@ -52,7 +56,9 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
         Duration::from_secs(cli.drain_secs),
     )
     .await;
-    scheduler.abort();
+    if let Some(s) = scheduler {
+        s.abort();
+    }
     tracing::info!("stopped");
     result
 }

@@ -3,5 +3,6 @@
 pub mod host_process;
 pub mod http_client;
 pub mod paths;
+pub mod scenario;
 
 pub mod fake_clever;

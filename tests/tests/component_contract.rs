@@ -17,6 +17,13 @@ const CONTRACT_IMPORTS: [&str; 5] = [
 /// Interfaces Rust's std pulls in on wasm32-wasip2.
 const STD_PACKAGES: [&str; 4] = ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"];
 
+/// Prints the component's world, for the issue notes: `cargo test --test component_contract -- --nocapture`.
+#[test]
+fn print_world() {
+    let (imports, exports) = world();
+    eprintln!("imports: {imports:#?}\nexports: {exports:#?}");
+}
+
 fn world() -> (BTreeSet<String>, BTreeSet<String>) {
     paths::require_artifacts();
     let engine = Engine::new(&Config::new()).expect("engine");

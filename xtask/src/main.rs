@@ -7,8 +7,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 const COMPONENT_CRATE: &str = "clever-auth";
@@ -31,7 +32,8 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Build everything and start the service on its embedded default (Ctrl-C stops it).
+    /// Build everything and start the service on its embedded default: the host plus a local
+    /// fake Clever (two districts, development credentials). Ctrl-C stops both.
     Run {
         /// Address for the service.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -40,7 +42,7 @@ enum Cmd {
     /// Build everything and run the whole test suite.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
-        #[arg(trailing_var_arg = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
 }
@@ -56,23 +58,7 @@ fn main() -> Result<()> {
         Cmd::Build { release } => {
             build(&root, release)?;
         }
-        Cmd::Run { listen } => {
-            let component = build(&root, true)?;
-            let mut cmd = cargo(&root);
-            cmd.args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "clever-auth-host",
-                "--",
-            ])
-            .args(["--listen", &listen, "--log-format", "text"])
-            .arg("--component")
-            .arg(&component);
-            println!("clever-auth: http://{listen}/health/clever-auth");
-            run(&mut cmd)?;
-        }
+        Cmd::Run { listen } => demo(&root, &listen)?,
         Cmd::Test { args } => test(&root, &args)?,
     }
     Ok(())
@@ -115,6 +101,65 @@ fn build_component(root: &Path) -> Result<PathBuf> {
         bail!("the build finished but {} is missing", wasm.display());
     }
     Ok(wasm)
+}
+
+/// The embedded default: a local fake Clever on loopback and the host pointed at it.
+fn demo(root: &Path, listen: &str) -> Result<()> {
+    let component = build_component(root)?;
+    run(cargo(root).args([
+        "build",
+        "-p",
+        "clever-auth-host",
+        "-p",
+        "clever-auth-tests",
+        "--bins",
+    ]))?;
+    let bin_dir = target_dir(root).join("debug");
+    let mut fake = Command::new(bin_dir.join("fake-clever"))
+        .args(["--addr", "127.0.0.1:0", "--districts", "2", "--quiet"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the fake Clever")?;
+    let stdout = fake.stdout.take().context("fake Clever has no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().transpose()?.unwrap_or_default();
+    let Some(fake_url) = first.strip_prefix("listening on ").map(str::to_string) else {
+        let _ = fake.kill();
+        bail!("the fake Clever did not start: {first}");
+    };
+    for line in lines.by_ref().take(2) {
+        println!("fake Clever: {}", line?);
+    }
+    println!("fake Clever: {fake_url}");
+    println!("clever-auth: http://{listen}/health/clever-auth   (Ctrl-C stops both)");
+    let status = Command::new(bin_dir.join("clever-auth-host"))
+        .args([
+            "--listen",
+            listen,
+            "--log-format",
+            "text",
+            "--secrets",
+            "env",
+        ])
+        .arg("--component")
+        .arg(&component)
+        .env("CLEVER_CLIENT_ID", "demo-client-id")
+        .env("CLEVER_CLIENT_SECRET", "demo-client-secret")
+        .env("CLEVER_TOKEN_URL", format!("{fake_url}/oauth/tokens"))
+        .env("CLEVER_API_BASE_URL", &fake_url)
+        .status()
+        .context("starting clever-auth-host");
+    let _ = fake.kill();
+    let _ = fake.wait();
+    let status = status?;
+    if !status.success() {
+        bail!("clever-auth-host exited with {status}");
+    }
+    Ok(())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {

@@ -6,7 +6,7 @@
 //! serve); 503 means this instance has no usable token or cannot get one.
 
 use crate::settings::SettingError;
-use crate::status::{CredentialState, DistrictRecord, ErrorRecord, ServiceStatus};
+use crate::status::{CredentialState, DistrictRecord, ErrorRecord, ServiceStatus, VersionState};
 use crate::time_fmt::rfc3339;
 use crate::UnixMillis;
 use serde_json::{json, Map, Value};
@@ -107,6 +107,9 @@ pub fn report(input: &HealthInputs<'_>) -> HealthReport {
         }]),
     );
 
+    let version_status = version_check(input, &mut checks, &mut block);
+    let rate_status = rate_limit_check(input, &mut checks);
+
     let skew = input.expiry_skew_ms;
     let mut district_checks = Vec::with_capacity(input.districts.len());
     let mut any_usable = false;
@@ -160,7 +163,10 @@ pub fn report(input: &HealthInputs<'_>) -> HealthReport {
 
     let status = if blocking.is_some() {
         Status::Fail
-    } else if worst_district > Status::Pass || cred_status > Status::Pass {
+    } else if [worst_district, cred_status, version_status, rate_status]
+        .iter()
+        .any(|s| *s > Status::Pass)
+    {
         Status::Warn
     } else {
         Status::Pass
@@ -211,6 +217,76 @@ fn credentials_check(
         Some(CredentialState::Accepted) => (Status::Pass, "accepted by Clever".into()),
         _ => (Status::Pass, "present; not yet used".into()),
     }
+}
+
+fn version_check(
+    input: &HealthInputs<'_>,
+    checks: &mut Map<String, Value>,
+    block: &mut impl FnMut(&str, String),
+) -> Status {
+    let Some(v) = input.service.and_then(|s| s.api_version.as_ref()) else {
+        return Status::Pass;
+    };
+    let seen = v.seen.join(", ");
+    let (status, output) = match v.state {
+        VersionState::Match => (Status::Pass, format!("Clever serves {}", v.configured)),
+        VersionState::Unknown => (
+            Status::Pass,
+            "no version seen in Clever's responses".to_string(),
+        ),
+        VersionState::Mismatch => (
+            Status::Warn,
+            format!(
+                "configured {} but Clever's responses carry {seen}",
+                v.configured
+            ),
+        ),
+        VersionState::Unsupported => {
+            let message = format!("Clever does not support API version {}", v.configured);
+            block("version_unsupported", message.clone());
+            (Status::Fail, message)
+        }
+    };
+    checks.insert(
+        "clever:apiVersion".into(),
+        json!([{
+            "componentType": "system",
+            "status": status.as_str(),
+            "time": rfc3339(v.at),
+            "observedValue": v.configured,
+            "output": output,
+        }]),
+    );
+    status
+}
+
+fn rate_limit_check(input: &HealthInputs<'_>, checks: &mut Map<String, Value>) -> Status {
+    let Some(service) = input.service else {
+        return Status::Pass;
+    };
+    let limited_until = service.rate_limited_until.filter(|t| *t > input.now);
+    if limited_until.is_none() && service.rate_limit.is_none() {
+        return Status::Pass;
+    }
+    let status = if limited_until.is_some() {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let bucket = service.rate_limit.as_ref();
+    checks.insert(
+        "clever:rateLimit".into(),
+        json!([{
+            "componentType": "system",
+            "status": status.as_str(),
+            "time": rfc3339(input.now),
+            "observedValue": bucket.and_then(|b| b.remaining),
+            "limit": bucket.and_then(|b| b.limit),
+            "bucket": bucket.and_then(|b| b.name.clone()),
+            "rateLimitedUntil": limited_until.map(rfc3339),
+        }]),
+    );
+    status
 }
 
 fn latest_error(input: &HealthInputs<'_>) -> Option<ErrorRecord> {
@@ -338,6 +414,50 @@ mod tests {
             r.body["checks"]["clever:districtTokens"][0]["rateLimitedUntil"],
             rfc3339(NOW + 10_000)
         );
+    }
+
+    #[test]
+    fn version_mismatch_warns_and_unsupported_fails() {
+        use crate::status::VersionRecord;
+        let ds = [district("a", 3_600_000)];
+        let mut svc = ServiceStatus {
+            api_version: Some(VersionRecord {
+                configured: "v3.0".into(),
+                seen: vec!["v3.1".into()],
+                state: VersionState::Mismatch,
+                at: NOW,
+            }),
+            ..Default::default()
+        };
+        let r = report(&inputs(BOTH, Some(&svc), &ds));
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(r.body["checks"]["clever:apiVersion"][0]["status"], "warn");
+        if let Some(v) = svc.api_version.as_mut() {
+            v.state = VersionState::Unsupported;
+        }
+        let r = report(&inputs(BOTH, Some(&svc), &ds));
+        assert_eq!((r.status, r.http_status()), (Status::Fail, 503));
+        assert_eq!(r.body["error"]["code"], "version_unsupported");
+    }
+
+    #[test]
+    fn rate_limiting_in_progress_warns() {
+        let ds = [district("a", 3_600_000)];
+        let svc = ServiceStatus {
+            rate_limited_until: Some(NOW + 5_000),
+            ..Default::default()
+        };
+        let r = report(&inputs(BOTH, Some(&svc), &ds));
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(
+            r.body["checks"]["clever:rateLimit"][0]["rateLimitedUntil"],
+            rfc3339(NOW + 5_000)
+        );
+        let past = ServiceStatus {
+            rate_limited_until: Some(NOW - 1),
+            ..Default::default()
+        };
+        assert_eq!(report(&inputs(BOTH, Some(&past), &ds)).status, Status::Pass);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub type UnixMillis = u64;
 
 pub mod health;
+pub mod lifecycle;
 pub mod settings;
 pub mod status;
 pub mod time_fmt;

@@ -8,13 +8,18 @@ use serde::{Deserialize, Serialize};
 
 /// Key-value keys, namespaced so the store can be shared with other components.
 pub mod keys {
-    /// The service-wide record ([`super::ServiceStatus`]).
-    pub const SERVICE: &str = "clever-auth/v1/service";
-    /// Prefix of the per-district records ([`super::DistrictRecord`]).
-    pub const DISTRICT_PREFIX: &str = "clever-auth/v1/district/";
+    /// The whole status ([`super::StatusSnapshot`]) in one record, so a health request never
+    /// sees half of a refresh cycle's results.
+    pub const STATUS: &str = "clever-auth/v1/status";
+    /// Prefix of the cached tokens ([`crate::lifecycle::TokenEntry`]).
+    pub const TOKEN_PREFIX: &str = "clever-auth/v1/token/";
+    /// The refresher's schedule and retry bookkeeping.
+    pub const CYCLE: &str = "clever-auth/v1/cycle";
+    /// The lease that lets one instance at a time acquire tokens.
+    pub const LEASE: &str = "clever-auth/v1/lease/acquire";
 
-    pub fn district(id: &str) -> String {
-        format!("{DISTRICT_PREFIX}{id}")
+    pub fn token(id: &str) -> String {
+        format!("{TOKEN_PREFIX}{id}")
     }
 }
 
@@ -49,6 +54,39 @@ pub struct ServiceStatus {
     pub last_error: Option<ErrorRecord>,
     pub credentials: Option<CredentialState>,
     pub credentials_checked_at: Option<UnixMillis>,
+    /// Failed acquisition attempts since the last success.
+    pub consecutive_failures: u32,
+    /// Set while Clever's rate limit makes the refresher wait.
+    pub rate_limited_until: Option<UnixMillis>,
+    /// The binding rate-limit bucket of the last Clever response.
+    pub rate_limit: Option<crate::ratelimit::Bucket>,
+    pub api_version: Option<VersionRecord>,
+}
+
+/// What the connection probes said about the API version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub configured: String,
+    pub seen: Vec<String>,
+    pub state: VersionState,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    Match,
+    Mismatch,
+    Unsupported,
+    Unknown,
+}
+
+/// Everything the health report shows, written in one piece at the end of each refresher run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusSnapshot {
+    pub service: ServiceStatus,
+    pub districts: std::collections::BTreeMap<String, DistrictRecord>,
 }
 
 /// What is known about one district's token, without the token itself.

@@ -2,6 +2,7 @@
 
 use crate::bindings::wasi::config::store;
 use clever_auth_core::health::CredentialPresence;
+use clever_auth_core::secret::Secret;
 use clever_auth_core::settings::{self, SettingError, Settings, CLIENT_ID, CLIENT_SECRET};
 
 fn get(key: &str) -> Result<Option<String>, String> {
@@ -22,4 +23,23 @@ pub fn credential_presence() -> CredentialPresence {
         client_id: present(CLIENT_ID),
         client_secret: present(CLIENT_SECRET),
     }
+}
+
+/// The Clever client credentials, read afresh at each acquisition so a rotated secret takes
+/// effect without a restart. `Debug` never shows the secret.
+#[derive(Debug)]
+pub struct Credentials {
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+pub fn credentials() -> Option<Credentials> {
+    let value = |key| match get(key) {
+        Ok(Some(v)) if !v.trim().is_empty() => Some(v.trim().to_string()),
+        _ => None,
+    };
+    Some(Credentials {
+        client_id: value(CLIENT_ID)?,
+        client_secret: Secret::new(value(CLIENT_SECRET)?),
+    })
 }

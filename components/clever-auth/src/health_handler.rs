@@ -6,7 +6,7 @@ use crate::bindings::wasi::http::types::{
 use crate::{clock, config, kv::Kv};
 use clever_auth_core::health::{self, HealthInputs, CONTENT_TYPE};
 use clever_auth_core::settings::SettingError;
-use clever_auth_core::status::{keys, DistrictRecord, ServiceStatus};
+use clever_auth_core::status::{keys, StatusSnapshot};
 use serde_json::json;
 
 const HEALTH_PATH: &str = "/health/clever-auth";
@@ -45,10 +45,16 @@ fn health_body() -> (u16, String) {
         Err(errors) => (errors, 30_000),
     };
     let credentials = config::credential_presence();
-    let (service, districts, store_error) = match read_records() {
-        Ok((s, d)) => (s, d, None),
-        Err(e) => (None, Vec::new(), Some(e)),
-    };
+    let (snapshot, store_error) =
+        match Kv::open().and_then(|kv| kv.get::<StatusSnapshot>(keys::STATUS)) {
+            Ok(s) => (s, None),
+            Err(e) => (None, Some(e)),
+        };
+    let service = snapshot.as_ref().map(|s| &s.service);
+    let districts: Vec<_> = snapshot
+        .iter()
+        .flat_map(|s| s.districts.values().cloned())
+        .collect();
     let mut settings_errors = settings_errors;
     if let Some(e) = store_error {
         // Surfaced through the same "named problem" channel as settings.
@@ -61,24 +67,11 @@ fn health_body() -> (u16, String) {
         now,
         settings_errors: &settings_errors,
         credentials,
-        service: service.as_ref(),
+        service,
         districts: &districts,
         expiry_skew_ms: skew_ms,
     });
     (report.http_status(), report.body.to_string())
-}
-
-fn read_records() -> Result<(Option<ServiceStatus>, Vec<DistrictRecord>), crate::kv::KvError> {
-    let kv = Kv::open()?;
-    let service = kv.get::<ServiceStatus>(keys::SERVICE)?;
-    let mut districts = Vec::new();
-    for key in kv.keys_with_prefix(keys::DISTRICT_PREFIX)? {
-        if let Some(record) = kv.get::<DistrictRecord>(&key)? {
-            districts.push(record);
-        }
-    }
-    districts.sort_by(|a, b| a.district_id.cmp(&b.district_id));
-    Ok((service, districts))
 }
 
 fn respond(out: ResponseOutparam, status: u16, content_type: &str, allow: bool, body: &str) {

@@ -37,6 +37,14 @@ impl Kv {
         Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
+    pub fn bucket(&self) -> &Bucket {
+        &self.0
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.0.delete(key).map_err(describe)
+    }
+
     pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), KvError> {
         let bytes = serde_json::to_vec(value).map_err(|e| KvError(e.to_string()))?;
         self.0.set(key, &bytes).map_err(describe)

@@ -12,10 +12,15 @@ mod bindings {
     });
 }
 
+mod clever_client;
 mod clock;
 mod config;
+mod entropy;
 mod health_handler;
+mod http_out;
 mod kv;
+mod lease;
+mod log;
 mod refresh;
 
 use bindings::exports::clever::auth::refresher;
@@ -34,7 +39,7 @@ impl incoming_handler::Guest for Component {
 
 impl refresher::Guest for Component {
     fn run_due() -> u64 {
-        refresh::run_due()
+        refresh::run_due_scheduled()
     }
 }
 

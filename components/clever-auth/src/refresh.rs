@@ -1,34 +1,89 @@
-//! The refresher: records what it finds (settings, credentials) and says when to run next.
+//! The refresher: when a refresh is due it takes the lease, obtains tokens, probes each one,
+//! and records what happened for the health report. One attempt per call: a retry is not
+//! slept on but scheduled, and the caller (the host's scheduler, or the next health request
+//! under Spin) calls again when it is due.
 
-use crate::{clock, config, kv::Kv};
-use clever_auth_core::status::{keys, CredentialState, ServiceStatus};
+use crate::clever_client;
+use crate::config::{self, Credentials};
+use crate::http_out::{Failure, Response};
+use crate::kv::Kv;
+use crate::lease::Lease;
+use crate::{clock, entropy, log};
+use clever_auth_core::backoff::{
+    classify_status, Decision, Outcome, PermanentKind, RetryPolicy, RetryState, TransientKind,
+};
+use clever_auth_core::clever_wire::{self, VersionCheck};
+use clever_auth_core::lifecycle::{self, Timing, TokenEntry, APP_TOKEN_ID};
+use clever_auth_core::ratelimit::RateLimitInfo;
+use clever_auth_core::settings::{Grant, Settings};
+use clever_auth_core::status::{
+    keys, CredentialState, DistrictRecord, ErrorRecord, StatusSnapshot, VersionRecord, VersionState,
+};
 use clever_auth_core::UnixMillis;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeSet;
 
 /// How soon to look again while credentials or settings are missing: the host's secrets may
 /// arrive at any moment (Key Vault recovering), so this stays short.
 const RECHECK_MS: u64 = 5_000;
-
-/// With nothing to refresh, how long until the credentials are looked at again.
-const IDLE_MS: u64 = 60_000;
-
-const SCHEDULE_KEY: &str = "clever-auth/v1/schedule";
+/// How soon to look again when another instance holds the lease.
+const LEASE_BUSY_MS: u64 = 200;
+/// Marks that a host scheduler drives the refresher (so health requests need not).
+const SCHEDULER_KEY: &str = "clever-auth/v1/scheduler";
+/// How long past its announced next call a scheduler still counts as alive.
+const SCHEDULER_GRACE_MS: u64 = 5_000;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
-struct Schedule {
-    next_due_at: UnixMillis,
+struct SchedulerMark {
+    alive_until: UnixMillis,
 }
 
-/// Runs when the health handler has answered (the path Spin uses), but only if something is due.
+/// The refresher's own bookkeeping, persisted between calls.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Cycle {
+    next_due_at: UnixMillis,
+    retry: RetryState,
+    /// Credentials were present at the last run; their arrival makes a refresh due at once.
+    credentials_seen: bool,
+}
+
+/// The `clever:auth/refresher.run-due` export, called by the native host's scheduler.
+pub fn run_due_scheduled() -> u64 {
+    let next_in = run_due();
+    if let Ok(kv) = Kv::open() {
+        let mark = SchedulerMark {
+            alive_until: clock::now()
+                .saturating_add(next_in)
+                .saturating_add(SCHEDULER_GRACE_MS),
+        };
+        let _ = kv.put(SCHEDULER_KEY, &mark);
+    }
+    next_in
+}
+
+/// Runs after a health response has been sent (the path Spin uses, which has no scheduler),
+/// but only when due and only when no host scheduler is driving the refresher: two drivers
+/// would race for the lease and the loser would miss its slot.
 pub fn run_if_due() {
     let Ok(kv) = Kv::open() else { return };
-    let due = kv
-        .get::<Schedule>(SCHEDULE_KEY)
+    let scheduled = kv
+        .get::<SchedulerMark>(SCHEDULER_KEY)
         .ok()
         .flatten()
-        .is_none_or(|s| s.next_due_at <= clock::now());
-    if due {
+        .is_some_and(|m| m.alive_until > clock::now());
+    if scheduled {
+        return;
+    }
+    let cycle = kv
+        .get::<Cycle>(keys::CYCLE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let credentials_arrived = !cycle.credentials_seen && config::credentials().is_some();
+    if credentials_arrived || cycle.next_due_at <= clock::now() {
         run_due();
     }
 }
@@ -36,51 +91,576 @@ pub fn run_if_due() {
 /// Does every due refresh and returns the delay in milliseconds until the next one.
 pub fn run_due() -> u64 {
     let now = clock::now();
-    let Ok(kv) = Kv::open() else {
-        eprintln!("clever-auth: key-value store `default` unavailable; refresh skipped");
-        return RECHECK_MS;
+    let kv = match Kv::open() {
+        Ok(kv) => kv,
+        Err(e) => {
+            log::event(
+                "error",
+                "store_unavailable",
+                json!({ "error": e.to_string() }),
+            );
+            return RECHECK_MS;
+        }
     };
-    let mut service = kv
-        .get::<ServiceStatus>(keys::SERVICE)
+    let mut status = load_status(&kv);
+    let mut cycle = kv
+        .get::<Cycle>(keys::CYCLE)
         .ok()
         .flatten()
         .unwrap_or_default();
-    service.last_run_at = Some(now);
+    status.service.last_run_at = Some(now);
 
-    let settings_ok = match config::settings() {
-        Ok(_) => true,
+    let settings = match config::settings() {
+        Ok(s) => s,
         Err(errors) => {
             for e in &errors {
-                eprintln!("clever-auth: {e}");
+                log::event(
+                    "error",
+                    "setting_invalid",
+                    json!({ "setting": e.setting, "error": e.message }),
+                );
             }
-            false
+            save(&kv, &status, None);
+            return RECHECK_MS;
         }
     };
-    let presence = config::credential_presence();
-    let have_credentials = presence.client_id && presence.client_secret;
-    if !have_credentials {
-        service.credentials = Some(CredentialState::Missing);
-    } else if service
+    status.service.credentials_checked_at = Some(now);
+    let Some(creds) = config::credentials() else {
+        status.service.credentials = Some(CredentialState::Missing);
+        cycle.credentials_seen = false;
+        cycle.next_due_at = now + RECHECK_MS;
+        save(&kv, &status, Some(&cycle));
+        return RECHECK_MS;
+    };
+    if !due(&cycle, now) {
+        return cycle.next_due_at - now;
+    }
+
+    let lease_ttl = settings.http_timeout_ms.saturating_mul(4).max(60_000);
+    let Some(lease) = Lease::acquire(kv.bucket(), now, lease_ttl) else {
+        return LEASE_BUSY_MS;
+    };
+    // Another instance may have finished a cycle between our first look and the lease.
+    let mut cycle = kv
+        .get::<Cycle>(keys::CYCLE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !due(&cycle, now) {
+        return cycle.next_due_at.saturating_sub(now);
+    }
+    let mut status = load_status(&kv);
+    status.service.last_run_at = Some(now);
+    status.service.credentials_checked_at = Some(now);
+    if status
+        .service
         .credentials
         .is_none_or(|c| c == CredentialState::Missing)
     {
-        service.credentials = Some(CredentialState::Present);
+        status.service.credentials = Some(CredentialState::Present);
     }
-    service.credentials_checked_at = Some(now);
+    cycle.credentials_seen = true;
+    let mut run = Refresh::new(&kv, &settings, &creds, now, status, cycle);
+    let next_due_at = run.run();
+    run.cycle.next_due_at = next_due_at;
+    save(&kv, &run.status, Some(&run.cycle));
+    drop(lease);
+    next_due_at.saturating_sub(clock::now())
+}
 
-    let delay = if settings_ok && have_credentials {
-        IDLE_MS
-    } else {
-        RECHECK_MS
-    };
-    if let Err(e) = kv.put(keys::SERVICE, &service) {
-        eprintln!("clever-auth: could not record status: {e}");
+/// Due when the schedule says so, or at once when credentials have just arrived.
+fn due(cycle: &Cycle, now: UnixMillis) -> bool {
+    !cycle.credentials_seen || now >= cycle.next_due_at
+}
+
+fn load_status(kv: &Kv) -> StatusSnapshot {
+    kv.get::<StatusSnapshot>(keys::STATUS)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn save(kv: &Kv, status: &StatusSnapshot, cycle: Option<&Cycle>) {
+    if let Err(e) = kv.put(keys::STATUS, status) {
+        log::event(
+            "error",
+            "store_write_failed",
+            json!({ "key": keys::STATUS, "error": e.to_string() }),
+        );
     }
-    let _ = kv.put(
-        SCHEDULE_KEY,
-        &Schedule {
-            next_due_at: now + delay,
-        },
-    );
-    delay
+    if let Some(c) = cycle {
+        if let Err(e) = kv.put(keys::CYCLE, c) {
+            log::event(
+                "error",
+                "store_write_failed",
+                json!({ "key": keys::CYCLE, "error": e.to_string() }),
+            );
+        }
+    }
+}
+
+/// A failed acquisition attempt, in the terms the retry policy and the health report use.
+struct AttemptError {
+    outcome: Outcome,
+    code: String,
+    message: String,
+    hint_ms: Option<u64>,
+}
+
+struct Refresh<'a> {
+    kv: &'a Kv,
+    settings: &'a Settings,
+    creds: &'a Credentials,
+    now: UnixMillis,
+    timing: Timing,
+    status: StatusSnapshot,
+    cycle: Cycle,
+}
+
+impl<'a> Refresh<'a> {
+    fn new(
+        kv: &'a Kv,
+        settings: &'a Settings,
+        creds: &'a Credentials,
+        now: UnixMillis,
+        status: StatusSnapshot,
+        cycle: Cycle,
+    ) -> Self {
+        let timing = Timing::from_settings(settings);
+        Refresh {
+            kv,
+            settings,
+            creds,
+            now,
+            timing,
+            status,
+            cycle,
+        }
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.settings.retry_max,
+            base_ms: self.settings.retry_base_ms,
+            multiplier: 2.0,
+            max_delay_ms: self.settings.retry_max_delay_ms,
+            jitter: self.settings.retry_jitter,
+        }
+    }
+
+    /// One acquisition attempt and its probes; returns when the refresher is next due.
+    fn run(&mut self) -> UnixMillis {
+        let tokens = self.live_tokens();
+        let attempt = match self.settings.grant {
+            Grant::DistrictTokens => self.acquire_district_tokens(),
+            Grant::ClientCredentials => self.acquire_client_credentials(),
+        };
+        match attempt {
+            Ok(entries) => self.succeeded(entries),
+            Err(e) => {
+                // The retry delay counts from when the failure was seen, not from when the
+                // attempt began, so retries are never closer together than the schedule.
+                self.now = clock::now().max(self.now);
+                self.failed(e, &tokens)
+            }
+        }
+    }
+
+    /// Cached tokens that may still be used; expired ones are deleted so they can never be
+    /// handed out, while their district records stay for the health report.
+    fn live_tokens(&self) -> Vec<TokenEntry> {
+        let keys = self
+            .kv
+            .keys_with_prefix(keys::TOKEN_PREFIX)
+            .unwrap_or_default();
+        let mut live = Vec::new();
+        for key in keys {
+            match self.kv.get::<TokenEntry>(&key) {
+                Ok(Some(t)) if t.usable(self.now, self.timing.skew_ms) => live.push(t),
+                _ => {
+                    let _ = self.kv.delete(&key);
+                }
+            }
+        }
+        live
+    }
+
+    fn known_districts(&self) -> BTreeSet<String> {
+        self.status.districts.keys().cloned().collect()
+    }
+
+    fn acquire_district_tokens(&mut self) -> Result<Vec<TokenEntry>, AttemptError> {
+        let response = clever_client::list_district_tokens(self.settings, self.creds);
+        let response = self.checked("token_listing", response)?;
+        let listing = clever_wire::parse_district_tokens(&response.body)
+            .map_err(|e| malformed(response.status, &e.to_string()))?;
+        for skipped in &listing.skipped {
+            log::event(
+                "warn",
+                "listing_entry_skipped",
+                json!({ "district": skipped.district_id, "reason": format!("{:?}", skipped.reason) }),
+            );
+        }
+        let diff = lifecycle::diff_listing(
+            &self.known_districts(),
+            listing.tokens,
+            &self.settings.districts,
+        );
+        for id in &diff.removed {
+            self.remove_district(id);
+        }
+        let lifetime = self.timing.default_lifetime_ms;
+        Ok(diff
+            .kept
+            .into_iter()
+            .map(|t| {
+                TokenEntry::new(
+                    t.district_id,
+                    t.token,
+                    t.scopes,
+                    self.now,
+                    lifetime,
+                    self.timing.refresh_fraction,
+                )
+            })
+            .collect())
+    }
+
+    fn acquire_client_credentials(&mut self) -> Result<Vec<TokenEntry>, AttemptError> {
+        let response = clever_client::client_credentials(self.settings, self.creds);
+        let response = self.checked("client_credentials", response)?;
+        let token = clever_wire::parse_token_response(&response.body)
+            .map_err(|e| malformed(response.status, &e.to_string()))?;
+        let lifetime = token
+            .expires_in
+            .map_or(self.timing.default_lifetime_ms, |s| s.saturating_mul(1000));
+        for id in self.known_districts() {
+            if id != APP_TOKEN_ID {
+                self.remove_district(&id);
+            }
+        }
+        Ok(vec![TokenEntry::new(
+            APP_TOKEN_ID.to_string(),
+            token.access_token,
+            token.scopes,
+            self.now,
+            lifetime,
+            self.timing.refresh_fraction,
+        )])
+    }
+
+    /// Turns a transport failure or a non-2xx status into an [`AttemptError`], recording the
+    /// rate-limit headers every Clever response carries.
+    fn checked(
+        &mut self,
+        operation: &str,
+        response: Result<Response, Failure>,
+    ) -> Result<Response, AttemptError> {
+        let response = response.map_err(|f| transport_error(operation, &f))?;
+        let limits = self.record_rate_limit(&response);
+        let outcome = classify_status(response.status);
+        if outcome.is_success() {
+            return Ok(response);
+        }
+        Err(AttemptError {
+            outcome,
+            code: outcome.code().to_string(),
+            message: format!(
+                "{operation}: {}",
+                clever_wire::error_summary(response.status, &response.body)
+            ),
+            hint_ms: limits.retry_hint_ms(response.status, self.now),
+        })
+    }
+
+    fn record_rate_limit(&mut self, response: &Response) -> RateLimitInfo {
+        let info = RateLimitInfo::from_headers(&response.headers, self.now);
+        if let Some(b) = info.binding() {
+            self.status.service.rate_limit = Some(b.clone());
+        }
+        info
+    }
+
+    fn remove_district(&mut self, id: &str) {
+        let _ = self.kv.delete(&keys::token(id));
+        self.status.districts.remove(id);
+        log::event(
+            "warn",
+            "district_removed",
+            json!({ "district": id, "reason": "no longer in Clever's listing or not allowed" }),
+        );
+    }
+
+    fn succeeded(&mut self, entries: Vec<TokenEntry>) -> UnixMillis {
+        self.cycle
+            .retry
+            .record(&self.policy(), Outcome::Success, self.now, None, 0, 0.0);
+        self.status.service.last_successful_auth = Some(self.now);
+        self.status.service.credentials = Some(CredentialState::Accepted);
+        self.status.service.consecutive_failures = 0;
+        self.status.service.rate_limited_until = None;
+        self.status.service.last_error = None;
+        log::event(
+            "info",
+            "tokens_acquired",
+            json!({ "districts": entries.len(), "grant": self.settings.grant.as_str() }),
+        );
+
+        let mut kept = Vec::with_capacity(entries.len());
+        let mut versions = VersionProbe::default();
+        let mut any_probe_failed = false;
+        for entry in entries {
+            if let Err(e) = self.kv.put(&keys::token(&entry.district_id), &entry) {
+                log::event(
+                    "error",
+                    "store_write_failed",
+                    json!({ "district": entry.district_id, "error": e.to_string() }),
+                );
+                continue;
+            }
+            let mut record = DistrictRecord {
+                district_id: entry.district_id.clone(),
+                expires_at: Some(entry.expires_at),
+                refresh_at: Some(entry.refresh_at),
+                last_success: Some(self.now),
+                ..Default::default()
+            };
+            let usable = self.probe(&entry, &mut record, &mut versions);
+            any_probe_failed |= record.consecutive_failures > 0;
+            self.status
+                .districts
+                .insert(entry.district_id.clone(), record);
+            if usable {
+                kept.push(entry);
+            }
+        }
+        if let Some(v) = versions.finish(&self.settings.api_version, self.now) {
+            self.status.service.api_version = Some(v);
+        }
+        lifecycle::next_due(self.now, &kept, None, any_probe_failed, &self.timing)
+    }
+
+    /// Checks the new token against the data API; returns false when the token was refused
+    /// (and so deleted).
+    fn probe(
+        &mut self,
+        entry: &TokenEntry,
+        record: &mut DistrictRecord,
+        versions: &mut VersionProbe,
+    ) -> bool {
+        let district = (entry.district_id != APP_TOKEN_ID).then_some(entry.district_id.as_str());
+        let response = match clever_client::probe(self.settings, district, &entry.token) {
+            Ok(r) => r,
+            Err(f) => {
+                let e = transport_error("probe", &f);
+                record.consecutive_failures = 1;
+                record.last_error = Some(ErrorRecord {
+                    code: e.code,
+                    message: e.message,
+                    at: self.now,
+                });
+                return true;
+            }
+        };
+        let limits = self.record_rate_limit(&response);
+        versions.observe(self.settings, &response);
+        if (200..300).contains(&response.status) {
+            return true;
+        }
+        let unsupported = clever_wire::is_version_not_supported(response.status, &response.body);
+        let code = if unsupported {
+            "version_unsupported".to_string()
+        } else if response.status == 401 {
+            "token_revoked".to_string()
+        } else {
+            classify_status(response.status).code().to_string()
+        };
+        record.consecutive_failures = 1;
+        record.last_error = Some(ErrorRecord {
+            code: code.clone(),
+            message: format!(
+                "probe: {}",
+                clever_wire::error_summary(response.status, &response.body)
+            ),
+            at: self.now,
+        });
+        if response.status == 429 {
+            record.rate_limited_until = limits.wait_until(429);
+        }
+        log::event(
+            "warn",
+            "probe_failed",
+            json!({ "district": entry.district_id, "status": response.status, "code": code }),
+        );
+        if response.status == 401 {
+            // Clever refused this token: it must never be served. The district stays listed
+            // (as failing) until a new listing brings a new token.
+            let _ = self.kv.delete(&keys::token(&entry.district_id));
+            record.expires_at = None;
+            record.refresh_at = None;
+            return false;
+        }
+        true
+    }
+
+    fn failed(&mut self, e: AttemptError, tokens: &[TokenEntry]) -> UnixMillis {
+        let decision = self.cycle.retry.record(
+            &self.policy(),
+            e.outcome,
+            self.now,
+            e.hint_ms,
+            self.settings.rate_limit_max_wait_secs.saturating_mul(1000),
+            entropy::random01(),
+        );
+        let error = ErrorRecord {
+            code: e.code.clone(),
+            message: e.message.clone(),
+            at: self.now,
+        };
+        self.status.service.consecutive_failures =
+            self.status.service.consecutive_failures.saturating_add(1);
+        self.status.service.last_error = Some(error.clone());
+        if e.outcome.is_bad_credentials() {
+            self.status.service.credentials = Some(CredentialState::Rejected);
+        }
+        let rate_limited = matches!(e.outcome, Outcome::Transient(TransientKind::RateLimited));
+        self.status.service.rate_limited_until = match decision {
+            Decision::RetryAt(at) if rate_limited => Some(at),
+            _ => None,
+        };
+        let rate_limited_until = self.status.service.rate_limited_until;
+        for token in tokens {
+            let record = self
+                .status
+                .districts
+                .entry(token.district_id.clone())
+                .or_default();
+            record.district_id = token.district_id.clone();
+            record.consecutive_failures = record.consecutive_failures.saturating_add(1);
+            record.last_error = Some(error.clone());
+            record.rate_limited_until = rate_limited_until;
+        }
+        let attempt = self.cycle.retry.attempts();
+        match decision {
+            Decision::RetryAt(at) => {
+                let delay = self.cycle.retry.last_delay();
+                if rate_limited {
+                    let bucket = self.status.service.rate_limit.clone().unwrap_or_default();
+                    log::event(
+                        "warn",
+                        "rate_limited",
+                        json!({
+                            "operation": "token_acquisition",
+                            "bucket": bucket.name,
+                            "limit": bucket.limit,
+                            "remaining": bucket.remaining,
+                            "reset": bucket.reset_at,
+                            "delay_ms": at.saturating_sub(self.now),
+                            "delay_source": delay.map(|d| format!("{:?}", d.source)),
+                        }),
+                    );
+                }
+                log::event(
+                    "warn",
+                    "acquisition_retry",
+                    json!({ "attempt": attempt, "code": e.code, "error": e.message, "delay_ms": at.saturating_sub(self.now) }),
+                );
+                at
+            }
+            Decision::GiveUp | Decision::Done => {
+                log::event(
+                    "error",
+                    "acquisition_failed",
+                    json!({ "attempts": attempt, "code": e.code, "error": e.message, "retryable": e.outcome.is_retryable() }),
+                );
+                lifecycle::next_due(self.now, tokens, None, true, &self.timing)
+            }
+        }
+    }
+}
+
+fn transport_error(operation: &str, f: &Failure) -> AttemptError {
+    let outcome = match f {
+        Failure::Timeout => Outcome::Transient(TransientKind::Timeout),
+        Failure::Connection(_) => Outcome::Transient(TransientKind::Connection),
+        Failure::Invalid(_) => Outcome::Permanent(PermanentKind::UnexpectedStatus(0)),
+    };
+    let code = match f {
+        Failure::Invalid(_) => "request_invalid".to_string(),
+        _ => outcome.code().to_string(),
+    };
+    AttemptError {
+        outcome,
+        code,
+        message: format!("{operation}: {f}"),
+        hint_ms: None,
+    }
+}
+
+/// A 2xx whose body cannot be used: retried like a server error, old tokens keep serving.
+fn malformed(status: u16, detail: &str) -> AttemptError {
+    AttemptError {
+        outcome: Outcome::Transient(TransientKind::ServerError(status)),
+        code: "malformed_response".into(),
+        message: format!("Clever's response could not be used: {detail}"),
+        hint_ms: None,
+    }
+}
+
+/// Collects the version signals of all probes in one cycle.
+#[derive(Default)]
+struct VersionProbe {
+    seen: BTreeSet<String>,
+    header: Option<String>,
+    unsupported: bool,
+    answered: bool,
+}
+
+impl VersionProbe {
+    fn observe(&mut self, settings: &Settings, response: &Response) {
+        self.answered = true;
+        if let Some(name) = &settings.version_header {
+            if let Some(v) = response
+                .header(name)
+                .and_then(|h| clever_wire::version_from_header(&h))
+            {
+                self.header = Some(v);
+            }
+        }
+        if (200..300).contains(&response.status) {
+            self.seen
+                .extend(clever_wire::detect_versions(&response.body));
+        }
+        self.unsupported |= clever_wire::is_version_not_supported(response.status, &response.body);
+    }
+
+    fn finish(self, configured: &str, now: UnixMillis) -> Option<VersionRecord> {
+        if !self.answered {
+            return None;
+        }
+        let mut seen = self.seen.clone();
+        seen.extend(self.header.clone());
+        let check =
+            clever_wire::check_version(configured, &self.seen, self.header, self.unsupported);
+        let state = match check {
+            VersionCheck::Match => VersionState::Match,
+            VersionCheck::Mismatch { .. } => VersionState::Mismatch,
+            VersionCheck::Unsupported { .. } => VersionState::Unsupported,
+            VersionCheck::Unknown => VersionState::Unknown,
+        };
+        if matches!(state, VersionState::Mismatch | VersionState::Unsupported) {
+            log::event(
+                "error",
+                "api_version_problem",
+                json!({ "alert": format!("api_version_{}", if state == VersionState::Unsupported { "unsupported" } else { "mismatch" }),
+                        "configured": configured, "seen": seen }),
+            );
+        }
+        Some(VersionRecord {
+            configured: configured.to_string(),
+            seen: seen.into_iter().collect(),
+            state,
+            at: now,
+        })
+    }
 }

@@ -1,0 +1,170 @@
+//! Outgoing HTTP through `wasi:http/outgoing-handler`, blocking, with per-attempt timeouts and
+//! a cap on how much of a response body is read.
+
+use crate::bindings::wasi::http::outgoing_handler;
+use crate::bindings::wasi::http::types::{
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
+use crate::bindings::wasi::io::streams::StreamError;
+
+/// Clever's bodies are small (a listing of hundreds of districts is well under 1 MiB).
+const MAX_BODY_BYTES: usize = 4 << 20;
+const READ_CHUNK: u64 = 64 * 1024;
+const WRITE_CHUNK: usize = 4096;
+
+pub struct Request<'a> {
+    pub method: Method,
+    pub url: &'a url::Url,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout_ms: u64,
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Why no response arrived. Messages never carry request headers (they hold credentials).
+#[derive(Debug)]
+pub enum Failure {
+    Timeout,
+    Connection(String),
+    Invalid(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout => write!(f, "timed out"),
+            Failure::Connection(m) => write!(f, "connection failed: {m}"),
+            Failure::Invalid(m) => write!(f, "request not sent: {m}"),
+        }
+    }
+}
+
+fn from_error_code(e: ErrorCode) -> Failure {
+    match e {
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout
+        | ErrorCode::DnsTimeout => Failure::Timeout,
+        ErrorCode::HttpRequestDenied => {
+            Failure::Invalid("denied by the host's outbound policy".into())
+        }
+        ErrorCode::InternalError(Some(m)) => Failure::Connection(m),
+        other => Failure::Connection(format!("{other:?}")),
+    }
+}
+
+pub fn send(req: Request<'_>) -> Result<Response, Failure> {
+    let url = req.url;
+    let scheme = match url.scheme() {
+        "https" => Scheme::Https,
+        "http" => Scheme::Http,
+        other => return Err(Failure::Invalid(format!("unsupported scheme `{other}`"))),
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| Failure::Invalid("URL without host".into()))?;
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+
+    let headers = Fields::from_list(&req.headers)
+        .map_err(|e| Failure::Invalid(format!("bad header: {e:?}")))?;
+    let outgoing = OutgoingRequest::new(headers);
+    let set = [
+        outgoing.set_method(&req.method).is_ok(),
+        outgoing.set_scheme(Some(&scheme)).is_ok(),
+        outgoing.set_authority(Some(&authority)).is_ok(),
+        outgoing.set_path_with_query(Some(path)).is_ok(),
+    ];
+    if set.contains(&false) {
+        return Err(Failure::Invalid("the URL was rejected by wasi:http".into()));
+    }
+    let options = RequestOptions::new();
+    let timeout_ns = Some(req.timeout_ms.saturating_mul(1_000_000));
+    // Unsupported options are not fatal: the host then applies its own defaults.
+    let _ = options.set_connect_timeout(timeout_ns);
+    let _ = options.set_first_byte_timeout(timeout_ns);
+    let _ = options.set_between_bytes_timeout(timeout_ns);
+
+    let body = outgoing
+        .body()
+        .map_err(|_| Failure::Invalid("request body unavailable".into()))?;
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(from_error_code)?;
+    if let Some(bytes) = req.body {
+        let stream = body
+            .write()
+            .map_err(|_| Failure::Invalid("request body unavailable".into()))?;
+        for chunk in bytes.chunks(WRITE_CHUNK) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| Failure::Connection(format!("writing the request body: {e:?}")))?;
+        }
+        drop(stream);
+    }
+    OutgoingBody::finish(body, None).map_err(from_error_code)?;
+
+    let response = loop {
+        match future.get() {
+            Some(result) => break result,
+            None => future.subscribe().block(),
+        }
+    };
+    let response = response
+        .map_err(|()| Failure::Connection("response already taken".into()))?
+        .map_err(from_error_code)?;
+    let status = response.status();
+    let headers = response.headers().entries();
+    let incoming = response
+        .consume()
+        .map_err(|()| Failure::Connection("no response body".into()))?;
+    let body = read_body(&incoming)?;
+    let _ = IncomingBody::finish(incoming);
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn read_body(incoming: &IncomingBody) -> Result<Vec<u8>, Failure> {
+    let stream = incoming
+        .stream()
+        .map_err(|()| Failure::Connection("no response body stream".into()))?;
+    let mut body = Vec::new();
+    loop {
+        match stream.blocking_read(READ_CHUNK) {
+            Ok(chunk) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_BODY_BYTES {
+                    return Err(Failure::Connection(format!(
+                        "response body larger than {MAX_BODY_BYTES} bytes"
+                    )));
+                }
+            }
+            Err(StreamError::Closed) => return Ok(body),
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(Failure::Connection(format!(
+                    "reading the response body: {}",
+                    e.to_debug_string()
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! A lease in the key-value store (compare-and-swap), so that one instance at a time acquires
+//! tokens: the host's scheduler and a Spin health request can never both call Clever.
+
+use crate::bindings::wasi::keyvalue::atomics::{self, Cas, CasError};
+use crate::bindings::wasi::keyvalue::store::Bucket;
+use clever_auth_core::status::keys;
+use clever_auth_core::UnixMillis;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LeaseRecord {
+    holder: u64,
+    until: UnixMillis,
+}
+
+pub struct Lease<'a> {
+    bucket: &'a Bucket,
+    holder: u64,
+}
+
+impl<'a> Lease<'a> {
+    /// Takes the lease until `now + ttl_ms` unless someone else holds an unexpired one.
+    pub fn acquire(bucket: &'a Bucket, now: UnixMillis, ttl_ms: u64) -> Option<Lease<'a>> {
+        let cas = Cas::new(bucket, keys::LEASE).ok()?;
+        let current = cas.current().ok()?;
+        if let Some(bytes) = current {
+            if let Ok(held) = serde_json::from_slice::<LeaseRecord>(&bytes) {
+                if held.until > now {
+                    return None;
+                }
+            }
+        }
+        let holder = crate::entropy::random_u64();
+        let record = LeaseRecord {
+            holder,
+            until: now.saturating_add(ttl_ms),
+        };
+        let bytes = serde_json::to_vec(&record).ok()?;
+        match atomics::swap(cas, &bytes) {
+            Ok(()) => Some(Lease { bucket, holder }),
+            Err(CasError::CasFailed(_)) | Err(CasError::StoreError(_)) => None,
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        // Release only our own lease: after a very slow cycle someone else may hold it now.
+        let Ok(cas) = Cas::new(self.bucket, keys::LEASE) else {
+            return;
+        };
+        let ours = cas
+            .current()
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<LeaseRecord>(&b).ok())
+            .is_some_and(|l| l.holder == self.holder);
+        if ours {
+            let released = LeaseRecord {
+                holder: self.holder,
+                until: 0,
+            };
+            if let Ok(bytes) = serde_json::to_vec(&released) {
+                let _ = atomics::swap(cas, &bytes);
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! A fake Clever and the real host wired to it: the set-up every Clever end-to-end test shares.
+
+use crate::fake_clever::{FakeClever, FakeCleverConfig};
+
+/// Two districts with fixed ids, as most tests want.
+pub fn two_districts() -> FakeCleverConfig {
+    FakeCleverConfig {
+        district_ids: vec!["d-alpha".into(), "d-beta".into()],
+        generated_districts: 0,
+        ..Default::default()
+    }
+}
+use crate::host_process::{HostOptions, HostProcess};
+use crate::http_client;
+use anyhow::{bail, Result};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+pub const HEALTH: &str = "/health/clever-auth";
+/// Health polling interval: short, so assertions see changes quickly.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Settings scaled down for tests: the retry schedule is 40, 80, 160, 320, 640 ms.
+pub const FAST_SETTINGS: [(&str, &str); 5] = [
+    ("CLEVER_RETRY_BASE_MS", "40"),
+    ("CLEVER_RETRY_MAX_DELAY_MS", "640"),
+    ("CLEVER_HTTP_TIMEOUT_MS", "2000"),
+    ("CLEVER_RATE_LIMIT_MAX_WAIT_SECS", "10"),
+    ("CLEVER_EXPIRY_SKEW_SECS", "0"),
+];
+
+pub struct Scenario {
+    pub fake: FakeClever,
+    pub host: HostProcess,
+}
+
+pub struct Health {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Health {
+    pub fn district(&self, id: &str) -> Option<&Value> {
+        self.body["checks"]["clever:districtTokens"]
+            .as_array()?
+            .iter()
+            .find(|c| c["componentId"] == id)
+    }
+
+    pub fn district_ids(&self) -> Vec<String> {
+        self.body["checks"]["clever:districtTokens"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["componentId"].as_str().map(String::from))
+            .collect()
+    }
+}
+
+impl Scenario {
+    /// Starts the fake, then the host pointed at it with the fake's credentials (development
+    /// secrets provider), [`FAST_SETTINGS`], and `env` on top.
+    pub async fn start(fake: FakeCleverConfig, env: &[(&str, &str)]) -> Result<Scenario> {
+        let fake = FakeClever::start(fake).await?;
+        Scenario::launch(fake, env).await
+    }
+
+    /// Like [`Scenario::start`] with a fake the test has already scripted.
+    pub async fn launch(fake: FakeClever, env: &[(&str, &str)]) -> Result<Scenario> {
+        Scenario::launch_with(fake, env, &[]).await
+    }
+
+    /// Like [`Scenario::launch`], with extra host arguments.
+    pub async fn launch_with(
+        fake: FakeClever,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Scenario> {
+        let mut opts = HostOptions::default()
+            .arg("--secrets")
+            .arg("env")
+            .env("CLEVER_CLIENT_ID", &fake.client_id())
+            .env("CLEVER_CLIENT_SECRET", &fake.client_secret())
+            .env("CLEVER_TOKEN_URL", &fake.token_url())
+            .env("CLEVER_API_BASE_URL", fake.api_base_url());
+        for (k, v) in FAST_SETTINGS.iter().chain(env) {
+            opts = opts.env(k, v);
+        }
+        for a in args {
+            opts = opts.arg(a);
+        }
+        let host = HostProcess::start(opts).await?;
+        Ok(Scenario { fake, host })
+    }
+
+    pub async fn health(&self) -> Result<Health> {
+        let reply = http_client::get(&self.host.url(HEALTH)).await?;
+        Ok(Health {
+            status: reply.status,
+            body: reply.json()?,
+        })
+    }
+
+    /// Polls health until `pred` holds; the error shows the last body.
+    pub async fn wait_health(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Health) -> bool,
+    ) -> Result<Health> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let h = self.health().await?;
+            if pred(&h) {
+                return Ok(h);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "health never matched within {timeout:?}; last ({}): {:#}",
+                    h.status,
+                    h.body
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub async fn wait_status(&self, status: &str, timeout: Duration) -> Result<Health> {
+        self.wait_health(timeout, |h| h.body["status"] == status)
+            .await
+    }
+
+    /// Everything the host printed, for leak checks and event assertions.
+    pub fn logs(&self) -> String {
+        self.host.output.text()
+    }
+}
