@@ -39,7 +39,10 @@ async fn dev_credentials_are_seen_and_never_echoed() -> anyhow::Result<()> {
             .arg("--secrets")
             .arg("env")
             .env("CLEVER_CLIENT_ID", "canary-id-77")
-            .env("CLEVER_CLIENT_SECRET", canary),
+            .env("CLEVER_CLIENT_SECRET", canary)
+            // A closed loopback port: the attempt fails fast and nothing leaves the machine.
+            .env("CLEVER_TOKEN_URL", "http://127.0.0.1:9/oauth/tokens")
+            .env("CLEVER_API_BASE_URL", "http://127.0.0.1:9"),
     )
     .await?;
     let reply = get(&host.url(HEALTH)).await?;
