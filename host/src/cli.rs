@@ -26,10 +26,67 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_LISTEN")]
     pub listen: Option<SocketAddr>,
 
-    /// Where the Clever client id and secret come from. `env` (CLEVER_CLIENT_ID,
-    /// CLEVER_CLIENT_SECRET) is for local development only.
-    #[arg(long, env = "CLEVER_AUTH_SECRETS", value_enum, default_value_t = SecretsSource::None)]
-    pub secrets: SecretsSource,
+    /// Where the Clever client id and secret come from [default: keyvault when KEYVAULT_URL
+    /// is set, else none]. `env` (CLEVER_CLIENT_ID, CLEVER_CLIENT_SECRET) is for local
+    /// development only.
+    #[arg(long, env = "CLEVER_AUTH_SECRETS", value_enum)]
+    pub secrets: Option<SecretsSource>,
+
+    /// Key Vault URL, e.g. https://my-vault.vault.azure.net/
+    #[arg(long, env = "KEYVAULT_URL")]
+    pub keyvault_url: Option<String>,
+
+    /// Key Vault secret holding the Clever client id.
+    #[arg(
+        long,
+        env = "KEYVAULT_SECRET_CLIENT_ID",
+        default_value = "clever-client-id"
+    )]
+    pub keyvault_secret_client_id: String,
+
+    /// Key Vault secret holding the Clever client secret.
+    #[arg(
+        long,
+        env = "KEYVAULT_SECRET_CLIENT_SECRET",
+        default_value = "clever-client-secret"
+    )]
+    pub keyvault_secret_client_secret: String,
+
+    /// Client id of a user-assigned managed identity (default: the system-assigned one).
+    #[arg(long, env = "MANAGED_IDENTITY_CLIENT_ID")]
+    pub managed_identity_client_id: Option<String>,
+
+    /// Check that Key Vault's authentication challenge names a vault resource matching the
+    /// vault host (the SDK's default). Turn off only for a local look-alike on 127.0.0.1.
+    #[arg(long, env = "KEYVAULT_VERIFY_CHALLENGE_RESOURCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub keyvault_verify_challenge_resource: bool,
+
+    /// Re-read the secrets this often, to notice rotation.
+    #[arg(long, env = "CLEVER_AUTH_SECRETS_REFRESH_SECS", default_value_t = 300)]
+    pub secrets_refresh_secs: u64,
+
+    /// After Clever answers 401, re-read the secrets at once, but at most once per this many
+    /// seconds.
+    #[arg(
+        long,
+        env = "CLEVER_AUTH_SECRETS_REREAD_MIN_SECS",
+        default_value_t = 30
+    )]
+    pub secrets_reread_min_secs: u64,
+
+    /// PEM bundle of extra CA certificates trusted for outbound TLS (private or test CAs).
+    #[arg(long, env = "CLEVER_AUTH_EXTRA_CA")]
+    pub extra_ca: Option<PathBuf>,
+
+    /// Allow plain http to loopback addresses (tests, the local demo). Everything else is
+    /// https only.
+    #[arg(long, env = "CLEVER_AUTH_ALLOW_LOOPBACK_HTTP")]
+    pub allow_loopback_http: bool,
+
+    /// Extra hosts the component may call, comma-separated (the hosts of clever_token_url and
+    /// clever_api_base_url are always allowed).
+    #[arg(long, env = "CLEVER_AUTH_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 
     /// Log output: JSON lines (App Service collects them) or human-readable text.
     /// The level comes from RUST_LOG (default: info).
@@ -53,6 +110,14 @@ pub enum LogFormat {
 }
 
 impl Cli {
+    pub fn secrets_source(&self) -> SecretsSource {
+        self.secrets.unwrap_or(if self.keyvault_url.is_some() {
+            SecretsSource::Keyvault
+        } else {
+            SecretsSource::None
+        })
+    }
+
     /// The listen address, honouring App Service's `PORT` / `WEBSITES_PORT`.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
         if let Some(addr) = self.listen {

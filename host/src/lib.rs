@@ -9,8 +9,10 @@ pub mod cli;
 pub mod config;
 pub mod keyvalue;
 pub mod logging;
+pub mod outbound;
 pub mod runtime;
 pub mod scheduler;
+pub mod secrets;
 pub mod server;
 pub mod shutdown;
 pub mod state;
@@ -19,19 +21,37 @@ use anyhow::Result;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Loads the component, binds, starts the scheduler and serves until SIGTERM/SIGINT.
+/// Loads the component, binds, starts the secrets poller and the scheduler, and serves until
+/// SIGTERM/SIGINT. Health is served at once; secrets and tokens follow in the background.
 pub async fn run(cli: cli::Cli) -> Result<()> {
     let addr = cli.listen_addr().map_err(anyhow::Error::msg)?;
-    let config = config::ConfigSource::from_env(cli.secrets);
-    if cli.secrets == config::SecretsSource::Env {
-        tracing::warn!(
-            secrets_provider = "env",
-            "DEVELOPMENT secrets provider: Clever credentials are read from CLEVER_CLIENT_ID / CLEVER_CLIENT_SECRET; never use this in production"
-        );
-    }
+    let source_kind = cli.secrets_source();
+    refuse_secrets_in_settings(source_kind)?;
+    let tls = outbound::tls::client_config(cli.extra_ca.as_deref())?;
+    let kv = keyvalue::MemoryStore::new([keyvalue::DEFAULT_LABEL.to_string()]);
+
+    let source = secret_source(&cli, source_kind, &tls)?;
+    let cache = source
+        .as_ref()
+        .map(|s| secrets::Secrets::new(s.provider(), s.location(), kv.clone()));
+    let config = config::ConfigSource::from_env(
+        cache
+            .clone()
+            .map(|c| Arc::new(secrets::CachedSecrets(c)) as Arc<dyn config::Provider>),
+    );
+
+    let reread = Arc::new(tokio::sync::Notify::new());
+    let outbound = Arc::new(outbound_policy(&cli, &config, tls, reread.clone()));
+    tracing::info!(
+        allowed_hosts = ?outbound.policy.allowed_hosts().collect::<Vec<_>>(),
+        allow_loopback_http = cli.allow_loopback_http,
+        tls_min = "1.2",
+        "outbound policy"
+    );
     let shared = Arc::new(state::Shared {
         config,
-        kv: keyvalue::MemoryStore::new([keyvalue::DEFAULT_LABEL.to_string()]),
+        kv,
+        outbound,
     });
     let started = std::time::Instant::now();
     let runtime = runtime::Runtime::load(&cli.component, shared)?;
@@ -44,8 +64,39 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, health = format!("http://{local}{}", server::routing::HEALTH_PATH), "listening");
 
-    let scheduler = (!cli.no_scheduler)
-        .then(|| tokio::spawn(scheduler::run(runtime.clone(), scheduler::Wake::default())));
+    let wake = scheduler::Wake::default();
+    let poller = match (source, cache) {
+        (Some(source), Some(cache)) => {
+            let names = secrets::SecretNames {
+                client_id: cli.keyvault_secret_client_id.clone(),
+                client_secret: cli.keyvault_secret_client_secret.clone(),
+            };
+            let names = if source.provider() == "env" {
+                secrets::SecretNames {
+                    client_id: "CLEVER_CLIENT_ID".into(),
+                    client_secret: "CLEVER_CLIENT_SECRET".into(),
+                }
+            } else {
+                names
+            };
+            let timing = secrets::Timing {
+                refresh_every: Duration::from_secs(cli.secrets_refresh_secs.max(1)),
+                reread_min_gap: Duration::from_secs(cli.secrets_reread_min_secs),
+                backoff_base: Duration::from_millis(500),
+                backoff_cap: Duration::from_secs(30),
+            };
+            let on_change = {
+                let wake = wake.clone();
+                move || wake.now()
+            };
+            Some(secrets::spawn(
+                source, names, cache, reread, on_change, timing,
+            ))
+        }
+        _ => None,
+    };
+    let scheduler =
+        (!cli.no_scheduler).then(|| tokio::spawn(scheduler::run(runtime.clone(), wake)));
     if scheduler.is_none() {
         tracing::info!("scheduler off: refreshes run only after health requests, as under Spin");
     }
@@ -56,9 +107,85 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
         Duration::from_secs(cli.drain_secs),
     )
     .await;
-    if let Some(s) = scheduler {
-        s.abort();
+    for task in [scheduler, poller].into_iter().flatten() {
+        task.abort();
     }
     tracing::info!("stopped");
     result
+}
+
+/// Secret values belong in Key Vault, not in app settings: with any provider but the explicit
+/// development one, their presence in the environment stops the host.
+fn refuse_secrets_in_settings(source: config::SecretsSource) -> Result<()> {
+    if source == config::SecretsSource::Env {
+        tracing::warn!(
+            secrets_provider = "env",
+            "DEVELOPMENT secrets provider: Clever credentials are read from CLEVER_CLIENT_ID / CLEVER_CLIENT_SECRET; never use this in production"
+        );
+        return Ok(());
+    }
+    for name in ["CLEVER_CLIENT_ID", "CLEVER_CLIENT_SECRET"] {
+        if std::env::var_os(name).is_some() {
+            anyhow::bail!(
+                "{name} is set in the environment, but secrets must come from Key Vault; remove it, or choose the development provider explicitly with --secrets env"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn secret_source(
+    cli: &cli::Cli,
+    kind: config::SecretsSource,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<Option<Arc<dyn secrets::SecretSource>>> {
+    Ok(match kind {
+        config::SecretsSource::None => None,
+        config::SecretsSource::Env => Some(Arc::new(secrets::EnvSource)),
+        config::SecretsSource::Keyvault => {
+            let url = cli.keyvault_url.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("--secrets keyvault needs KEYVAULT_URL (or --keyvault-url)")
+            })?;
+            Some(Arc::new(secrets::KeyVaultSource::new(
+                secrets::KeyVaultConfig {
+                    vault_url: url,
+                    managed_identity_client_id: cli.managed_identity_client_id.as_deref(),
+                    verify_challenge_resource: cli.keyvault_verify_challenge_resource,
+                    tls: tls.clone(),
+                    attempt_timeout: Duration::from_secs(10),
+                },
+            )?))
+        }
+    })
+}
+
+fn outbound_policy(
+    cli: &cli::Cli,
+    config: &config::ConfigSource,
+    tls: Arc<rustls::ClientConfig>,
+    reread: Arc<tokio::sync::Notify>,
+) -> outbound::Outbound {
+    let token_url = config
+        .setting_or_default("clever_token_url")
+        .unwrap_or_default();
+    let api_url = config
+        .setting_or_default("clever_api_base_url")
+        .unwrap_or_default();
+    let policy = outbound::Policy::new(
+        [token_url.as_str(), api_url.as_str()],
+        cli.allowed_hosts.iter().map(String::as_str),
+        cli.allow_loopback_http,
+    );
+    let token_endpoint = url::Url::parse(&token_url).ok().and_then(|u| {
+        Some((
+            u.host_str()?.trim_matches(['[', ']']).to_ascii_lowercase(),
+            u.path().to_string(),
+        ))
+    });
+    outbound::Outbound {
+        policy,
+        tls,
+        token_endpoint,
+        on_unauthorized: Some(Arc::new(move || reread.notify_one())),
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::config::{ConfigSource, ConfigView};
 use crate::keyvalue::{KeyValueView, MemoryStore};
+use crate::outbound::{Outbound, OutboundHooks};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -12,12 +13,14 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub struct Shared {
     pub config: ConfigSource,
     pub kv: MemoryStore,
+    pub outbound: Arc<Outbound>,
 }
 
 pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
+    outbound: OutboundHooks,
     shared: Arc<Shared>,
 }
 
@@ -26,10 +29,12 @@ impl HostState {
         // The component logs on stderr (Spin has no wasi:logging); nothing else is inherited:
         // no environment, no preopened directories, no arguments.
         let wasi = WasiCtx::builder().inherit_stderr().build();
+        let outbound = OutboundHooks(shared.outbound.clone());
         Self {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            outbound,
             shared,
         }
     }
@@ -62,7 +67,7 @@ impl WasiHttpView for HostState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }

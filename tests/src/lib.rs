@@ -5,4 +5,5 @@ pub mod http_client;
 pub mod paths;
 pub mod scenario;
 
+pub mod fake_azure;
 pub mod fake_clever;

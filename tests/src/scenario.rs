@@ -79,6 +79,7 @@ impl Scenario {
         let mut opts = HostOptions::default()
             .arg("--secrets")
             .arg("env")
+            .arg("--allow-loopback-http")
             .env("CLEVER_CLIENT_ID", &fake.client_id())
             .env("CLEVER_CLIENT_SECRET", &fake.client_secret())
             .env("CLEVER_TOKEN_URL", &fake.token_url())

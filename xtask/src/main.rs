@@ -140,6 +140,8 @@ fn demo(root: &Path, listen: &str) -> Result<()> {
             "text",
             "--secrets",
             "env",
+            // The fake Clever speaks plain http on loopback.
+            "--allow-loopback-http",
         ])
         .arg("--component")
         .arg(&component)

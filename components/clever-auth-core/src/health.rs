@@ -6,7 +6,9 @@
 //! serve); 503 means this instance has no usable token or cannot get one.
 
 use crate::settings::SettingError;
-use crate::status::{CredentialState, DistrictRecord, ErrorRecord, ServiceStatus, VersionState};
+use crate::status::{
+    CredentialState, DistrictRecord, ErrorRecord, HostSecretsStatus, ServiceStatus, VersionState,
+};
 use crate::time_fmt::rfc3339;
 use crate::UnixMillis;
 use serde_json::{json, Map, Value};
@@ -54,6 +56,8 @@ pub struct HealthInputs<'a> {
     pub service: Option<&'a ServiceStatus>,
     pub districts: &'a [DistrictRecord],
     pub expiry_skew_ms: u64,
+    /// The native host's secrets provider status, when there is one.
+    pub secrets: Option<&'a HostSecretsStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +111,7 @@ pub fn report(input: &HealthInputs<'_>) -> HealthReport {
         }]),
     );
 
+    let secrets_status = secrets_check(input, &mut checks);
     let version_status = version_check(input, &mut checks, &mut block);
     let rate_status = rate_limit_check(input, &mut checks);
 
@@ -163,9 +168,15 @@ pub fn report(input: &HealthInputs<'_>) -> HealthReport {
 
     let status = if blocking.is_some() {
         Status::Fail
-    } else if [worst_district, cred_status, version_status, rate_status]
-        .iter()
-        .any(|s| *s > Status::Pass)
+    } else if [
+        worst_district,
+        cred_status,
+        version_status,
+        rate_status,
+        secrets_status,
+    ]
+    .iter()
+    .any(|s| *s > Status::Pass)
     {
         Status::Warn
     } else {
@@ -202,10 +213,13 @@ fn credentials_check(
         .into_iter()
         .flatten()
         .collect();
-        let message = format!(
+        let mut message = format!(
             "no credentials yet: {} not available from the configuration source",
             missing.join(" and ")
         );
+        if let Some(e) = input.secrets.and_then(|s| s.last_error.as_ref()) {
+            message.push_str(&format!(" (secrets provider: {})", e.message));
+        }
         block("credentials_missing", message.clone());
         return (Status::Fail, message);
     }
@@ -217,6 +231,40 @@ fn credentials_check(
         Some(CredentialState::Accepted) => (Status::Pass, "accepted by Clever".into()),
         _ => (Status::Pass, "present; not yet used".into()),
     }
+}
+
+fn secrets_check(input: &HealthInputs<'_>, checks: &mut Map<String, Value>) -> Status {
+    let Some(s) = input.secrets else {
+        return Status::Pass;
+    };
+    let (status, output) = match (&s.last_error, s.last_success) {
+        (None, Some(_)) => (Status::Pass, format!("secrets read from {}", s.source)),
+        (None, None) => (
+            Status::Warn,
+            format!("waiting for the first answer from {}", s.source),
+        ),
+        // Stale-but-present secrets keep working; only the absence of any is a failure, and
+        // that is the credentials check's to report.
+        (Some(e), Some(_)) => (
+            Status::Warn,
+            format!("{} (serving the secrets read before)", e.message),
+        ),
+        (Some(e), None) => (Status::Fail, e.message.clone()),
+    };
+    checks.insert(
+        format!("secrets:{}", s.provider),
+        json!([{
+            "componentType": "system",
+            "status": status.as_str(),
+            "time": rfc3339(input.now),
+            "output": output,
+            "lastSuccess": s.last_success.map(rfc3339),
+            "lastError": s.last_error.as_ref().map(error_json),
+            "consecutiveFailures": s.consecutive_failures,
+        }]),
+    );
+    // A failing provider without any secret already fails through the credentials check.
+    status.min(Status::Warn)
 }
 
 fn version_check(
@@ -325,6 +373,7 @@ mod tests {
             service,
             districts,
             expiry_skew_ms: 30_000,
+            secrets: None,
         }
     }
 
@@ -458,6 +507,53 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(report(&inputs(BOTH, Some(&past), &ds)).status, Status::Pass);
+    }
+
+    #[test]
+    fn an_unreachable_vault_is_named_in_the_credentials_error() {
+        let none = CredentialPresence {
+            client_id: false,
+            client_secret: false,
+        };
+        let secrets = HostSecretsStatus {
+            provider: "keyvault".into(),
+            source: "clever.vault.azure.net".into(),
+            last_error: Some(ErrorRecord {
+                code: "unreachable".into(),
+                message: "Key Vault unreachable".into(),
+                at: NOW,
+            }),
+            consecutive_failures: 3,
+            ..Default::default()
+        };
+        let mut i = inputs(none, None, &[]);
+        i.secrets = Some(&secrets);
+        let r = report(&i);
+        assert_eq!(r.status, Status::Fail);
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Key Vault unreachable")));
+        assert_eq!(r.body["checks"]["secrets:keyvault"][0]["status"], "fail");
+    }
+
+    #[test]
+    fn a_failing_vault_with_secrets_in_hand_only_warns() {
+        let secrets = HostSecretsStatus {
+            provider: "keyvault".into(),
+            last_success: Some(NOW - 60_000),
+            last_error: Some(ErrorRecord {
+                code: "http_503".into(),
+                message: "Key Vault answered 503".into(),
+                at: NOW,
+            }),
+            ..Default::default()
+        };
+        let ds = [district("a", 3_600_000)];
+        let mut i = inputs(BOTH, None, &ds);
+        i.secrets = Some(&secrets);
+        let r = report(&i);
+        assert_eq!((r.status, r.http_status()), (Status::Warn, 200));
+        assert_eq!(r.body["checks"]["secrets:keyvault"][0]["status"], "warn");
     }
 
     #[test]

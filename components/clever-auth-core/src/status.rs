@@ -15,6 +15,8 @@ pub mod keys {
     pub const TOKEN_PREFIX: &str = "clever-auth/v1/token/";
     /// The refresher's schedule and retry bookkeeping.
     pub const CYCLE: &str = "clever-auth/v1/cycle";
+    /// Written by the native host: where the Clever credentials come from and how that goes.
+    pub const HOST_SECRETS: &str = "clever-auth/v1/host/secrets";
     /// The lease that lets one instance at a time acquire tokens.
     pub const LEASE: &str = "clever-auth/v1/lease/acquire";
 
@@ -79,6 +81,22 @@ pub enum VersionState {
     Mismatch,
     Unsupported,
     Unknown,
+}
+
+/// The native host's secrets provider (Key Vault, or the development env provider), as the
+/// host reports it. Absent under Spin, whose variables provider reports nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostSecretsStatus {
+    /// `keyvault`, `env` or `none`.
+    pub provider: String,
+    /// Where the secrets come from, for operators (e.g. the vault host); never a value.
+    pub source: String,
+    pub last_success: Option<UnixMillis>,
+    pub last_error: Option<ErrorRecord>,
+    pub consecutive_failures: u32,
+    /// Bumped whenever a secret value changes: the refresher re-acquires tokens at once.
+    pub generation: u64,
 }
 
 /// Everything the health report shows, written in one piece at the end of each refresher run.

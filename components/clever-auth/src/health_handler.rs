@@ -6,7 +6,7 @@ use crate::bindings::wasi::http::types::{
 use crate::{clock, config, kv::Kv};
 use clever_auth_core::health::{self, HealthInputs, CONTENT_TYPE};
 use clever_auth_core::settings::SettingError;
-use clever_auth_core::status::{keys, StatusSnapshot};
+use clever_auth_core::status::{keys, HostSecretsStatus, StatusSnapshot};
 use serde_json::json;
 
 const HEALTH_PATH: &str = "/health/clever-auth";
@@ -45,11 +45,16 @@ fn health_body() -> (u16, String) {
         Err(errors) => (errors, 30_000),
     };
     let credentials = config::credential_presence();
-    let (snapshot, store_error) =
-        match Kv::open().and_then(|kv| kv.get::<StatusSnapshot>(keys::STATUS)) {
-            Ok(s) => (s, None),
-            Err(e) => (None, Some(e)),
-        };
+    let read = Kv::open().and_then(|kv| {
+        Ok((
+            kv.get::<StatusSnapshot>(keys::STATUS)?,
+            kv.get::<HostSecretsStatus>(keys::HOST_SECRETS)?,
+        ))
+    });
+    let (snapshot, secrets, store_error) = match read {
+        Ok((s, h)) => (s, h, None),
+        Err(e) => (None, None, Some(e)),
+    };
     let service = snapshot.as_ref().map(|s| &s.service);
     let districts: Vec<_> = snapshot
         .iter()
@@ -70,6 +75,7 @@ fn health_body() -> (u16, String) {
         service,
         districts: &districts,
         expiry_skew_ms: skew_ms,
+        secrets: secrets.as_ref(),
     });
     (report.http_status(), report.body.to_string())
 }

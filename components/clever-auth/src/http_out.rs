@@ -63,6 +63,11 @@ fn from_error_code(e: ErrorCode) -> Failure {
         ErrorCode::HttpRequestDenied => {
             Failure::Invalid("denied by the host's outbound policy".into())
         }
+        // The native host's outbound policy refuses with this prefix: a configuration problem
+        // that retrying cannot fix.
+        ErrorCode::InternalError(Some(m)) if m.starts_with("outbound policy:") => {
+            Failure::Invalid(m)
+        }
         ErrorCode::InternalError(Some(m)) => Failure::Connection(m),
         other => Failure::Connection(format!("{other:?}")),
     }

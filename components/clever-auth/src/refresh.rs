@@ -17,7 +17,8 @@ use clever_auth_core::lifecycle::{self, Timing, TokenEntry, APP_TOKEN_ID};
 use clever_auth_core::ratelimit::RateLimitInfo;
 use clever_auth_core::settings::{Grant, Settings};
 use clever_auth_core::status::{
-    keys, CredentialState, DistrictRecord, ErrorRecord, StatusSnapshot, VersionRecord, VersionState,
+    keys, CredentialState, DistrictRecord, ErrorRecord, HostSecretsStatus, StatusSnapshot,
+    VersionRecord, VersionState,
 };
 use clever_auth_core::UnixMillis;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,8 @@ struct Cycle {
     retry: RetryState,
     /// Credentials were present at the last run; their arrival makes a refresh due at once.
     credentials_seen: bool,
+    /// The host's secrets generation last acquired with; a new one (rotation) is due at once.
+    secrets_generation: u64,
 }
 
 /// The `clever:auth/refresher.run-due` export, called by the native host's scheduler.
@@ -83,7 +86,8 @@ pub fn run_if_due() {
         .flatten()
         .unwrap_or_default();
     let credentials_arrived = !cycle.credentials_seen && config::credentials().is_some();
-    if credentials_arrived || cycle.next_due_at <= clock::now() {
+    let rotated = cycle.secrets_generation != secrets_generation(&kv);
+    if credentials_arrived || rotated || cycle.next_due_at <= clock::now() {
         run_due();
     }
 }
@@ -132,7 +136,8 @@ pub fn run_due() -> u64 {
         save(&kv, &status, Some(&cycle));
         return RECHECK_MS;
     };
-    if !due(&cycle, now) {
+    let generation = secrets_generation(&kv);
+    if !due(&cycle, now, generation) {
         return cycle.next_due_at - now;
     }
 
@@ -146,9 +151,17 @@ pub fn run_due() -> u64 {
         .ok()
         .flatten()
         .unwrap_or_default();
-    if !due(&cycle, now) {
+    if !due(&cycle, now, generation) {
         return cycle.next_due_at.saturating_sub(now);
     }
+    if cycle.secrets_generation != generation && cycle.credentials_seen {
+        log::event(
+            "info",
+            "credentials_changed",
+            json!({ "generation": generation }),
+        );
+    }
+    cycle.secrets_generation = generation;
     let mut status = load_status(&kv);
     status.service.last_run_at = Some(now);
     status.service.credentials_checked_at = Some(now);
@@ -168,9 +181,19 @@ pub fn run_due() -> u64 {
     next_due_at.saturating_sub(clock::now())
 }
 
-/// Due when the schedule says so, or at once when credentials have just arrived.
-fn due(cycle: &Cycle, now: UnixMillis) -> bool {
-    !cycle.credentials_seen || now >= cycle.next_due_at
+/// Due when the schedule says so, or at once when credentials have just arrived or changed.
+fn due(cycle: &Cycle, now: UnixMillis, secrets_generation: u64) -> bool {
+    !cycle.credentials_seen
+        || cycle.secrets_generation != secrets_generation
+        || now >= cycle.next_due_at
+}
+
+/// The native host bumps this when a secret changes; 0 when no host reports one (Spin).
+fn secrets_generation(kv: &Kv) -> u64 {
+    kv.get::<HostSecretsStatus>(keys::HOST_SECRETS)
+        .ok()
+        .flatten()
+        .map_or(0, |s| s.generation)
 }
 
 fn load_status(kv: &Kv) -> StatusSnapshot {

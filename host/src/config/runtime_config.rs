@@ -12,6 +12,8 @@ pub enum SecretsSource {
     None,
     /// DEVELOPMENT ONLY: `CLEVER_CLIENT_ID` / `CLEVER_CLIENT_SECRET` environment variables.
     Env,
+    /// Azure Key Vault (KEYVAULT_URL) through the App Service managed identity.
+    Keyvault,
 }
 
 /// The settings the component sees through `wasi:config/store`.
@@ -28,12 +30,24 @@ impl ConfigSource {
         Self { settings, secrets }
     }
 
-    pub fn from_env(secrets: SecretsSource) -> Self {
-        let secrets: Arc<dyn Provider> = match secrets {
-            SecretsSource::None => Arc::new(NoProvider),
-            SecretsSource::Env => Arc::new(EnvProvider),
-        };
-        Self::new(Arc::new(EnvProvider), secrets)
+    /// App settings from the environment; secrets only from `secrets` (or nowhere).
+    pub fn from_env(secrets: Option<Arc<dyn Provider>>) -> Self {
+        Self::new(
+            Arc::new(EnvProvider),
+            secrets.unwrap_or_else(|| Arc::new(NoProvider)),
+        )
+    }
+
+    /// A non-secret setting's value, or its documented default.
+    pub fn setting_or_default(&self, key: &str) -> Option<String> {
+        let default = SETTINGS
+            .iter()
+            .find(|s| s.name == key)
+            .and_then(|s| s.default);
+        match self.get(key) {
+            Ok(Some(v)) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            _ => default.map(str::to_string),
+        }
     }
 
     pub fn secrets_provider(&self) -> &'static str {

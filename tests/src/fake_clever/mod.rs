@@ -22,7 +22,7 @@ mod routes;
 mod script;
 mod server;
 mod state;
-mod tls;
+pub(crate) mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};

@@ -18,6 +18,21 @@ pub(crate) struct TestTls {
 }
 
 pub(crate) fn make_test_tls() -> anyhow::Result<TestTls> {
+    make_test_tls_for(
+        "clever-auth fake Clever test CA",
+        "localhost",
+        &["localhost", "127.0.0.1", "::1"],
+    )
+}
+
+/// The same, with the CA's common name, the server certificate's common name and its subject
+/// alternative names (DNS names or IP addresses) chosen by the caller. Shared with
+/// `fake_azure`, whose Key Vault fake also needs `<name>.vault.azure.net`.
+pub(crate) fn make_test_tls_for(
+    ca_common_name: &str,
+    leaf_common_name: &str,
+    subject_alt_names: &[&str],
+) -> anyhow::Result<TestTls> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
@@ -26,7 +41,7 @@ pub(crate) fn make_test_tls() -> anyhow::Result<TestTls> {
         KeyUsagePurpose::DigitalSignature,
     ];
     let mut ca_name = DistinguishedName::new();
-    ca_name.push(DnType::CommonName, "clever-auth fake Clever test CA");
+    ca_name.push(DnType::CommonName, ca_common_name);
     ca_params.distinguished_name = ca_name;
     let ca_key = KeyPair::generate().context("generating the test CA key")?;
     let ca_cert = ca_params
@@ -34,13 +49,14 @@ pub(crate) fn make_test_tls() -> anyhow::Result<TestTls> {
         .context("self-signing the test CA")?;
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut leaf_params = CertificateParams::new(vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ])?;
+    let mut leaf_params = CertificateParams::new(
+        subject_alt_names
+            .iter()
+            .map(|name| name.to_string())
+            .collect::<Vec<_>>(),
+    )?;
     let mut leaf_name = DistinguishedName::new();
-    leaf_name.push(DnType::CommonName, "localhost");
+    leaf_name.push(DnType::CommonName, leaf_common_name);
     leaf_params.distinguished_name = leaf_name;
     leaf_params.is_ca = IsCa::ExplicitNoCa;
     leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

@@ -1,0 +1,167 @@
+//! Azure Key Vault through the App Service managed identity.
+//!
+//! The SDK's own retry policy is switched off (its default made a fetch against an unreachable
+//! vault take about 80 s): the poller retries with its own bounded, jittered backoff, and each
+//! attempt has a deadline. TLS uses the host's outbound configuration (TLS ≥ 1.2, extra CA).
+
+use super::source::{FetchError, FetchFuture, Fetched, SecretSource};
+use anyhow::{Context, Result};
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
+use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+use clever_auth_core::secret::Secret;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct KeyVaultSource {
+    client: SecretClient,
+    vault_host: String,
+    attempt_timeout: Duration,
+}
+
+pub struct KeyVaultConfig<'a> {
+    pub vault_url: &'a str,
+    pub managed_identity_client_id: Option<&'a str>,
+    pub verify_challenge_resource: bool,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub attempt_timeout: Duration,
+}
+
+fn client_options(tls: &Arc<rustls::ClientConfig>, timeout: Duration) -> Result<ClientOptions> {
+    let mut tls = (**tls).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .context("building the Key Vault HTTP client")?;
+    Ok(ClientOptions {
+        retry: RetryOptions::none(),
+        transport: Some(Transport::new(Arc::new(http))),
+        ..Default::default()
+    })
+}
+
+impl KeyVaultSource {
+    pub fn new(config: KeyVaultConfig<'_>) -> Result<KeyVaultSource> {
+        let url = url::Url::parse(config.vault_url)
+            .with_context(|| format!("KEYVAULT_URL `{}` is not a URL", config.vault_url))?;
+        if url.scheme() != "https" {
+            anyhow::bail!("KEYVAULT_URL `{}` must be https", config.vault_url);
+        }
+        let vault_host = url.host_str().unwrap_or_default().to_string();
+        let options = client_options(&config.tls, config.attempt_timeout)?;
+        let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+            user_assigned_id: config
+                .managed_identity_client_id
+                .map(|id| UserAssignedId::ClientId(id.to_string())),
+            client_options: options.clone(),
+        }))
+        .context("creating the managed identity credential")?;
+        let client = SecretClient::new(
+            config.vault_url,
+            credential,
+            Some(SecretClientOptions {
+                client_options: options,
+                verify_challenge_resource: Some(config.verify_challenge_resource),
+                ..Default::default()
+            }),
+        )
+        .context("creating the Key Vault client")?;
+        Ok(KeyVaultSource {
+            client,
+            vault_host,
+            attempt_timeout: config.attempt_timeout,
+        })
+    }
+}
+
+fn error_from(e: &azure_core::Error) -> FetchError {
+    use azure_core::error::ErrorKind;
+    let (code, status) = match e.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let status = u16::from(*status);
+            let code = match (status, error_code.as_deref()) {
+                (_, Some(c)) => c.to_string(),
+                (403, None) => "Forbidden".into(),
+                (404, None) => "SecretNotFound".into(),
+                (429, None) => "Throttled".into(),
+                (s, None) => format!("http_{s}"),
+            };
+            (code, Some(status))
+        }
+        ErrorKind::Credential => ("identity_unavailable".into(), None),
+        ErrorKind::Connection | ErrorKind::Io => ("unreachable".into(), None),
+        _ => ("keyvault_error".into(), None),
+    };
+    // The SDK's messages name URLs and status texts, never secret values.
+    let mut message = e.to_string();
+    message.truncate(300);
+    FetchError {
+        code,
+        message,
+        status,
+        client_request_id: None,
+    }
+}
+
+impl SecretSource for KeyVaultSource {
+    fn provider(&self) -> &'static str {
+        "keyvault"
+    }
+
+    fn location(&self) -> String {
+        self.vault_host.clone()
+    }
+
+    fn fetch<'a>(&'a self, name: &'a str) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let call = self.client.get_secret(name, None);
+            let response = match tokio::time::timeout(self.attempt_timeout, call).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(error_from(&e)),
+                Err(_) => {
+                    return Err(FetchError {
+                        code: "timeout".into(),
+                        message: format!(
+                            "Key Vault did not answer within {:?}",
+                            self.attempt_timeout
+                        ),
+                        status: None,
+                        client_request_id: None,
+                    })
+                }
+            };
+            let status = u16::from(response.status());
+            let client_request_id = ["x-ms-client-request-id", "x-ms-request-id"]
+                .iter()
+                .find_map(|h| {
+                    response
+                        .headers()
+                        .get_optional_str(&azure_core::http::headers::HeaderName::from_static(h))
+                        .map(str::to_string)
+                });
+            let secret = response.into_model().map_err(|e| error_from(&e))?;
+            let version = secret
+                .id
+                .as_deref()
+                .and_then(|id| id.trim_end_matches('/').rsplit('/').next())
+                .map(str::to_string);
+            let value = secret.value.ok_or_else(|| FetchError {
+                code: "empty".into(),
+                message: format!("secret {name} has no value"),
+                status: Some(status),
+                client_request_id: client_request_id.clone(),
+            })?;
+            Ok(Fetched {
+                value: Secret::new(value),
+                version,
+                status: Some(status),
+                client_request_id,
+            })
+        })
+    }
+}

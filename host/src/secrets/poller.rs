@@ -1,0 +1,173 @@
+//! The background task that keeps the Clever credentials fresh: the first fetch retries with a
+//! bounded, jittered backoff until it succeeds (the host serves health meanwhile); afterwards
+//! the secrets are re-read on an interval and, rate-limited, whenever Clever answers 401.
+
+use super::audit::{self, Access};
+use super::source::{FetchError, SecretSource};
+use super::{SecretNames, Secrets};
+use clever_auth_core::status::ErrorRecord;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub refresh_every: Duration,
+    pub reread_min_gap: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+/// Full jitter: uniform in [base·2^n / 2, base·2^n], capped.
+fn backoff(t: &Timing, failures: u32) -> Duration {
+    let exp = t
+        .backoff_base
+        .saturating_mul(1u32 << failures.min(16))
+        .min(t.backoff_cap);
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let frac = 0.5 + (r >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
+    exp.mul_f64(frac)
+}
+
+pub async fn run(
+    source: Arc<dyn SecretSource>,
+    names: SecretNames,
+    secrets: Arc<Secrets>,
+    reread: Arc<Notify>,
+    on_change: impl Fn() + Send + 'static,
+    timing: Timing,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        let last_fetch = Instant::now();
+        match fetch_all(source.as_ref(), &names, &secrets).await {
+            Ok(changed) => {
+                failures = 0;
+                secrets.record_success(changed);
+                if changed {
+                    tracing::info!(
+                        provider = source.provider(),
+                        "Clever credentials changed; tokens will be re-acquired"
+                    );
+                    on_change();
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(
+                    provider = source.provider(),
+                    error_code = %e.code,
+                    error = %e.message,
+                    attempt = failures,
+                    "reading the Clever credentials failed"
+                );
+                secrets.record_failure(ErrorRecord {
+                    code: e.code,
+                    message: e.message,
+                    at: super::now_ms(),
+                });
+            }
+        }
+        let wait = if failures > 0 {
+            backoff(&timing, failures - 1)
+        } else {
+            timing.refresh_every
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = reread.notified() => {
+                // A burst of 401s must not hammer the vault: at most one re-read per gap.
+                let since = last_fetch.elapsed();
+                if since < timing.reread_min_gap {
+                    tokio::time::sleep(timing.reread_min_gap - since).await;
+                }
+                tracing::info!(provider = source.provider(), "Clever rejected the credentials; re-reading them");
+            }
+        }
+    }
+}
+
+/// Fetches both secrets; returns whether either value changed.
+async fn fetch_all(
+    source: &dyn SecretSource,
+    names: &SecretNames,
+    secrets: &Secrets,
+) -> Result<bool, FetchError> {
+    let location = source.location();
+    let mut changed = false;
+    for (slot, name) in [
+        (0usize, names.client_id.as_str()),
+        (1, names.client_secret.as_str()),
+    ] {
+        let started = Instant::now();
+        let result = source.fetch(name).await;
+        let duration = started.elapsed();
+        match result {
+            Ok(fetched) => {
+                let this_changed = secrets.store(slot, fetched.value);
+                changed |= this_changed;
+                if source.provider() != "env" {
+                    audit::record(&Access {
+                        provider: source.provider(),
+                        location: &location,
+                        secret_name: name,
+                        version: fetched.version.as_deref(),
+                        status: fetched.status,
+                        error_code: None,
+                        duration,
+                        client_request_id: fetched.client_request_id.as_deref(),
+                        changed: Some(this_changed),
+                    });
+                }
+            }
+            Err(e) => {
+                if source.provider() != "env" {
+                    audit::record(&Access {
+                        provider: source.provider(),
+                        location: &location,
+                        secret_name: name,
+                        version: None,
+                        status: e.status,
+                        error_code: Some(&e.code),
+                        duration,
+                        client_request_id: e.client_request_id.as_deref(),
+                        changed: None,
+                    });
+                }
+                return Err(FetchError {
+                    message: format!("{name}: {}", e.message),
+                    ..e
+                });
+            }
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        let t = Timing {
+            refresh_every: Duration::from_secs(300),
+            reread_min_gap: Duration::from_secs(30),
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(30),
+        };
+        for failures in 0..40 {
+            let d = backoff(&t, failures);
+            let full = Duration::from_millis(500)
+                .saturating_mul(1 << failures.min(16))
+                .min(t.backoff_cap);
+            assert!(
+                d >= full / 2 && d <= full,
+                "failures {failures}: {d:?} vs {full:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Fakes for the Azure pieces the host talks to in production: an HTTPS **Key Vault** (secrets
+//! only) and the **App Service managed identity endpoint**. Both are real servers on loopback
+//! that answer like the services as `azure_security_keyvault_secrets` 1.0.1 and
+//! `azure_identity` 1.0.0 (`ManagedIdentityCredential`, App Service source) use them, can be
+//! scripted per test, can be taken down and brought back on the same port, and record every
+//! request (never a token value).
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! use clever_auth_tests::fake_azure::{
+//!     FakeIdentityConfig, FakeIdentityEndpoint, FakeKeyVault, FakeKeyVaultConfig, Fault,
+//! };
+//!
+//! let identity = FakeIdentityEndpoint::start(FakeIdentityConfig::default()).await?;
+//! let vault = FakeKeyVault::start(FakeKeyVaultConfig::default()).await?;
+//! vault.set_secret("clever-client-id", "demo-client-id");
+//! let dir = tempfile::tempdir()?;
+//! let ca = vault.write_ca_pem(dir.path())?;
+//! // Host environment: KEYVAULT_URL=vault.url(), IDENTITY_ENDPOINT=identity.endpoint(),
+//! // IDENTITY_HEADER=identity.header_secret(), SSL_CERT_FILE / extra CA = ca.
+//! vault.push_fault("clever-client-id", Fault::Throttled { retry_after_secs: 2 });
+//! vault.set_down(true).await?; // connections refused, same port
+//! vault.set_down(false).await?;
+//! let seen = vault.wait_for_requests(3, Duration::from_secs(10)).await?;
+//! # let _ = (seen, ca); Ok(()) }
+//! ```
+//!
+//! Key Vault wire protocol (as the SDK speaks it):
+//! `GET {vault}/secrets/{name}/?api-version=…` (also without the trailing slash, and
+//! `/secrets/{name}/{version}`), `accept: application/json`. A request without a bearer token
+//! gets the `401` challenge with `WWW-Authenticate: Bearer authorization="…", resource="…"`;
+//! with an accepted bearer token, the secret bundle `{"value","id","attributes":{…}}`.
+//!
+//! Managed identity: `GET /msi/token?api-version=2019-08-01&resource=…[&client_id=…]` with
+//! `x-identity-header`; the answer carries `expires_on` as a **string** of Unix seconds.
+
+mod identity;
+mod keyvault;
+mod log;
+mod script;
+mod server;
+
+pub use identity::{FakeIdentityConfig, FakeIdentityEndpoint, IdentityHeaderSeen, IdentityRequest};
+pub use keyvault::{
+    is_valid_secret_name, FakeKeyVault, FakeKeyVaultConfig, SecretVersionInfo, TokenPolicy,
+    VaultAuthSeen, VaultRequest,
+};
+pub use script::{Fault, SecretMatch};
+
+/// What became of a request (shared with the fake Clever).
+pub use crate::fake_clever::Outcome;
+
+/// The token prefix the identity fake issues and the vault fake accepts by default.
+pub const DEFAULT_TOKEN_PREFIX: &str = "fake-mi-token-";
+
+/// The audience Key Vault names in its challenge, and the `resource` the SDK then asks the
+/// identity endpoint for.
+pub const KEYVAULT_RESOURCE: &str = "https://vault.azure.net";
+
+/// The App Service managed identity protocol version the SDK sends.
+pub const IDENTITY_API_VERSION: &str = "2019-08-01";
+
+pub(crate) mod util {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// A poisoned lock only means another test thread panicked; the data is still usable.
+    pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    static RANDOM_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+    /// Unpredictable enough for fake ids without an RNG crate (std's OS-seeded `RandomState`).
+    pub(crate) fn random_u64() -> u64 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(RANDOM_COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        h.finish()
+    }
+
+    /// `len` lowercase hex characters (Key Vault secret versions are 32).
+    pub(crate) fn random_hex(len: usize) -> String {
+        let mut s = String::with_capacity(len + 16);
+        while s.len() < len {
+            s.push_str(&format!("{:016x}", random_u64()));
+        }
+        s.truncate(len);
+        s
+    }
+
+    /// A random id in GUID form (request and correlation ids).
+    pub(crate) fn random_guid() -> String {
+        let h = random_hex(32);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+
+    pub(crate) fn unix_ms_now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn unix_secs_now() -> u64 {
+        unix_ms_now() / 1000
+    }
+
+    /// Client-chosen header text kept in the log, bounded so a hostile client cannot grow it.
+    pub(crate) fn bounded(s: &str) -> String {
+        s.chars().take(256).collect()
+    }
+}
