@@ -5,6 +5,9 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One crypto provider for every rustls user in the process (ours, reqwest's, the Azure
+    // SDK's), so none of them has to guess.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     logging::init(cli.log_format);
     match clever_auth_host::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,11 @@ impl HostOptions {
         self.args.push(arg.into());
         self
     }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
 }
 
 /// Every line the host printed, stdout and stderr, in arrival order.

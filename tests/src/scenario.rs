@@ -76,16 +76,29 @@ impl Scenario {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Result<Scenario> {
+        Scenario::launch_opts(fake, env, args, true).await
+    }
+
+    /// The general form: `loopback_http` passes `--allow-loopback-http` (the fake Clever
+    /// speaks plain http unless started with TLS).
+    pub async fn launch_opts(
+        fake: FakeClever,
+        env: &[(&str, &str)],
+        args: &[&str],
+        loopback_http: bool,
+    ) -> Result<Scenario> {
         let mut opts = HostOptions::default()
             .arg("--secrets")
             .arg("env")
-            .arg("--allow-loopback-http")
             .env("CLEVER_CLIENT_ID", &fake.client_id())
             .env("CLEVER_CLIENT_SECRET", &fake.client_secret())
             .env("CLEVER_TOKEN_URL", &fake.token_url())
             .env("CLEVER_API_BASE_URL", fake.api_base_url());
         for (k, v) in FAST_SETTINGS.iter().chain(env) {
             opts = opts.env(k, v);
+        }
+        if loopback_http {
+            opts = opts.arg("--allow-loopback-http");
         }
         for a in args {
             opts = opts.arg(a);

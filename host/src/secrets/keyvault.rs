@@ -97,9 +97,22 @@ fn error_from(e: &azure_core::Error) -> FetchError {
         ErrorKind::Connection | ErrorKind::Io => ("unreachable".into(), None),
         _ => ("keyvault_error".into(), None),
     };
-    // The SDK's messages name URLs and status texts, never secret values.
+    // The SDK's top-level text is generic; the cause is further down the chain. Its messages
+    // name URLs and status texts, never secret values.
     let mut message = e.to_string();
-    message.truncate(300);
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if message.len() > 400 {
+        let cut = (0..=400)
+            .rev()
+            .find(|i| message.is_char_boundary(*i))
+            .unwrap_or(0);
+        message.truncate(cut);
+    }
     FetchError {
         code,
         message,

@@ -80,11 +80,13 @@ pub async fn run(
             () = tokio::time::sleep(wait) => {}
             () = reread.notified() => {
                 // A burst of 401s must not hammer the vault: at most one re-read per gap.
-                let since = last_fetch.elapsed();
-                if since < timing.reread_min_gap {
-                    tokio::time::sleep(timing.reread_min_gap - since).await;
-                }
-                tracing::info!(provider = source.provider(), "Clever rejected the credentials; re-reading them");
+                let delay = timing.reread_min_gap.saturating_sub(last_fetch.elapsed());
+                tracing::info!(
+                    provider = source.provider(),
+                    delay_ms = delay.as_millis() as u64,
+                    "Clever rejected the credentials; re-reading them"
+                );
+                tokio::time::sleep(delay).await;
             }
         }
     }

@@ -1,0 +1,108 @@
+//! The production wiring in miniature: the host reads the Clever credentials from the fake
+//! Key Vault through the fake App Service identity endpoint, and authenticates to the fake
+//! Clever with them.
+
+use crate::fake_azure::{
+    FakeIdentityConfig, FakeIdentityEndpoint, FakeKeyVault, FakeKeyVaultConfig,
+};
+use crate::fake_clever::FakeClever;
+use crate::host_process::{HostOptions, HostProcess};
+use crate::scenario::{two_districts, FAST_SETTINGS};
+use anyhow::Result;
+use std::path::PathBuf;
+
+pub const ID_SECRET: &str = "clever-client-id";
+pub const SECRET_SECRET: &str = "clever-client-secret";
+
+pub struct AzureScenario {
+    pub clever: FakeClever,
+    pub vault: FakeKeyVault,
+    pub identity: FakeIdentityEndpoint,
+    pub host: HostProcess,
+    _dir: tempfile::TempDir,
+}
+
+#[derive(Default)]
+pub struct AzureOptions {
+    pub vault_down: bool,
+    /// `IDENTITY_HEADER` the host gets; `None` = the right one.
+    pub identity_header: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl AzureScenario {
+    pub async fn start(opts: AzureOptions) -> Result<AzureScenario> {
+        let clever = FakeClever::start(two_districts()).await?;
+        let vault = FakeKeyVault::start(FakeKeyVaultConfig {
+            secrets: vec![
+                (ID_SECRET.into(), clever.client_id()),
+                (SECRET_SECRET.into(), clever.client_secret()),
+            ],
+            start_down: opts.vault_down,
+            ..Default::default()
+        })
+        .await?;
+        let identity = FakeIdentityEndpoint::start(FakeIdentityConfig::default()).await?;
+        let dir = tempfile::tempdir()?;
+        let ca: PathBuf = vault.write_ca_pem(dir.path())?;
+        let header = opts
+            .identity_header
+            .clone()
+            .unwrap_or_else(|| identity.header_secret());
+        let mut host = HostOptions::default()
+            .args(&["--allow-loopback-http", "--extra-ca", &ca.to_string_lossy()])
+            .env("KEYVAULT_URL", vault.url())
+            // The fake listens on 127.0.0.1, not on <name>.vault.azure.net.
+            .env("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", "false")
+            .env("IDENTITY_ENDPOINT", &identity.endpoint())
+            .env("IDENTITY_HEADER", &header)
+            .env("CLEVER_TOKEN_URL", &clever.token_url())
+            .env("CLEVER_API_BASE_URL", clever.api_base_url())
+            .env("CLEVER_AUTH_SECRETS_REREAD_MIN_SECS", "0");
+        for (k, v) in FAST_SETTINGS {
+            host = host.env(k, v);
+        }
+        for (k, v) in &opts.env {
+            host = host.env(k, v);
+        }
+        let host = HostProcess::start(host).await?;
+        Ok(AzureScenario {
+            clever,
+            vault,
+            identity,
+            host,
+            _dir: dir,
+        })
+    }
+
+    pub async fn health(&self) -> Result<crate::scenario::Health> {
+        let reply = crate::http_client::get(&self.host.url(crate::scenario::HEALTH)).await?;
+        Ok(crate::scenario::Health {
+            status: reply.status,
+            body: reply.json()?,
+        })
+    }
+
+    pub async fn wait_health(
+        &self,
+        timeout: std::time::Duration,
+        pred: impl Fn(&crate::scenario::Health) -> bool,
+    ) -> Result<crate::scenario::Health> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let h = self.health().await?;
+            if pred(&h) {
+                return Ok(h);
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "health never matched within {timeout:?}; last ({}): {:#}\n{}",
+                    h.status,
+                    h.body,
+                    self.host.output.text()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
