@@ -7,7 +7,7 @@ use crate::fake_azure::{
 };
 use crate::fake_clever::FakeClever;
 use crate::host_process::{HostOptions, HostProcess};
-use crate::scenario::{two_districts, FAST_SETTINGS};
+use crate::scenario::{self, two_districts, Health, FAST_SETTINGS};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -75,34 +75,15 @@ impl AzureScenario {
         })
     }
 
-    pub async fn health(&self) -> Result<crate::scenario::Health> {
-        let reply = crate::http_client::get(&self.host.url(crate::scenario::HEALTH)).await?;
-        Ok(crate::scenario::Health {
-            status: reply.status,
-            body: reply.json()?,
-        })
+    pub async fn health(&self) -> Result<Health> {
+        scenario::health(&self.host).await
     }
 
     pub async fn wait_health(
         &self,
         timeout: std::time::Duration,
-        pred: impl Fn(&crate::scenario::Health) -> bool,
-    ) -> Result<crate::scenario::Health> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let h = self.health().await?;
-            if pred(&h) {
-                return Ok(h);
-            }
-            if std::time::Instant::now() > deadline {
-                anyhow::bail!(
-                    "health never matched within {timeout:?}; last ({}): {:#}\n{}",
-                    h.status,
-                    h.body,
-                    self.host.output.text()
-                );
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        pred: impl Fn(&Health) -> bool,
+    ) -> Result<Health> {
+        scenario::wait_health(&self.host, timeout, pred).await
     }
 }

@@ -108,11 +108,7 @@ impl Scenario {
     }
 
     pub async fn health(&self) -> Result<Health> {
-        let reply = http_client::get(&self.host.url(HEALTH)).await?;
-        Ok(Health {
-            status: reply.status,
-            body: reply.json()?,
-        })
+        health(&self.host).await
     }
 
     /// Polls health until `pred` holds; the error shows the last body.
@@ -121,21 +117,7 @@ impl Scenario {
         timeout: Duration,
         pred: impl Fn(&Health) -> bool,
     ) -> Result<Health> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let h = self.health().await?;
-            if pred(&h) {
-                return Ok(h);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "health never matched within {timeout:?}; last ({}): {:#}",
-                    h.status,
-                    h.body
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        wait_health(&self.host, timeout, pred).await
     }
 
     pub async fn wait_status(&self, status: &str, timeout: Duration) -> Result<Health> {
@@ -146,5 +128,39 @@ impl Scenario {
     /// Everything the host printed, for leak checks and event assertions.
     pub fn logs(&self) -> String {
         self.host.output.text()
+    }
+}
+
+/// One health request to `host`.
+pub async fn health(host: &HostProcess) -> Result<Health> {
+    let reply = http_client::get(&host.url(HEALTH)).await?;
+    Ok(Health {
+        status: reply.status,
+        body: reply.json()?,
+    })
+}
+
+/// Polls `host`'s health until `pred` holds; the error shows the last body and the host's
+/// output.
+pub async fn wait_health(
+    host: &HostProcess,
+    timeout: Duration,
+    pred: impl Fn(&Health) -> bool,
+) -> Result<Health> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let h = health(host).await?;
+        if pred(&h) {
+            return Ok(h);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "health never matched within {timeout:?}; last ({}): {:#}\n{}",
+                h.status,
+                h.body,
+                host.output.text()
+            );
+        }
+        tokio::time::sleep(POLL).await;
     }
 }

@@ -39,6 +39,12 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
     },
+    /// Measure the time from starting the host to its first Clever token (against the local
+    /// fake Clever), over several runs.
+    FirstToken {
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
     /// Build everything and run the whole test suite.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -60,6 +66,7 @@ fn main() -> Result<()> {
         }
         Cmd::Run { listen } => demo(&root, &listen)?,
         Cmd::Test { args } => test(&root, &args)?,
+        Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,
     }
     Ok(())
 }
@@ -157,6 +164,93 @@ fn demo(root: &Path, listen: &str) -> Result<()> {
     if !status.success() {
         bail!("clever-auth-host exited with {status}");
     }
+    Ok(())
+}
+
+/// Starts the fake Clever, then the host `runs` times, timing spawn → `listening` (stdout) and
+/// spawn → `tokens_acquired` (the component's stderr).
+fn first_token(root: &Path, runs: u32) -> Result<()> {
+    let component = build_component(root)?;
+    run(cargo(root).args([
+        "build",
+        "-p",
+        "clever-auth-host",
+        "-p",
+        "clever-auth-tests",
+        "--bins",
+    ]))?;
+    let bin_dir = target_dir(root).join("debug");
+    let mut fake = Command::new(bin_dir.join("fake-clever"))
+        .args(["--addr", "127.0.0.1:0", "--quiet"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the fake Clever")?;
+    let first = BufReader::new(fake.stdout.take().context("no stdout")?)
+        .lines()
+        .next()
+        .transpose()?
+        .unwrap_or_default();
+    let url = first
+        .strip_prefix("listening on ")
+        .context("the fake Clever did not start")?
+        .to_string();
+    let mut results = Vec::new();
+    for _ in 0..runs {
+        let started = std::time::Instant::now();
+        let mut host = Command::new(bin_dir.join("clever-auth-host"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--secrets",
+                "env",
+                "--allow-loopback-http",
+            ])
+            .arg("--component")
+            .arg(&component)
+            .env("CLEVER_CLIENT_ID", "demo-client-id")
+            .env("CLEVER_CLIENT_SECRET", "demo-client-secret")
+            .env("CLEVER_TOKEN_URL", format!("{url}/oauth/tokens"))
+            .env("CLEVER_API_BASE_URL", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdout = host.stdout.take().context("no stdout")?;
+        let stderr = host.stderr.take().context("no stderr")?;
+        let listening = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains("\"listening\""))
+                .map(|_| started.elapsed())
+        });
+        let token = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("tokens_acquired"))
+            .map(|_| started.elapsed());
+        let _ = host.kill();
+        let _ = host.wait();
+        let listening = listening.join().ok().flatten();
+        match (listening, token) {
+            (Some(l), Some(t)) => results.push((l, t)),
+            _ => bail!("a run ended without a token"),
+        }
+    }
+    let _ = fake.kill();
+    let _ = fake.wait();
+    for (l, t) in &results {
+        println!(
+            "listening after {:>5} ms, first token after {:>5} ms",
+            l.as_millis(),
+            t.as_millis()
+        );
+    }
+    let mut tokens: Vec<u128> = results.iter().map(|(_, t)| t.as_millis()).collect();
+    tokens.sort_unstable();
+    println!(
+        "first token: median {} ms over {runs} runs (dev build, fake Clever on loopback)",
+        tokens[tokens.len() / 2]
+    );
     Ok(())
 }
 
