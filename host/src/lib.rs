@@ -24,6 +24,7 @@ use std::time::Duration;
 /// Loads the component, binds, starts the secrets poller and the scheduler, and serves until
 /// SIGTERM/SIGINT. Health is served at once; secrets and tokens follow in the background.
 pub async fn run(cli: cli::Cli) -> Result<()> {
+    let shutdown = shutdown::watch();
     let addr = cli.listen_addr().map_err(anyhow::Error::msg)?;
     let source_kind = cli.secrets_source();
     refuse_secrets_in_settings(source_kind)?;
@@ -103,7 +104,7 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let result = server::serve(
         listener,
         runtime,
-        shutdown::signal(),
+        shutdown,
         Duration::from_secs(cli.drain_secs),
     )
     .await;

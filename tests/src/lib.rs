@@ -8,3 +8,4 @@ pub mod scenario;
 
 pub mod fake_azure;
 pub mod fake_clever;
+pub mod fake_support;

@@ -13,7 +13,7 @@ use clever_auth_tests::fake_azure::{
     is_valid_secret_name, FakeIdentityConfig, FakeIdentityEndpoint, FakeKeyVault,
     FakeKeyVaultConfig, Fault,
 };
-use tokio::signal::unix::{signal, SignalKind};
+use clever_auth_tests::fake_support::signals::{exit_code, StopSignals};
 use tokio::sync::mpsc;
 
 /// A fake Azure Key Vault (HTTPS, test CA made at start-up) and a fake App Service managed
@@ -100,13 +100,7 @@ struct Args {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fake-azure: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("fake-azure", run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -121,8 +115,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     // Installed before the first line is printed: whoever reads it may signal at once.
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut stop = StopSignals::install()?;
 
     let mut identity_config = FakeIdentityConfig {
         addr: args.identity_addr,
@@ -163,8 +156,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut commands = spawn_stdin_reader();
     loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            () = stop.recv() => break,
             Some(line) = commands.recv() => {
                 match command(&vault, &identity, line.trim()).await {
                     Ok(Some(answer)) => println!("ok {answer}"),

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use clever_auth_tests::fake_clever::{FakeClever, FakeCleverConfig};
-use tokio::signal::unix::{signal, SignalKind};
+use clever_auth_tests::fake_support::signals::{exit_code, StopSignals};
 
 /// A fake Clever (OAuth district-token listing, client_credentials, tokeninfo and the
 /// versioned data API) on loopback, for demos and end-to-end tests.
@@ -77,14 +77,7 @@ struct Args {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One readable line; a backtrace helps nobody holding a bad --addr.
-            eprintln!("fake-clever: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code("fake-clever", run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -95,8 +88,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.addr
     );
     // Installed before the first line is printed: whoever reads it may signal at once.
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut stop = StopSignals::install()?;
 
     let fake = FakeClever::start(FakeCleverConfig {
         addr: args.addr,
@@ -122,10 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("district {id}");
     }
 
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    stop.recv().await;
     fake.shutdown().await;
     Ok(())
 }

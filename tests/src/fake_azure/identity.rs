@@ -7,17 +7,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::log::{LogRecord, RequestLog};
+use super::log::{impl_log_record, RequestLog};
 use super::script::{Fault, FaultScript, SecretMatch};
 use super::server::{Endpoint, Handler, Reply, Resp};
-use super::util::{bounded, lock, random_guid, random_hex, unix_ms_now, unix_secs_now};
+use super::util::{bounded, lock, random_guid, random_hex, unix_secs_now};
 use super::{Outcome, DEFAULT_TOKEN_PREFIX, IDENTITY_API_VERSION};
+use crate::fake_support::request::Arrival;
+use crate::fake_support::request::{fault_label, outcome_label, status_of};
+use crate::fake_support::response::{finish, status_code, JSON};
+use crate::fake_support::script::apply_fault;
+use crate::fake_support::util::OnDrop;
 
 /// The path of the token endpoint, as on App Service.
 const TOKEN_PATH: &str = "/msi/token";
@@ -100,18 +104,12 @@ pub struct IdentityRequest {
 impl IdentityRequest {
     /// The status sent, if a response was sent.
     pub fn status(&self) -> Option<u16> {
-        match self.outcome {
-            Outcome::Responded(status) => Some(status),
-            _ => None,
-        }
+        status_of(self.outcome)
     }
 
     /// One line without the header secret, for logs and assertion messages.
     pub fn summary(&self) -> String {
-        let outcome = match self.outcome {
-            Outcome::Responded(status) => status.to_string(),
-            other => format!("{other:?}").to_lowercase(),
-        };
+        let outcome = outcome_label(self.outcome);
         let header = match self.identity_header {
             IdentityHeaderSeen::Missing => "no identity header",
             IdentityHeaderSeen::Wrong => "wrong identity header",
@@ -121,11 +119,7 @@ impl IdentityRequest {
             .token_serial
             .map(|n| format!(" token#{n}"))
             .unwrap_or_default();
-        let fault = self
-            .fault
-            .as_ref()
-            .map(|f| format!(" fault={f:?}"))
-            .unwrap_or_default();
+        let fault = fault_label(self.fault.as_ref());
         format!(
             "#{} {} {} -> {outcome} ({header}){token}{fault}",
             self.seq, self.method, self.path_and_query
@@ -133,23 +127,7 @@ impl IdentityRequest {
     }
 }
 
-impl LogRecord for IdentityRequest {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn set_seq(&mut self, seq: u64) {
-        self.seq = seq;
-    }
-    fn outcome(&self) -> Outcome {
-        self.outcome
-    }
-    fn set_outcome(&mut self, outcome: Outcome) {
-        self.outcome = outcome;
-    }
-    fn summary(&self) -> String {
-        IdentityRequest::summary(self)
-    }
-}
+impl_log_record!(IdentityRequest);
 
 struct IdentityState {
     header_secret: String,
@@ -322,13 +300,8 @@ impl FakeIdentityEndpoint {
         n: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<IdentityRequest>> {
-        self.inner
-            .core
-            .log
-            .wait_for(timeout, &format!("{n} identity requests"), |all| {
-                all.len() >= n
-            })
-            .await
+        let log = &self.inner.core.log;
+        log.wait_for_count(n, timeout, "identity requests").await
     }
 
     /// Waits until `done` holds for the whole log; returns the log at that moment.
@@ -345,30 +318,15 @@ impl FakeIdentityEndpoint {
     }
 }
 
-struct AbandonGuard {
-    core: Arc<IdentityCore>,
-    seq: u64,
-}
-
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        self.core.log.finish(self.seq, Outcome::Abandoned, true);
-    }
-}
-
 async fn handle(core: Arc<IdentityCore>, req: Request<Incoming>) -> Reply {
-    let at = Instant::now();
-    let unix_ms = unix_ms_now();
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let path_and_query = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| uri.path().to_string());
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let Arrival {
+        at,
+        unix_ms,
+        method,
+        uri,
+        path_and_query,
+        query,
+    } = Arrival::of(&req);
     let param = |name: &str| {
         query
             .iter()
@@ -415,10 +373,10 @@ async fn handle(core: Arc<IdentityCore>, req: Request<Incoming>) -> Reply {
         fault: None,
         outcome: Outcome::Pending,
     });
-    let _guard = AbandonGuard {
-        core: core.clone(),
-        seq,
-    };
+    // Marks the request abandoned if its future is dropped before an outcome was decided
+    // (client hung up mid-delay, or the fake went down).
+    let guard_core = core.clone();
+    let _guard = OnDrop(move || guard_core.log.finish(seq, Outcome::Abandoned, true));
 
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -455,12 +413,7 @@ async fn handle(core: Arc<IdentityCore>, req: Request<Incoming>) -> Reply {
         };
         apply(&core, &request, fault).await
     };
-    let outcome = match &reply {
-        Reply::Respond(resp) => Outcome::Responded(resp.status().as_u16()),
-        Reply::Hang => Outcome::Hung,
-        Reply::Reset => Outcome::Reset,
-    };
-    core.log.finish(seq, outcome, false);
+    core.log.finish(seq, reply.outcome(), false);
     reply
 }
 
@@ -472,61 +425,48 @@ struct TokenReq<'a> {
     seq: u64,
 }
 
-async fn apply(core: &IdentityCore, req: &TokenReq<'_>, mut fault: Option<Fault>) -> Reply {
-    loop {
-        let Some(current) = fault.take() else {
-            return Reply::Respond(issue_token(core, req));
-        };
-        let resp = match current {
-            Fault::Delay(d) => {
-                tokio::time::sleep(d).await;
-                continue;
+async fn apply(core: &IdentityCore, req: &TokenReq<'_>, fault: Option<Fault>) -> Reply {
+    apply_fault(
+        fault,
+        async { issue_token(core, req) },
+        fault_reply,
+        |status, content_type, body| build(status, content_type, body, Vec::new()),
+    )
+    .await
+}
+
+fn fault_reply(fault: Fault) -> Resp {
+    match fault {
+        Fault::Status(400) => not_assigned(),
+        Fault::Status(status) => {
+            let code = status_code(status);
+            match code.as_u16() {
+                204 | 304 => build(code, None, Bytes::new(), Vec::new()),
+                _ => error_reply(code, code.canonical_reason().unwrap_or("Error")),
             }
-            Fault::DelayThen(d, next) => {
-                tokio::time::sleep(d).await;
-                fault = Some(*next);
-                continue;
-            }
-            Fault::Hang => return Reply::Hang,
-            Fault::Reset => return Reply::Reset,
-            Fault::Status(400) => not_assigned(),
-            Fault::Status(status) => {
-                let code =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                match code.as_u16() {
-                    204 | 304 => build(code, None, Bytes::new(), Vec::new()),
-                    _ => error_reply(code, code.canonical_reason().unwrap_or("Error")),
-                }
-            }
-            Fault::Forbidden => error_reply(StatusCode::FORBIDDEN, "Forbidden."),
-            Fault::NotFound => error_reply(StatusCode::NOT_FOUND, "Not found."),
-            Fault::Throttled { retry_after_secs } => {
-                let body = error_json(StatusCode::TOO_MANY_REQUESTS, "Too many requests.");
-                build(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Some("application/json; charset=utf-8"),
-                    Bytes::from(body.to_string()),
-                    vec![(header::RETRY_AFTER, retry_after_secs.to_string())],
-                )
-            }
-            Fault::MalformedJson => build(
-                StatusCode::OK,
-                Some("application/json; charset=utf-8"),
-                Bytes::from_static(b"{\"access_token\":\"fake-mi-tok"),
-                Vec::new(),
-            ),
-            Fault::Custom {
-                status,
-                content_type,
-                body,
-            } => build(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                content_type.as_deref(),
-                Bytes::from(body),
-                Vec::new(),
-            ),
-        };
-        return Reply::Respond(resp);
+        }
+        Fault::Forbidden => error_reply(StatusCode::FORBIDDEN, "Forbidden."),
+        Fault::NotFound => error_reply(StatusCode::NOT_FOUND, "Not found."),
+        Fault::Throttled { retry_after_secs } => {
+            let body = error_json(StatusCode::TOO_MANY_REQUESTS, "Too many requests.");
+            build(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(JSON),
+                Bytes::from(body.to_string()),
+                vec![(header::RETRY_AFTER, retry_after_secs.to_string())],
+            )
+        }
+        Fault::MalformedJson => build(
+            StatusCode::OK,
+            Some(JSON),
+            Bytes::from_static(b"{\"access_token\":\"fake-mi-tok"),
+            Vec::new(),
+        ),
+        Fault::Delay(_)
+        | Fault::DelayThen(..)
+        | Fault::Hang
+        | Fault::Reset
+        | Fault::Custom { .. } => unreachable!("apply_fault plays these itself"),
     }
 }
 
@@ -584,7 +524,7 @@ fn issue_token(core: &IdentityCore, req: &TokenReq<'_>) -> Resp {
     core.log.update(req.seq, |r| r.token_serial = Some(serial));
     build(
         StatusCode::OK,
-        Some("application/json; charset=utf-8"),
+        Some(JSON),
         Bytes::from(body.to_string()),
         Vec::new(),
     )
@@ -610,7 +550,7 @@ fn error_json(status: StatusCode, message: &str) -> Value {
 fn error_reply(status: StatusCode, message: &str) -> Resp {
     build(
         status,
-        Some("application/json; charset=utf-8"),
+        Some(JSON),
         Bytes::from(error_json(status, message).to_string()),
         Vec::new(),
     )
@@ -622,17 +562,6 @@ fn build(
     body: Bytes,
     extra: Vec<(header::HeaderName, String)>,
 ) -> Resp {
-    let mut builder = Response::builder().status(status);
-    if let Some(content_type) = content_type {
-        builder = builder.header(header::CONTENT_TYPE, content_type);
-    }
-    for (name, value) in extra {
-        builder = builder.header(name, value);
-    }
-    builder.body(Full::new(body)).unwrap_or_else(|_| {
-        // Only reachable with a header value the fake itself made invalid.
-        let mut resp = Response::new(Full::new(Bytes::from_static(b"fake identity error")));
-        *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        resp
-    })
+    let builder = Response::builder().status(status);
+    finish(builder, content_type, body, extra, "fake identity error")
 }

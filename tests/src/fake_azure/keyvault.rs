@@ -9,19 +9,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_rustls::TlsAcceptor;
 
-use super::log::{LogRecord, RequestLog};
+use super::log::{impl_log_record, RequestLog};
 use super::script::{Fault, FaultScript, SecretMatch};
 use super::server::{Endpoint, Handler, Reply, Resp};
-use super::util::{bounded, lock, random_guid, random_hex, unix_ms_now, unix_secs_now};
+use super::util::{bounded, lock, random_guid, random_hex, unix_secs_now};
 use super::{Outcome, DEFAULT_TOKEN_PREFIX, KEYVAULT_RESOURCE};
 use crate::fake_clever::tls::make_test_tls_for;
+use crate::fake_support::request::Arrival;
+use crate::fake_support::request::{fault_label, outcome_label, status_of};
+use crate::fake_support::response::{finish, status_code, JSON};
+use crate::fake_support::script::apply_fault;
+use crate::fake_support::util::OnDrop;
 
 /// Which bearer tokens the vault accepts (anything else gets the 401 challenge again).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,10 +155,7 @@ pub struct VaultRequest {
 impl VaultRequest {
     /// The status sent, if a response was sent.
     pub fn status(&self) -> Option<u16> {
-        match self.outcome {
-            Outcome::Responded(status) => Some(status),
-            _ => None,
-        }
+        status_of(self.outcome)
     }
 
     /// Whether an `Authorization` header was present (any scheme).
@@ -174,10 +175,7 @@ impl VaultRequest {
 
     /// One line without credentials, for logs and assertion messages.
     pub fn summary(&self) -> String {
-        let outcome = match self.outcome {
-            Outcome::Responded(status) => status.to_string(),
-            other => format!("{other:?}").to_lowercase(),
-        };
+        let outcome = outcome_label(self.outcome);
         let auth = match self.auth {
             VaultAuthSeen::Missing => "no auth",
             VaultAuthSeen::Accepted => "bearer valid",
@@ -189,11 +187,7 @@ impl VaultRequest {
             .as_deref()
             .map(|v| format!(" version={v}"))
             .unwrap_or_default();
-        let fault = self
-            .fault
-            .as_ref()
-            .map(|f| format!(" fault={f:?}"))
-            .unwrap_or_default();
+        let fault = fault_label(self.fault.as_ref());
         let request_id = self
             .client_request_id
             .as_deref()
@@ -206,23 +200,7 @@ impl VaultRequest {
     }
 }
 
-impl LogRecord for VaultRequest {
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-    fn set_seq(&mut self, seq: u64) {
-        self.seq = seq;
-    }
-    fn outcome(&self) -> Outcome {
-        self.outcome
-    }
-    fn set_outcome(&mut self, outcome: Outcome) {
-        self.outcome = outcome;
-    }
-    fn summary(&self) -> String {
-        VaultRequest::summary(self)
-    }
-}
+impl_log_record!(VaultRequest);
 
 struct VaultState {
     /// Versions oldest first; the last one is "the" secret. Deleted secrets are removed.
@@ -553,13 +531,8 @@ impl FakeKeyVault {
         n: usize,
         timeout: Duration,
     ) -> anyhow::Result<Vec<VaultRequest>> {
-        self.inner
-            .core
-            .log
-            .wait_for(timeout, &format!("{n} Key Vault requests"), |all| {
-                all.len() >= n
-            })
-            .await
+        let log = &self.inner.core.log;
+        log.wait_for_count(n, timeout, "Key Vault requests").await
     }
 
     /// Waits until at least `n` requests were answered with `status`; returns those.
@@ -605,37 +578,20 @@ fn challenge_header(state: &VaultState) -> String {
     )
 }
 
-/// Marks the request abandoned if its future is dropped before an outcome was decided
-/// (client hung up mid-delay, or the fake went down).
-struct AbandonGuard {
-    core: Arc<VaultCore>,
-    seq: u64,
-}
-
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        self.core.log.finish(self.seq, Outcome::Abandoned, true);
-    }
-}
-
 /// Headers every answer carries.
 struct Common {
     client_request_id: Option<HeaderValue>,
 }
 
 async fn handle(core: Arc<VaultCore>, req: Request<Incoming>) -> Reply {
-    let at = Instant::now();
-    let unix_ms = unix_ms_now();
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let path_and_query = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| uri.path().to_string());
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let Arrival {
+        at,
+        unix_ms,
+        method,
+        uri,
+        path_and_query,
+        query,
+    } = Arrival::of(&req);
     let api_version = query
         .iter()
         .find(|(k, _)| k == "api-version")
@@ -686,10 +642,10 @@ async fn handle(core: Arc<VaultCore>, req: Request<Incoming>) -> Reply {
         fault: None,
         outcome: Outcome::Pending,
     });
-    let _guard = AbandonGuard {
-        core: core.clone(),
-        seq,
-    };
+    // Marks the request abandoned if its future is dropped before an outcome was decided
+    // (client hung up mid-delay, or the fake went down).
+    let guard_core = core.clone();
+    let _guard = OnDrop(move || guard_core.log.finish(seq, Outcome::Abandoned, true));
     let common = Common {
         client_request_id: client_request_id_value,
     };
@@ -715,12 +671,7 @@ async fn handle(core: Arc<VaultCore>, req: Request<Incoming>) -> Reply {
         };
         apply(&core, &common, &request, fault).await
     };
-    let outcome = match &reply {
-        Reply::Respond(resp) => Outcome::Responded(resp.status().as_u16()),
-        Reply::Hang => Outcome::Hung,
-        Reply::Reset => Outcome::Reset,
-    };
-    core.log.finish(seq, outcome, false);
+    core.log.finish(seq, reply.outcome(), false);
     reply
 }
 
@@ -733,59 +684,42 @@ struct Req<'a> {
     seq: u64,
 }
 
-async fn apply(
-    core: &VaultCore,
-    common: &Common,
-    req: &Req<'_>,
-    mut fault: Option<Fault>,
-) -> Reply {
-    loop {
-        let Some(current) = fault.take() else {
-            return Reply::Respond(normal(core, common, req));
-        };
-        let resp = match current {
-            Fault::Delay(d) => {
-                tokio::time::sleep(d).await;
-                continue;
-            }
-            Fault::DelayThen(d, next) => {
-                tokio::time::sleep(d).await;
-                fault = Some(*next);
-                continue;
-            }
-            Fault::Hang => return Reply::Hang,
-            Fault::Reset => return Reply::Reset,
-            Fault::Status(status) => status_reply(core, common, status, req.secret),
-            Fault::Forbidden => forbidden(common, req.secret),
-            Fault::NotFound => secret_not_found(common, req.secret.unwrap_or("(none)")),
-            Fault::Throttled { retry_after_secs } => error_reply(
-                common,
-                StatusCode::TOO_MANY_REQUESTS,
-                "Throttled",
-                "Request was not processed because too many requests were received. \
+async fn apply(core: &VaultCore, common: &Common, req: &Req<'_>, fault: Option<Fault>) -> Reply {
+    let normal = async { normal(core, common, req) };
+    apply_fault(
+        fault,
+        normal,
+        |fault| fault_reply(core, common, req, fault),
+        |status, content_type, body| build(common, status, content_type, body, Vec::new()),
+    )
+    .await
+}
+
+fn fault_reply(core: &VaultCore, common: &Common, req: &Req<'_>, fault: Fault) -> Resp {
+    match fault {
+        Fault::Status(status) => status_reply(core, common, status, req.secret),
+        Fault::Forbidden => forbidden(common, req.secret),
+        Fault::NotFound => secret_not_found(common, req.secret.unwrap_or("(none)")),
+        Fault::Throttled { retry_after_secs } => error_reply(
+            common,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Throttled",
+            "Request was not processed because too many requests were received. \
                  Reason: VaultRequestTypeLimitReached",
-                vec![(header::RETRY_AFTER, retry_after_secs.to_string())],
-            ),
-            Fault::MalformedJson => build(
-                common,
-                StatusCode::OK,
-                Some("application/json; charset=utf-8"),
-                Bytes::from_static(b"{\"value\":\"trunc"),
-                Vec::new(),
-            ),
-            Fault::Custom {
-                status,
-                content_type,
-                body,
-            } => build(
-                common,
-                status_code(status),
-                content_type.as_deref(),
-                Bytes::from(body),
-                Vec::new(),
-            ),
-        };
-        return Reply::Respond(resp);
+            vec![(header::RETRY_AFTER, retry_after_secs.to_string())],
+        ),
+        Fault::MalformedJson => build(
+            common,
+            StatusCode::OK,
+            Some(JSON),
+            Bytes::from_static(b"{\"value\":\"trunc"),
+            Vec::new(),
+        ),
+        Fault::Delay(_)
+        | Fault::DelayThen(..)
+        | Fault::Hang
+        | Fault::Reset
+        | Fault::Custom { .. } => unreachable!("apply_fault plays these itself"),
     }
 }
 
@@ -877,7 +811,7 @@ fn normal(core: &VaultCore, common: &Common, req: &Req<'_>) -> Resp {
     build(
         common,
         StatusCode::OK,
-        Some("application/json; charset=utf-8"),
+        Some(JSON),
         Bytes::from(body.to_string()),
         Vec::new(),
     )
@@ -956,10 +890,6 @@ fn status_reply(core: &VaultCore, common: &Common, status: u16, secret: Option<&
     }
 }
 
-fn status_code(status: u16) -> StatusCode {
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
 fn error_reply(
     common: &Common,
     status: StatusCode,
@@ -991,7 +921,7 @@ fn error_body(
     build(
         common,
         status,
-        Some("application/json; charset=utf-8"),
+        Some(JSON),
         Bytes::from(body.to_string()),
         extra,
     )
@@ -1012,16 +942,5 @@ fn build(
     if let Some(id) = &common.client_request_id {
         builder = builder.header("x-ms-client-request-id", id.clone());
     }
-    if let Some(content_type) = content_type {
-        builder = builder.header(header::CONTENT_TYPE, content_type);
-    }
-    for (name, value) in extra {
-        builder = builder.header(name, value);
-    }
-    builder.body(Full::new(body)).unwrap_or_else(|_| {
-        // Only reachable with a header value the fake itself made invalid.
-        let mut resp = Response::new(Full::new(Bytes::from_static(b"fake Key Vault error")));
-        *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        resp
-    })
+    finish(builder, content_type, body, extra, "fake Key Vault error")
 }

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::util::lock;
 use super::Outcome;
+use crate::fake_support::wait::wait_for_log;
 
 /// What a log needs from its records.
 pub(crate) trait LogRecord: Clone + Send + 'static {
@@ -19,6 +20,31 @@ pub(crate) trait LogRecord: Clone + Send + 'static {
     /// One line without credentials.
     fn summary(&self) -> String;
 }
+
+/// Implements [`LogRecord`] for a record type with `seq` and `outcome` fields and an inherent
+/// `summary`.
+macro_rules! impl_log_record {
+    ($record:ty) => {
+        impl $crate::fake_azure::log::LogRecord for $record {
+            fn seq(&self) -> u64 {
+                self.seq
+            }
+            fn set_seq(&mut self, seq: u64) {
+                self.seq = seq;
+            }
+            fn outcome(&self) -> $crate::fake_azure::Outcome {
+                self.outcome
+            }
+            fn set_outcome(&mut self, outcome: $crate::fake_azure::Outcome) {
+                self.outcome = outcome;
+            }
+            fn summary(&self) -> String {
+                <$record>::summary(self)
+            }
+        }
+    };
+}
+pub(crate) use impl_log_record;
 
 #[derive(Debug)]
 struct Records<R> {
@@ -101,41 +127,37 @@ impl<R: LogRecord> RequestLog<R> {
         self.changes.send_modify(|v| *v += 1);
     }
 
+    /// Waits until at least `n` records are in the log; returns all of them. `noun` names
+    /// them in the error ("identity requests").
+    pub(crate) async fn wait_for_count(
+        &self,
+        n: usize,
+        timeout: Duration,
+        noun: &str,
+    ) -> anyhow::Result<Vec<R>> {
+        self.wait_for(timeout, &format!("{n} {noun}"), |all| all.len() >= n)
+            .await
+    }
+
     /// Waits until `done` holds for the whole log; returns the log at that moment. Errs after
     /// `timeout` with the last records in the message.
     pub(crate) async fn wait_for(
         &self,
         timeout: Duration,
         what: &str,
-        mut done: impl FnMut(&[R]) -> bool,
+        done: impl FnMut(&[R]) -> bool,
     ) -> anyhow::Result<Vec<R>> {
         // Subscribing before the first look means no change can slip in unseen.
-        let mut changes = self.changes.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let records = self.snapshot();
-            if done(&records) {
-                return Ok(records);
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => anyhow::bail!("the request log was dropped"),
-                Err(_) => {
-                    let tail: Vec<String> = records
-                        .iter()
-                        .rev()
-                        .take(20)
-                        .rev()
-                        .map(LogRecord::summary)
-                        .collect();
-                    return Err(anyhow::anyhow!(
-                        "timed out after {timeout:?}; {} requests recorded, last ones:\n  {}",
-                        records.len(),
-                        tail.join("\n  ")
-                    ))
-                    .with_context(|| format!("waiting for {what}"));
-                }
-            }
-        }
+        let changes = self.changes.subscribe();
+        wait_for_log(
+            changes,
+            timeout,
+            "the request log was dropped",
+            || self.snapshot(),
+            LogRecord::summary,
+            done,
+        )
+        .await
+        .with_context(|| format!("waiting for {what}"))
     }
 }

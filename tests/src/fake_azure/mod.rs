@@ -62,40 +62,7 @@ pub const KEYVAULT_RESOURCE: &str = "https://vault.azure.net";
 pub const IDENTITY_API_VERSION: &str = "2019-08-01";
 
 pub(crate) mod util {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Mutex, MutexGuard, PoisonError};
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    /// A poisoned lock only means another test thread panicked; the data is still usable.
-    pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    static RANDOM_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-    /// Unpredictable enough for fake ids without an RNG crate (std's OS-seeded `RandomState`).
-    pub(crate) fn random_u64() -> u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(RANDOM_COUNTER.fetch_add(1, Ordering::Relaxed));
-        h.write_u128(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default(),
-        );
-        h.finish()
-    }
-
-    /// `len` lowercase hex characters (Key Vault secret versions are 32).
-    pub(crate) fn random_hex(len: usize) -> String {
-        let mut s = String::with_capacity(len + 16);
-        while s.len() < len {
-            s.push_str(&format!("{:016x}", random_u64()));
-        }
-        s.truncate(len);
-        s
-    }
+    pub(crate) use crate::fake_support::util::{lock, random_hex, unix_secs_now};
 
     /// A random id in GUID form (request and correlation ids).
     pub(crate) fn random_guid() -> String {
@@ -108,17 +75,6 @@ pub(crate) mod util {
             &h[16..20],
             &h[20..32]
         )
-    }
-
-    pub(crate) fn unix_ms_now() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn unix_secs_now() -> u64 {
-        unix_ms_now() / 1000
     }
 
     /// Client-chosen header text kept in the log, bounded so a hostile client cannot grow it.

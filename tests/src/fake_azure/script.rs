@@ -5,8 +5,9 @@
 //! apply only to requests that passed the fake's credential check (the Key Vault challenge,
 //! the identity header), as the real services check credentials first.
 
-use std::collections::VecDeque;
 use std::time::Duration;
+
+use crate::fake_support::script::{impl_scripted_fault, FaultQueue};
 
 /// One scripted misbehaviour. Error bodies take the shape of the fake that sends them: Key
 /// Vault's `{"error":{"code","message"}}` plus `x-ms-error-code`, or the identity endpoint's
@@ -95,42 +96,16 @@ impl From<&String> for SecretMatch {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct FaultScript {
-    queue: VecDeque<(SecretMatch, Fault)>,
-    persistent: Vec<(SecretMatch, Fault)>,
-}
+impl_scripted_fault!(Fault);
+
+pub(crate) type FaultScript = FaultQueue<SecretMatch, Fault>;
 
 impl FaultScript {
-    pub(crate) fn push(&mut self, target: SecretMatch, fault: Fault) {
-        self.queue.push_back((target, fault));
-    }
-
-    pub(crate) fn set_persistent(&mut self, target: SecretMatch, fault: Fault) {
-        self.persistent.retain(|(m, _)| *m != target);
-        self.persistent.push((target, fault));
-    }
-
-    pub(crate) fn clear_persistent(&mut self, target: &SecretMatch) -> bool {
-        let before = self.persistent.len();
-        self.persistent.retain(|(m, _)| m != target);
-        before != self.persistent.len()
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.queue.clear();
-        self.persistent.clear();
-    }
-
-    pub(crate) fn queued(&self) -> usize {
-        self.queue.len()
-    }
-
     /// The fault for one arriving request: the oldest matching queued fault (consumed), else
     /// the persistent fault for exactly this secret, else the one for every request.
     pub(crate) fn take(&mut self, secret: Option<&str>) -> Option<Fault> {
-        if let Some(pos) = self.queue.iter().position(|(m, _)| m.matches(secret)) {
-            return self.queue.remove(pos).map(|(_, f)| f);
+        if let Some(fault) = self.take_queued(|m| m.matches(secret)) {
+            return Some(fault);
         }
         let specific = self
             .persistent

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::script::{Fault, Route, RouteMatch};
 use super::state::lock;
+use crate::fake_support::request::{fault_label, outcome_label, status_of};
 
 /// The authentication scheme of the `Authorization` header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,10 +79,7 @@ pub struct RequestRecord {
 impl RequestRecord {
     /// The status sent, if a response was sent.
     pub fn status(&self) -> Option<u16> {
-        match self.outcome {
-            Outcome::Responded(status) => Some(status),
-            _ => None,
-        }
+        status_of(self.outcome)
     }
 
     /// Whether this record matches a route/district target.
@@ -96,10 +94,7 @@ impl RequestRecord {
 
     /// A one-line summary without credentials, for logs and assertion messages.
     pub fn summary(&self) -> String {
-        let outcome = match self.outcome {
-            Outcome::Responded(status) => status.to_string(),
-            other => format!("{other:?}").to_lowercase(),
-        };
+        let outcome = outcome_label(self.outcome);
         let auth = match self.auth.scheme {
             AuthScheme::Missing => "no auth".to_string(),
             scheme => format!(
@@ -108,11 +103,7 @@ impl RequestRecord {
                 if self.auth.valid { "valid" } else { "invalid" }
             ),
         };
-        let fault = self
-            .fault
-            .as_ref()
-            .map(|f| format!(" fault={f:?}"))
-            .unwrap_or_default();
+        let fault = fault_label(self.fault.as_ref());
         format!(
             "#{} {} {} -> {} ({}){}",
             self.seq, self.method, self.path_and_query, outcome, auth, fault

@@ -473,35 +473,19 @@ impl FakeClever {
     pub async fn wait_for_log(
         &self,
         timeout: Duration,
-        mut done: impl FnMut(&[RequestRecord]) -> bool,
+        done: impl FnMut(&[RequestRecord]) -> bool,
     ) -> anyhow::Result<Vec<RequestRecord>> {
         // Subscribing before the first look means no change can slip in unseen.
-        let mut changes = self.inner.core.log.subscribe();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let records = self.requests();
-            if done(&records) {
-                return Ok(records);
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => anyhow::bail!("the fake Clever's request log was dropped"),
-                Err(_) => {
-                    let tail: Vec<String> = records
-                        .iter()
-                        .rev()
-                        .take(20)
-                        .rev()
-                        .map(RequestRecord::summary)
-                        .collect();
-                    anyhow::bail!(
-                        "timed out after {timeout:?}; {} requests recorded, last ones:\n  {}",
-                        records.len(),
-                        tail.join("\n  ")
-                    );
-                }
-            }
-        }
+        let changes = self.inner.core.log.subscribe();
+        crate::fake_support::wait::wait_for_log(
+            changes,
+            timeout,
+            "the fake Clever's request log was dropped",
+            || self.requests(),
+            RequestRecord::summary,
+            done,
+        )
+        .await
     }
 
     /// The fingerprint the log would show for a credential: a token, or `id:secret` for Basic.

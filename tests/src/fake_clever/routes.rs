@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -16,11 +16,15 @@ use super::log::{AuthScheme, AuthSeen, Outcome, RequestRecord};
 use super::script::{Fault, RetryAfter, Route};
 use super::server::{ConnCtl, Core};
 use super::state::{
-    fingerprint, lock, rfc3339_millis, unix_ms_now, BucketSnapshot, MultiBucketStyle, TokenLookup,
-    TokenOwner,
+    fingerprint, lock, rfc3339_millis, BucketSnapshot, MultiBucketStyle, TokenLookup, TokenOwner,
 };
+use crate::fake_support::request::Arrival;
+use crate::fake_support::response::{status_code, JSON};
+use crate::fake_support::script::apply_fault;
+use crate::fake_support::server::{play_reply, Reply};
+use crate::fake_support::util::OnDrop;
 
-pub(crate) type Resp = Response<Full<Bytes>>;
+pub(crate) use crate::fake_support::server::Resp;
 
 /// Form bodies for the token endpoint are tiny; anything bigger is a client bug.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -91,25 +95,6 @@ impl Ctx {
     }
 }
 
-enum Reply {
-    Respond(Resp),
-    Hang,
-    Reset,
-}
-
-/// Marks the request abandoned if its future is dropped before an outcome was decided
-/// (client hung up mid-delay, or the fake shut down).
-struct AbandonGuard {
-    core: Arc<Core>,
-    seq: u64,
-}
-
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        self.core.finish(self.seq, Outcome::Abandoned, true);
-    }
-}
-
 fn is_version_segment(s: &str) -> bool {
     let Some(rest) = s.strip_prefix('v') else {
         return false;
@@ -139,24 +124,20 @@ pub(crate) async fn handle(
     conn: Arc<ConnCtl>,
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
-    let at = Instant::now();
-    let unix_ms = unix_ms_now();
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let path_and_query = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| uri.path().to_string());
+    let Arrival {
+        at,
+        unix_ms,
+        method,
+        uri,
+        path_and_query,
+        query,
+    } = Arrival::of(&req);
     let segments: Vec<String> = uri
         .path()
         .split('/')
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
     let (route, api_version) = classify(&method, &segments);
     let presented = Presented::from_headers(req.headers());
 
@@ -233,10 +214,10 @@ pub(crate) async fn handle(
         fault: None,
         outcome: Outcome::Pending,
     });
-    let _guard = AbandonGuard {
-        core: core.clone(),
-        seq,
-    };
+    // Marks the request abandoned if its future is dropped before an outcome was decided
+    // (client hung up mid-delay, or the fake went down).
+    let guard_core = core.clone();
+    let _guard = OnDrop(move || guard_core.finish(seq, Outcome::Abandoned, true));
 
     let fault = lock(&core.script).take(route, district.as_deref());
     if let Some(f) = &fault {
@@ -259,88 +240,60 @@ pub(crate) async fn handle(
         rate_exceeded,
     };
 
-    match reply(&ctx, fault, req.into_body()).await {
-        Reply::Respond(resp) => {
-            core.finish(seq, Outcome::Responded(resp.status().as_u16()), false);
-            Ok(resp)
-        }
-        Reply::Hang => {
-            core.finish(seq, Outcome::Hung, false);
-            // The connection task drops this future when the client leaves or the fake stops.
-            std::future::pending().await
-        }
-        Reply::Reset => {
-            core.finish(seq, Outcome::Reset, false);
-            conn.reset_now();
-            std::future::pending().await
-        }
-    }
+    let reply = reply(&ctx, fault, req.into_body()).await;
+    core.finish(seq, reply.outcome(), false);
+    play_reply(reply, &conn).await
 }
 
-async fn reply(ctx: &Ctx, mut fault: Option<Fault>, body: Incoming) -> Reply {
-    loop {
-        let Some(current) = fault.take() else {
-            return Reply::Respond(normal(ctx, body).await);
-        };
-        let resp = match current {
-            Fault::Delay(d) => {
-                tokio::time::sleep(d).await;
-                continue;
-            }
-            Fault::DelayThen(d, next) => {
-                tokio::time::sleep(d).await;
-                fault = Some(*next);
-                continue;
-            }
-            Fault::Hang => return Reply::Hang,
-            Fault::Reset => return Reply::Reset,
-            Fault::Status(status) => status_reply(ctx, status),
-            Fault::RateLimited {
-                retry_after,
-                reset_in,
-            } => rate_limited(ctx, retry_after, reset_in),
-            Fault::MalformedJson => build(
+async fn reply(ctx: &Ctx, fault: Option<Fault>, body: Incoming) -> Reply {
+    apply_fault(
+        fault,
+        normal(ctx, body),
+        |fault| fault_reply(ctx, fault),
+        |status, content_type, body| build(ctx, status, content_type, body, Vec::new()),
+    )
+    .await
+}
+
+fn fault_reply(ctx: &Ctx, fault: Fault) -> Resp {
+    match fault {
+        Fault::Status(status) => status_reply(ctx, status),
+        Fault::RateLimited {
+            retry_after,
+            reset_in,
+        } => rate_limited(ctx, retry_after, reset_in),
+        Fault::MalformedJson => build(
+            ctx,
+            StatusCode::OK,
+            Some(JSON),
+            // Cut mid-string, as a truncated upstream response would be.
+            Bytes::from_static(b"{\"data\":[{\"id\":\"5f0c2b1e8d3a4c0012ab34cd\",\"owner\":{\"ty"),
+            Vec::new(),
+        ),
+        Fault::Html(status) => {
+            let status = status_code(status);
+            let reason = status.canonical_reason().unwrap_or("Error");
+            let code = status.as_u16();
+            build(
                 ctx,
-                StatusCode::OK,
-                Some("application/json; charset=utf-8"),
-                // Cut mid-string, as a truncated upstream response would be.
-                Bytes::from_static(
-                    b"{\"data\":[{\"id\":\"5f0c2b1e8d3a4c0012ab34cd\",\"owner\":{\"ty",
-                ),
-                Vec::new(),
-            ),
-            Fault::Html(status) => {
-                let status = status_code(status);
-                let reason = status.canonical_reason().unwrap_or("Error");
-                let code = status.as_u16();
-                build(
-                    ctx,
-                    status,
-                    Some("text/html; charset=utf-8"),
-                    Bytes::from(format!(
-                        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n\
-                         <center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
-                    )),
-                    Vec::new(),
-                )
-            }
-            Fault::VersionNotSupported => {
-                let version = ctx.api_version.as_deref().unwrap_or("this version");
-                version_not_supported(ctx, version)
-            }
-            Fault::Custom {
                 status,
-                content_type,
-                body,
-            } => build(
-                ctx,
-                status_code(status),
-                content_type.as_deref(),
-                Bytes::from(body),
+                Some("text/html; charset=utf-8"),
+                Bytes::from(format!(
+                    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n\
+                         <center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
+                )),
                 Vec::new(),
-            ),
-        };
-        return Reply::Respond(resp);
+            )
+        }
+        Fault::VersionNotSupported => {
+            let version = ctx.api_version.as_deref().unwrap_or("this version");
+            version_not_supported(ctx, version)
+        }
+        Fault::Delay(_)
+        | Fault::DelayThen(..)
+        | Fault::Hang
+        | Fault::Reset
+        | Fault::Custom { .. } => unreachable!("apply_fault plays these itself"),
     }
 }
 
@@ -547,7 +500,7 @@ fn data(ctx: &Ctx) -> Resp {
         Some(body) => build(
             ctx,
             StatusCode::OK,
-            Some("application/json; charset=utf-8"),
+            Some(JSON),
             Bytes::from(body.to_string()),
             extra,
         ),
@@ -659,15 +612,11 @@ fn rate_limited(ctx: &Ctx, retry_after: Option<RetryAfter>, reset_in: Duration) 
     resp
 }
 
-fn status_code(status: u16) -> StatusCode {
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
 fn json_reply(ctx: &Ctx, status: StatusCode, body: &Value) -> Resp {
     build(
         ctx,
         status,
-        Some("application/json; charset=utf-8"),
+        Some(JSON),
         Bytes::from(body.to_string()),
         Vec::new(),
     )

@@ -4,8 +4,9 @@
 //! route (and, when given, district) matches. "Persistent" faults apply to every matching
 //! request while no queued fault does, until cleared.
 
-use std::collections::VecDeque;
 use std::time::Duration;
+
+use crate::fake_support::script::{impl_scripted_fault, FaultQueue};
 
 /// The kind of request, as the fake classified it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -144,46 +145,16 @@ impl Fault {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct FaultScript {
-    queue: VecDeque<(RouteMatch, Fault)>,
-    persistent: Vec<(RouteMatch, Fault)>,
-}
+impl_scripted_fault!(Fault);
+
+pub(crate) type FaultScript = FaultQueue<RouteMatch, Fault>;
 
 impl FaultScript {
-    pub(crate) fn push(&mut self, target: RouteMatch, fault: Fault) {
-        self.queue.push_back((target, fault));
-    }
-
-    pub(crate) fn set_persistent(&mut self, target: RouteMatch, fault: Fault) {
-        self.persistent.retain(|(m, _)| *m != target);
-        self.persistent.push((target, fault));
-    }
-
-    pub(crate) fn clear_persistent(&mut self, target: &RouteMatch) -> bool {
-        let before = self.persistent.len();
-        self.persistent.retain(|(m, _)| m != target);
-        before != self.persistent.len()
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.queue.clear();
-        self.persistent.clear();
-    }
-
-    pub(crate) fn queued(&self) -> usize {
-        self.queue.len()
-    }
-
     /// The fault for one arriving request: the oldest matching queued fault (consumed), else
     /// the most specific matching persistent one (the latest set on a tie).
     pub(crate) fn take(&mut self, route: Route, district: Option<&str>) -> Option<Fault> {
-        if let Some(pos) = self
-            .queue
-            .iter()
-            .position(|(m, _)| m.matches(route, district))
-        {
-            return self.queue.remove(pos).map(|(_, f)| f);
+        if let Some(fault) = self.take_queued(|m| m.matches(route, district)) {
+            return Some(fault);
         }
         self.persistent
             .iter()

@@ -2,10 +2,12 @@
 //! client_credentials tokens, API versions and rate-limit counters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::hash::Hasher;
+use std::time::{Duration, Instant};
+
+pub(crate) use crate::fake_support::util::{
+    lock, random_hex, random_u64, unix_ms_now, unix_secs_now,
+};
 
 use super::FakeCleverConfig;
 
@@ -274,48 +276,6 @@ impl State {
         self.rate_limit = config;
         self.rate_counters.clear();
     }
-}
-
-/// A poisoned lock only means another test thread panicked; the data is still usable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-static RANDOM_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Unpredictable enough for fake ids and tokens without pulling in an RNG crate: std's
-/// `RandomState` is seeded from the OS and perturbed per call.
-pub(crate) fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(RANDOM_COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.finish()
-}
-
-/// `len` lowercase hex characters (Clever tokens are 40, object ids 24).
-pub(crate) fn random_hex(len: usize) -> String {
-    let mut s = String::with_capacity(len + 16);
-    while s.len() < len {
-        s.push_str(&format!("{:016x}", random_u64()));
-    }
-    s.truncate(len);
-    s
-}
-
-pub(crate) fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or_default()
-}
-
-pub(crate) fn unix_secs_now() -> u64 {
-    unix_ms_now() / 1000
 }
 
 /// RFC 3339 UTC with milliseconds, as Clever's `created` field (`2021-02-24T22:24:55.985Z`).
