@@ -28,6 +28,8 @@ use std::collections::BTreeSet;
 /// How soon to look again while credentials or settings are missing: the host's secrets may
 /// arrive at any moment (Key Vault recovering), so this stays short.
 const RECHECK_MS: u64 = 5_000;
+/// After Clever rejected the credentials (401), how long before trying the same ones again.
+const BAD_CREDENTIALS_PAUSE_MS: u64 = 300_000;
 /// How soon to look again when another instance holds the lease.
 const LEASE_BUSY_MS: u64 = 200;
 /// Marks that a host scheduler drives the refresher (so health requests need not).
@@ -596,6 +598,14 @@ impl<'a> Refresh<'a> {
                     "acquisition_failed",
                     json!({ "attempts": attempt, "code": e.code, "error": e.message, "retryable": e.outcome.is_retryable() }),
                 );
+                if e.outcome.is_bad_credentials() {
+                    // The same credentials will be refused again: wait for new ones (a secrets
+                    // generation change makes the refresher due at once) or, failing that, a
+                    // long pause, so a rejected secret does not hammer Clever.
+                    return self
+                        .now
+                        .saturating_add(BAD_CREDENTIALS_PAUSE_MS.max(self.timing.cooldown_ms));
+                }
                 lifecycle::next_due(self.now, tokens, None, true, &self.timing)
             }
         }
