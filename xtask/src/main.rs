@@ -112,50 +112,12 @@ fn build_component(root: &Path) -> Result<PathBuf> {
 
 /// The embedded default: a local fake Clever on loopback and the host pointed at it.
 fn demo(root: &Path, listen: &str) -> Result<()> {
-    let component = build_component(root)?;
-    run(cargo(root).args([
-        "build",
-        "-p",
-        "clever-auth-host",
-        "-p",
-        "clever-auth-tests",
-        "--bins",
-    ]))?;
-    let bin_dir = target_dir(root).join("debug");
-    let mut fake = Command::new(bin_dir.join("fake-clever"))
-        .args(["--addr", "127.0.0.1:0", "--districts", "2", "--quiet"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the fake Clever")?;
-    let stdout = fake.stdout.take().context("fake Clever has no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().transpose()?.unwrap_or_default();
-    let Some(fake_url) = first.strip_prefix("listening on ").map(str::to_string) else {
-        let _ = fake.kill();
-        bail!("the fake Clever did not start: {first}");
-    };
-    for line in lines.by_ref().take(2) {
-        println!("fake Clever: {}", line?);
-    }
+    let (component, bin_dir) = build_demo(root)?;
+    let (mut fake, fake_url) = start_fake_clever(&bin_dir)?;
     println!("fake Clever: {fake_url}");
     println!("clever-auth: http://{listen}/health/clever-auth   (Ctrl-C stops both)");
-    let status = Command::new(bin_dir.join("clever-auth-host"))
-        .args([
-            "--listen",
-            listen,
-            "--log-format",
-            "text",
-            "--secrets",
-            "env",
-            // The fake Clever speaks plain http on loopback.
-            "--allow-loopback-http",
-        ])
-        .arg("--component")
-        .arg(&component)
-        .env("CLEVER_CLIENT_ID", "demo-client-id")
-        .env("CLEVER_CLIENT_SECRET", "demo-client-secret")
-        .env("CLEVER_TOKEN_URL", format!("{fake_url}/oauth/tokens"))
-        .env("CLEVER_API_BASE_URL", &fake_url)
+    let status = host_against(&bin_dir, &component, &fake_url, listen)
+        .args(["--log-format", "text"])
         .status()
         .context("starting clever-auth-host");
     let _ = fake.kill();
@@ -167,9 +129,8 @@ fn demo(root: &Path, listen: &str) -> Result<()> {
     Ok(())
 }
 
-/// Starts the fake Clever, then the host `runs` times, timing spawn → `listening` (stdout) and
-/// spawn → `tokens_acquired` (the component's stderr).
-fn first_token(root: &Path, runs: u32) -> Result<()> {
+/// Builds the component, the host and the fakes; returns the component and the binaries' dir.
+fn build_demo(root: &Path) -> Result<(PathBuf, PathBuf)> {
     let component = build_component(root)?;
     run(cargo(root).args([
         "build",
@@ -179,38 +140,56 @@ fn first_token(root: &Path, runs: u32) -> Result<()> {
         "clever-auth-tests",
         "--bins",
     ]))?;
-    let bin_dir = target_dir(root).join("debug");
+    Ok((component, target_dir(root).join("debug")))
+}
+
+/// Starts `fake-clever` (two districts) and returns it with its base URL.
+fn start_fake_clever(bin_dir: &Path) -> Result<(std::process::Child, String)> {
     let mut fake = Command::new(bin_dir.join("fake-clever"))
-        .args(["--addr", "127.0.0.1:0", "--quiet"])
+        .args(["--addr", "127.0.0.1:0", "--districts", "2", "--quiet"])
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the fake Clever")?;
-    let first = BufReader::new(fake.stdout.take().context("no stdout")?)
-        .lines()
-        .next()
-        .transpose()?
-        .unwrap_or_default();
-    let url = first
-        .strip_prefix("listening on ")
-        .context("the fake Clever did not start")?
-        .to_string();
+    let stdout = fake.stdout.take().context("fake Clever has no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().transpose()?.unwrap_or_default();
+    let Some(url) = first.strip_prefix("listening on ").map(str::to_string) else {
+        let _ = fake.kill();
+        bail!("the fake Clever did not start: {first}");
+    };
+    // Keep reading: closing the pipe would kill the fake at its next line of output.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            println!("fake Clever: {line}");
+        }
+    });
+    Ok((fake, url))
+}
+
+/// The host command with development credentials, pointed at the fake Clever.
+fn host_against(bin_dir: &Path, component: &Path, fake_url: &str, listen: &str) -> Command {
+    let mut cmd = Command::new(bin_dir.join("clever-auth-host"));
+    cmd.args(["--listen", listen, "--secrets", "env"])
+        // The fake Clever speaks plain http on loopback.
+        .arg("--allow-loopback-http")
+        .arg("--component")
+        .arg(component)
+        .env("CLEVER_CLIENT_ID", "demo-client-id")
+        .env("CLEVER_CLIENT_SECRET", "demo-client-secret")
+        .env("CLEVER_TOKEN_URL", format!("{fake_url}/oauth/tokens"))
+        .env("CLEVER_API_BASE_URL", fake_url);
+    cmd
+}
+
+/// Starts the fake Clever, then the host `runs` times, timing spawn → `listening` (stdout) and
+/// spawn → `tokens_acquired` (the component's stderr).
+fn first_token(root: &Path, runs: u32) -> Result<()> {
+    let (component, bin_dir) = build_demo(root)?;
+    let (mut fake, url) = start_fake_clever(&bin_dir)?;
     let mut results = Vec::new();
     for _ in 0..runs {
         let started = std::time::Instant::now();
-        let mut host = Command::new(bin_dir.join("clever-auth-host"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--secrets",
-                "env",
-                "--allow-loopback-http",
-            ])
-            .arg("--component")
-            .arg(&component)
-            .env("CLEVER_CLIENT_ID", "demo-client-id")
-            .env("CLEVER_CLIENT_SECRET", "demo-client-secret")
-            .env("CLEVER_TOKEN_URL", format!("{url}/oauth/tokens"))
-            .env("CLEVER_API_BASE_URL", &url)
+        let mut host = host_against(&bin_dir, &component, &url, "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
@@ -230,8 +209,7 @@ fn first_token(root: &Path, runs: u32) -> Result<()> {
             .map(|_| started.elapsed());
         let _ = host.kill();
         let _ = host.wait();
-        let listening = listening.join().ok().flatten();
-        match (listening, token) {
+        match (listening.join().ok().flatten(), token) {
             (Some(l), Some(t)) => results.push((l, t)),
             _ => bail!("a run ended without a token"),
         }
