@@ -183,6 +183,11 @@ async fn every_vault_access_is_audited_without_its_value() -> anyhow::Result<()>
         );
         assert!(event["duration_ms"].is_number());
         assert_eq!(event["status"], 200);
+        assert!(event["client_request_id"].is_string(), "{event}");
+        assert!(
+            event["secret_name"].is_string() && event["changed"].is_boolean(),
+            "{event}"
+        );
     }
     assert!(!logs.contains(&s.clever.client_secret()));
     Ok(())
