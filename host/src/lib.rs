@@ -68,17 +68,17 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let wake = scheduler::Wake::default();
     let poller = match (source, cache) {
         (Some(source), Some(cache)) => {
-            let names = secrets::SecretNames {
-                client_id: cli.keyvault_secret_client_id.clone(),
-                client_secret: cli.keyvault_secret_client_secret.clone(),
+            // Key Vault names the secrets by settings; the development provider by variable.
+            let (client_id, client_secret) = match source.provider() {
+                "env" => ("CLEVER_CLIENT_ID".into(), "CLEVER_CLIENT_SECRET".into()),
+                _ => (
+                    cli.keyvault_secret_client_id.clone(),
+                    cli.keyvault_secret_client_secret.clone(),
+                ),
             };
-            let names = if source.provider() == "env" {
-                secrets::SecretNames {
-                    client_id: "CLEVER_CLIENT_ID".into(),
-                    client_secret: "CLEVER_CLIENT_SECRET".into(),
-                }
-            } else {
-                names
+            let names = secrets::SecretNames {
+                client_id,
+                client_secret,
             };
             let timing = secrets::Timing {
                 refresh_every: Duration::from_secs(cli.secrets_refresh_secs.max(1)),
