@@ -22,6 +22,31 @@ pub struct Cli {
     )]
     pub component: PathBuf,
 
+    /// Directory of the precompiled component, reused by later starts when it matches the
+    /// component and this host's engine [default: $XDG_CACHE_HOME/clever-auth, else
+    /// ~/.cache/clever-auth]. Ignored when writable by other users.
+    #[arg(long, env = "CLEVER_AUTH_COMPONENT_CACHE")]
+    pub component_cache: Option<PathBuf>,
+
+    /// Always compile the component at start; read and write no precompiled artifact.
+    #[arg(
+        long,
+        env = "CLEVER_AUTH_NO_COMPONENT_CACHE",
+        conflicts_with = "component_cache"
+    )]
+    pub no_component_cache: bool,
+
+    /// Compile the component into the cache directory, print the artifact's path, and exit
+    /// (used when building the container image).
+    #[arg(long, conflicts_with = "no_component_cache")]
+    pub precompile: bool,
+
+    /// How requests meet instances: `fresh` instantiates the component for every request;
+    /// `reuse` keeps instances (the component holds no state between requests) and hands
+    /// each to one request at a time.
+    #[arg(long, env = "CLEVER_AUTH_INSTANCE_MODE", value_enum, default_value_t = InstanceMode::Fresh)]
+    pub instance_mode: InstanceMode,
+
     /// Address to listen on [default: 0.0.0.0:$PORT, else 0.0.0.0:$WEBSITES_PORT, else 0.0.0.0:8080].
     #[arg(long, env = "CLEVER_AUTH_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -104,12 +129,28 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InstanceMode {
+    Fresh,
+    Reuse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Json,
     Text,
 }
 
 impl Cli {
+    /// Where precompiled components are kept, if anywhere.
+    pub fn component_cache_dir(&self) -> Option<PathBuf> {
+        if self.no_component_cache {
+            return None;
+        }
+        self.component_cache
+            .clone()
+            .or_else(crate::runtime::precompiled::default_dir)
+    }
+
     pub fn secrets_source(&self) -> SecretsSource {
         self.secrets.unwrap_or(if self.keyvault_url.is_some() {
             SecretsSource::Keyvault

@@ -10,6 +10,7 @@ pub mod config;
 pub mod keyvalue;
 pub mod logging;
 pub mod outbound;
+pub mod redact;
 pub mod runtime;
 pub mod scheduler;
 pub mod secrets;
@@ -55,10 +56,13 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
         outbound,
     });
     let started = std::time::Instant::now();
-    let runtime = runtime::Runtime::load(&cli.component, shared)?;
+    let cache_dir = cli.component_cache_dir();
+    let (runtime, origin) = runtime::Runtime::load(&cli.component, cache_dir.as_deref(), shared)?;
     tracing::info!(
         component = %cli.component.display(),
         load_ms = started.elapsed().as_millis() as u64,
+        origin = origin.as_str(),
+        instance_mode = ?cli.instance_mode,
         "component loaded"
     );
     let listener = server::bind(addr).await?;
@@ -104,6 +108,7 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let result = server::serve(
         listener,
         runtime,
+        cli.instance_mode,
         shutdown,
         Duration::from_secs(cli.drain_secs),
     )

@@ -9,10 +9,30 @@ async fn main() -> ExitCode {
     // SDK's), so none of them has to guess.
     let _ = rustls::crypto::ring::default_provider().install_default();
     logging::init(cli.log_format);
+    if cli.precompile {
+        return precompile(&cli);
+    }
     match clever_auth_host::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "clever-auth-host cannot start");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn precompile(cli: &Cli) -> ExitCode {
+    let Some(dir) = cli.component_cache_dir() else {
+        eprintln!("error: --precompile needs --component-cache (or HOME / XDG_CACHE_HOME)");
+        return ExitCode::FAILURE;
+    };
+    match clever_auth_host::runtime::precompile(&cli.component, &dir) {
+        Ok(path) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -26,9 +26,12 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(shared: Arc<Shared>) -> Self {
-        // The component logs on stderr (Spin has no wasi:logging); nothing else is inherited:
+        // The component logs on stderr (Spin has no wasi:logging), re-emitted as host events;
+        // nothing else is inherited:
         // no environment, no preopened directories, no arguments.
-        let wasi = WasiCtx::builder().inherit_stderr().build();
+        let wasi = WasiCtx::builder()
+            .stderr(crate::logging::component::ComponentStderr::default())
+            .build();
         let outbound = OutboundHooks(shared.outbound.clone());
         Self {
             wasi,

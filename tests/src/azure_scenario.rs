@@ -28,11 +28,13 @@ pub struct AzureOptions {
     /// `IDENTITY_HEADER` the host gets; `None` = the right one.
     pub identity_header: Option<String>,
     pub env: Vec<(String, String)>,
+    /// The fake Clever's configuration [default: two districts].
+    pub clever: Option<crate::fake_clever::FakeCleverConfig>,
 }
 
 impl AzureScenario {
     pub async fn start(opts: AzureOptions) -> Result<AzureScenario> {
-        let clever = FakeClever::start(two_districts()).await?;
+        let clever = FakeClever::start(opts.clever.clone().unwrap_or_else(two_districts)).await?;
         let vault = FakeKeyVault::start(FakeKeyVaultConfig {
             secrets: vec![
                 (ID_SECRET.into(), clever.client_id()),

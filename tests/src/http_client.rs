@@ -55,3 +55,47 @@ pub async fn request(method: &str, url: &str) -> Result<Reply> {
         body,
     })
 }
+
+/// One kept-alive HTTP/1.1 connection sending GETs to one URL back to back, for load loops
+/// (a new connection per request would exhaust the ephemeral ports within seconds).
+pub struct KeepAlive {
+    sender: http1::SendRequest<Full<Bytes>>,
+    authority: String,
+    path: String,
+}
+
+impl KeepAlive {
+    pub async fn connect(url: &str) -> Result<KeepAlive> {
+        let uri: hyper::Uri = url.parse().context("bad URL")?;
+        let authority = uri.authority().context("URL without host")?.to_string();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(KeepAlive {
+            sender,
+            authority,
+            path,
+        })
+    }
+
+    pub async fn get(&mut self) -> Result<Reply> {
+        self.sender.ready().await?;
+        let req = hyper::Request::builder()
+            .method("GET")
+            .uri(self.path.as_str())
+            .header(hyper::header::HOST, self.authority.as_str())
+            .body(Full::new(Bytes::new()))?;
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.sender.send_request(req))
+            .await
+            .context("no response within 30 s")??;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+}

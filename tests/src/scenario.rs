@@ -20,13 +20,15 @@ pub const HEALTH: &str = "/health/clever-auth";
 /// Health polling interval: short, so assertions see changes quickly.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Settings scaled down for tests: the retry schedule is 40, 80, 160, 320, 640 ms.
-pub const FAST_SETTINGS: [(&str, &str); 5] = [
+/// Settings scaled down for tests: the retry schedule is 40, 80, 160, 320, 640 ms, and the
+/// refresh point is exact (no jitter), so schedules can be asserted.
+pub const FAST_SETTINGS: [(&str, &str); 6] = [
     ("CLEVER_RETRY_BASE_MS", "40"),
     ("CLEVER_RETRY_MAX_DELAY_MS", "640"),
     ("CLEVER_HTTP_TIMEOUT_MS", "2000"),
     ("CLEVER_RATE_LIMIT_MAX_WAIT_SECS", "10"),
     ("CLEVER_EXPIRY_SKEW_SECS", "0"),
+    ("CLEVER_REFRESH_JITTER", "0"),
 ];
 
 pub struct Scenario {

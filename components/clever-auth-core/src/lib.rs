@@ -8,6 +8,7 @@
 /// Milliseconds since the Unix epoch. The only notion of time this crate knows.
 pub type UnixMillis = u64;
 
+pub mod alerts;
 pub mod health;
 pub mod lifecycle;
 pub mod settings;

@@ -47,6 +47,11 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { name: "clever_http_timeout_ms", default: Some("10000"), secret: false, description: "Timeout of one HTTP attempt to Clever." },
     SettingSpec { name: "clever_rate_limit_max_wait_secs", default: Some("120"), secret: false, description: "Longest wait honoured for a server rate-limit hint." },
     SettingSpec { name: "clever_version_header", default: Some(""), secret: false, description: "Response header carrying the API version, if Clever sends one; empty means none." },
+    SettingSpec { name: "clever_refresh_jitter", default: Some("0.1"), secret: false, description: "Fraction (0..=1) of the refresh point drawn at random earlier, so instances started together do not refresh together." },
+    SettingSpec { name: "clever_probe_batch", default: Some("20"), secret: false, description: "Connection probes per refresher run; more districts are probed in further runs, spread out instead of all at once." },
+    SettingSpec { name: "clever_probe_pace_ms", default: Some("250"), secret: false, description: "Pause between two batches of connection probes." },
+    SettingSpec { name: "clever_alert_auth_failing_secs", default: Some("900"), secret: false, description: "Authentication failing this long raises the `auth_failing` alert (rejected credentials raise it at once)." },
+    SettingSpec { name: "clever_alert_rate_limited_secs", default: Some("600"), secret: false, description: "Rate limiting lasting this long raises the `rate_limited_prolonged` alert." },
 ];
 
 /// How tokens are obtained.
@@ -86,6 +91,11 @@ pub struct Settings {
     pub http_timeout_ms: u64,
     pub rate_limit_max_wait_secs: u64,
     pub version_header: Option<String>,
+    pub refresh_jitter: f64,
+    pub probe_batch: u32,
+    pub probe_pace_ms: u64,
+    pub alert_auth_failing_secs: u64,
+    pub alert_rate_limited_secs: u64,
 }
 
 /// A setting whose value cannot be used. The message never contains the value of a secret.
@@ -147,6 +157,11 @@ where
     let timeout = raw("clever_http_timeout_ms");
     let max_wait = raw("clever_rate_limit_max_wait_secs");
     let version_header = raw("clever_version_header");
+    let refresh_jitter = raw("clever_refresh_jitter");
+    let probe_batch = raw("clever_probe_batch");
+    let probe_pace = raw("clever_probe_pace_ms");
+    let alert_auth = raw("clever_alert_auth_failing_secs");
+    let alert_rate = raw("clever_alert_rate_limited_secs");
 
     let settings = Settings {
         token_url: reader.url("clever_token_url", &token_url),
@@ -177,6 +192,21 @@ where
             86_400,
         ),
         version_header: Some(version_header).filter(|h| !h.is_empty()),
+        refresh_jitter: reader.fraction("clever_refresh_jitter", &refresh_jitter, true),
+        probe_batch: reader.int("clever_probe_batch", &probe_batch, 1, 10_000) as u32,
+        probe_pace_ms: reader.int("clever_probe_pace_ms", &probe_pace, 0, 600_000),
+        alert_auth_failing_secs: reader.int(
+            "clever_alert_auth_failing_secs",
+            &alert_auth,
+            0,
+            31_536_000,
+        ),
+        alert_rate_limited_secs: reader.int(
+            "clever_alert_rate_limited_secs",
+            &alert_rate,
+            0,
+            31_536_000,
+        ),
     };
     if settings.token_lifetime_secs <= settings.expiry_skew_secs {
         reader.errors.push(SettingError {

@@ -58,8 +58,12 @@ pub struct ServiceStatus {
     pub credentials_checked_at: Option<UnixMillis>,
     /// Failed acquisition attempts since the last success.
     pub consecutive_failures: u32,
+    /// When the current run of failed acquisitions began; `None` after a success.
+    pub failing_since: Option<UnixMillis>,
     /// Set while Clever's rate limit makes the refresher wait.
     pub rate_limited_until: Option<UnixMillis>,
+    /// When the current stretch of rate limiting began; `None` once it has passed.
+    pub rate_limited_since: Option<UnixMillis>,
     /// The binding rate-limit bucket of the last Clever response.
     pub rate_limit: Option<crate::ratelimit::Bucket>,
     pub api_version: Option<VersionRecord>,
@@ -105,6 +109,8 @@ pub struct HostSecretsStatus {
 pub struct StatusSnapshot {
     pub service: ServiceStatus,
     pub districts: std::collections::BTreeMap<String, DistrictRecord>,
+    /// Alerts currently raised (see [`crate::alerts`]).
+    pub alerts: crate::alerts::ActiveAlerts,
 }
 
 /// What is known about one district's token, without the token itself.

@@ -9,6 +9,7 @@ use crate::http_out::{Failure, Response};
 use crate::kv::Kv;
 use crate::lease::Lease;
 use crate::{clock, entropy, log};
+use clever_auth_core::alerts;
 use clever_auth_core::backoff::{
     classify_status, Decision, Outcome, PermanentKind, RetryPolicy, RetryState, TransientKind,
 };
@@ -53,6 +54,14 @@ struct Cycle {
     credentials_seen: bool,
     /// The host's secrets generation last acquired with; a new one (rotation) is due at once.
     secrets_generation: u64,
+    /// When the next acquisition is due (`next_due_at` may be sooner, for pending probes).
+    refresh_due_at: UnixMillis,
+    /// Districts whose new token still awaits its connection probe, probed a batch per run so
+    /// hundreds of districts are not probed in one burst.
+    pending_probes: Vec<String>,
+    /// The next acquisition was brought forward because a probe failed: it re-probes only
+    /// what changed or failed, not every district again.
+    relist_for_failures: bool,
 }
 
 /// The `clever:auth/refresher.run-due` export, called by the native host's scheduler.
@@ -135,6 +144,7 @@ pub fn run_due() -> u64 {
         status.service.credentials = Some(CredentialState::Missing);
         cycle.credentials_seen = false;
         cycle.next_due_at = now + RECHECK_MS;
+        update_alerts(&mut status, &settings, now);
         save(&kv, &status, Some(&cycle));
         return RECHECK_MS;
     };
@@ -156,6 +166,8 @@ pub fn run_due() -> u64 {
     if !due(&cycle, now, generation) {
         return cycle.next_due_at.saturating_sub(now);
     }
+    // Decided before the cycle records this generation: a new one means acquire now.
+    let acquire = acquisition_due(&cycle, now, generation);
     if cycle.secrets_generation != generation && cycle.credentials_seen {
         log::event(
             "info",
@@ -176,11 +188,50 @@ pub fn run_due() -> u64 {
     }
     cycle.credentials_seen = true;
     let mut run = Refresh::new(&kv, &settings, &creds, now, status, cycle);
-    let next_due_at = run.run();
+    if acquire {
+        run.cycle.refresh_due_at = run.run();
+    }
+    run.probe_pending();
+    let next_due_at = run.next_due_at();
     run.cycle.next_due_at = next_due_at;
+    update_alerts(&mut run.status, &settings, clock::now().max(now));
     save(&kv, &run.status, Some(&run.cycle));
     drop(lease);
     next_due_at.saturating_sub(clock::now())
+}
+
+/// An acquisition (rather than only a batch of pending probes) is due.
+fn acquisition_due(cycle: &Cycle, now: UnixMillis, secrets_generation: u64) -> bool {
+    !cycle.credentials_seen
+        || cycle.secrets_generation != secrets_generation
+        || now >= cycle.refresh_due_at
+}
+
+/// Raises and clears alerts against the snapshot about to be saved; each change is logged once.
+fn update_alerts(status: &mut StatusSnapshot, settings: &Settings, now: UnixMillis) {
+    let thresholds = alerts::Thresholds {
+        auth_failing_ms: settings.alert_auth_failing_secs.saturating_mul(1000),
+        rate_limited_ms: settings.alert_rate_limited_secs.saturating_mul(1000),
+        skew_ms: settings.expiry_skew_secs.saturating_mul(1000),
+    };
+    let current = alerts::evaluate(status, &status.alerts, now, &thresholds);
+    let changes = alerts::transitions(&status.alerts, &current);
+    for a in &changes.raised {
+        log::event(
+            "error",
+            "alert_raised",
+            json!({ "alert": a.alert, "district": a.district, "since": a.since }),
+        );
+    }
+    for a in &changes.cleared {
+        log::event(
+            "info",
+            "alert_cleared",
+            json!({ "alert_cleared": a.alert, "district": a.district, "since": a.since,
+                    "duration_ms": now.saturating_sub(a.since) }),
+        );
+    }
+    status.alerts = current;
 }
 
 /// Due when the schedule says so, or at once when credentials have just arrived or changed.
@@ -230,6 +281,10 @@ struct AttemptError {
     code: String,
     message: String,
     hint_ms: Option<u64>,
+    operation: &'static str,
+    /// The HTTP status, when Clever answered at all.
+    status: Option<u16>,
+    duration_ms: u64,
 }
 
 struct Refresh<'a> {
@@ -273,21 +328,84 @@ impl<'a> Refresh<'a> {
         }
     }
 
-    /// One acquisition attempt and its probes; returns when the refresher is next due.
+    /// One acquisition attempt; returns when the next acquisition is due. The new tokens'
+    /// probes are queued for [`Refresh::probe_pending`].
     fn run(&mut self) -> UnixMillis {
         let tokens = self.live_tokens();
+        let started = clock::now();
         let attempt = match self.settings.grant {
             Grant::DistrictTokens => self.acquire_district_tokens(),
             Grant::ClientCredentials => self.acquire_client_credentials(),
         };
+        let duration_ms = clock::now().saturating_sub(started);
         match attempt {
-            Ok(entries) => self.succeeded(entries),
-            Err(e) => {
+            Ok(entries) => self.succeeded(entries, duration_ms),
+            Err(mut e) => {
+                e.duration_ms = duration_ms;
                 // The retry delay counts from when the failure was seen, not from when the
                 // attempt began, so retries are never closer together than the schedule.
                 self.now = clock::now().max(self.now);
                 self.failed(e, &tokens)
             }
+        }
+    }
+
+    /// The refresh point of a new cycle's tokens: the configured fraction, drawn up to
+    /// `refresh_jitter` of it earlier, so instances started together drift apart.
+    fn refresh_fraction(&self) -> f64 {
+        let jitter = self.settings.refresh_jitter * entropy::random01();
+        self.timing.refresh_fraction * (1.0 - jitter)
+    }
+
+    /// Probes the next batch of districts whose new token has not been probed yet.
+    fn probe_pending(&mut self) {
+        if self.cycle.pending_probes.is_empty() {
+            return;
+        }
+        let batch =
+            (self.settings.probe_batch.max(1) as usize).min(self.cycle.pending_probes.len());
+        let ids: Vec<String> = self.cycle.pending_probes.drain(..batch).collect();
+        let mut versions = VersionProbe::default();
+        let mut any_failed = false;
+        for id in ids {
+            let Ok(Some(entry)) = self.kv.get::<TokenEntry>(&keys::token(&id)) else {
+                continue;
+            };
+            if !entry.usable(clock::now(), self.timing.skew_ms) {
+                continue;
+            }
+            let mut record = self
+                .status
+                .districts
+                .remove(&id)
+                .unwrap_or_else(|| DistrictRecord {
+                    district_id: id.clone(),
+                    ..Default::default()
+                });
+            self.probe(&entry, &mut record, &mut versions);
+            any_failed |= record.consecutive_failures > 0;
+            self.status.districts.insert(id, record);
+        }
+        if let Some(v) = versions.finish(&self.settings.api_version, self.now) {
+            self.status.service.api_version = Some(v);
+        }
+        if any_failed {
+            // A failing probe is worth a fresh listing soon, not at the 75 % point.
+            let cooldown = clock::now().saturating_add(self.timing.cooldown_ms);
+            if cooldown < self.cycle.refresh_due_at {
+                self.cycle.refresh_due_at = cooldown;
+                self.cycle.relist_for_failures = true;
+            }
+        }
+    }
+
+    /// The sooner of the next acquisition and the next batch of probes.
+    fn next_due_at(&self) -> UnixMillis {
+        if self.cycle.pending_probes.is_empty() {
+            self.cycle.refresh_due_at
+        } else {
+            let probes = clock::now().saturating_add(self.settings.probe_pace_ms);
+            self.cycle.refresh_due_at.min(probes)
         }
     }
 
@@ -318,7 +436,7 @@ impl<'a> Refresh<'a> {
         let response = clever_client::list_district_tokens(self.settings, self.creds);
         let response = self.checked("token_listing", response)?;
         let listing = clever_wire::parse_district_tokens(&response.body)
-            .map_err(|e| malformed(response.status, &e.to_string()))?;
+            .map_err(|e| malformed("token_listing", response.status, &e.to_string()))?;
         for skipped in &listing.skipped {
             log::event(
                 "warn",
@@ -335,6 +453,8 @@ impl<'a> Refresh<'a> {
             self.remove_district(id);
         }
         let lifetime = self.timing.default_lifetime_ms;
+        // One draw per cycle: every district of a listing refreshes together anyway.
+        let fraction = self.refresh_fraction();
         Ok(diff
             .kept
             .into_iter()
@@ -345,7 +465,7 @@ impl<'a> Refresh<'a> {
                     t.scopes,
                     self.now,
                     lifetime,
-                    self.timing.refresh_fraction,
+                    fraction,
                 )
             })
             .collect())
@@ -355,7 +475,7 @@ impl<'a> Refresh<'a> {
         let response = clever_client::client_credentials(self.settings, self.creds);
         let response = self.checked("client_credentials", response)?;
         let token = clever_wire::parse_token_response(&response.body)
-            .map_err(|e| malformed(response.status, &e.to_string()))?;
+            .map_err(|e| malformed("client_credentials", response.status, &e.to_string()))?;
         let lifetime = token
             .expires_in
             .map_or(self.timing.default_lifetime_ms, |s| s.saturating_mul(1000));
@@ -370,7 +490,7 @@ impl<'a> Refresh<'a> {
             token.scopes,
             self.now,
             lifetime,
-            self.timing.refresh_fraction,
+            self.refresh_fraction(),
         )])
     }
 
@@ -378,7 +498,7 @@ impl<'a> Refresh<'a> {
     /// rate-limit headers every Clever response carries.
     fn checked(
         &mut self,
-        operation: &str,
+        operation: &'static str,
         response: Result<Response, Failure>,
     ) -> Result<Response, AttemptError> {
         let response = response.map_err(|f| transport_error(operation, &f))?;
@@ -395,6 +515,9 @@ impl<'a> Refresh<'a> {
                 clever_wire::error_summary(response.status, &response.body)
             ),
             hint_ms: limits.retry_hint_ms(response.status, self.now),
+            operation,
+            status: Some(response.status),
+            duration_ms: 0,
         })
     }
 
@@ -416,25 +539,43 @@ impl<'a> Refresh<'a> {
         );
     }
 
-    fn succeeded(&mut self, entries: Vec<TokenEntry>) -> UnixMillis {
+    fn succeeded(&mut self, entries: Vec<TokenEntry>, duration_ms: u64) -> UnixMillis {
         self.cycle
             .retry
             .record(&self.policy(), Outcome::Success, self.now, None, 0, 0.0);
         self.status.service.last_successful_auth = Some(self.now);
         self.status.service.credentials = Some(CredentialState::Accepted);
         self.status.service.consecutive_failures = 0;
+        self.status.service.failing_since = None;
         self.status.service.rate_limited_until = None;
+        self.status.service.rate_limited_since = None;
         self.status.service.last_error = None;
         log::event(
             "info",
             "tokens_acquired",
-            json!({ "districts": entries.len(), "grant": self.settings.grant.as_str() }),
+            json!({ "operation": "token_acquisition", "districts": entries.len(),
+                    "grant": self.settings.grant.as_str(), "duration_ms": duration_ms }),
         );
 
         let mut kept = Vec::with_capacity(entries.len());
-        let mut versions = VersionProbe::default();
-        let mut any_probe_failed = false;
+        self.cycle.pending_probes.clear();
+        let only_changed = std::mem::take(&mut self.cycle.relist_for_failures);
         for entry in entries {
+            // On an early re-listing, a district whose token is unchanged and whose last probe
+            // passed needs no new probe: probing all of them again for one failing district
+            // would be a stampede every cooldown.
+            let verified = only_changed
+                && self
+                    .status
+                    .districts
+                    .get(&entry.district_id)
+                    .is_some_and(|r| r.consecutive_failures == 0 && r.last_success.is_some())
+                && self
+                    .kv
+                    .get::<TokenEntry>(&keys::token(&entry.district_id))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|old| old.token == entry.token);
             if let Err(e) = self.kv.put(&keys::token(&entry.district_id), &entry) {
                 log::event(
                     "error",
@@ -443,54 +584,58 @@ impl<'a> Refresh<'a> {
                 );
                 continue;
             }
-            let mut record = DistrictRecord {
+            let record = DistrictRecord {
                 district_id: entry.district_id.clone(),
                 expires_at: Some(entry.expires_at),
                 refresh_at: Some(entry.refresh_at),
                 last_success: Some(self.now),
                 ..Default::default()
             };
-            let usable = self.probe(&entry, &mut record, &mut versions);
-            any_probe_failed |= record.consecutive_failures > 0;
             self.status
                 .districts
                 .insert(entry.district_id.clone(), record);
-            if usable {
-                kept.push(entry);
+            if !verified {
+                self.cycle.pending_probes.push(entry.district_id.clone());
             }
+            kept.push(entry);
         }
-        if let Some(v) = versions.finish(&self.settings.api_version, self.now) {
-            self.status.service.api_version = Some(v);
-        }
-        lifecycle::next_due(self.now, &kept, None, any_probe_failed, &self.timing)
+        lifecycle::next_due(self.now, &kept, None, false, &self.timing)
     }
 
-    /// Checks the new token against the data API; returns false when the token was refused
-    /// (and so deleted).
+    /// Checks the new token against the data API; a token Clever refuses is deleted.
     fn probe(
         &mut self,
         entry: &TokenEntry,
         record: &mut DistrictRecord,
         versions: &mut VersionProbe,
-    ) -> bool {
+    ) {
         let district = (entry.district_id != APP_TOKEN_ID).then_some(entry.district_id.as_str());
-        let response = match clever_client::probe(self.settings, district, &entry.token) {
+        let started = clock::now();
+        let result = clever_client::probe(self.settings, district, &entry.token);
+        let duration_ms = clock::now().saturating_sub(started);
+        let response = match result {
             Ok(r) => r,
             Err(f) => {
                 let e = transport_error("probe", &f);
                 record.consecutive_failures = 1;
+                log::event(
+                    "warn",
+                    "probe_failed",
+                    json!({ "district": entry.district_id, "operation": "probe", "error_code": e.code,
+                            "error": e.message, "duration_ms": duration_ms }),
+                );
                 record.last_error = Some(ErrorRecord {
                     code: e.code,
                     message: e.message,
                     at: self.now,
                 });
-                return true;
+                return;
             }
         };
         let limits = self.record_rate_limit(&response);
         versions.observe(self.settings, &response);
         if (200..300).contains(&response.status) {
-            return true;
+            return;
         }
         let unsupported = clever_wire::is_version_not_supported(response.status, &response.body);
         let code = if unsupported {
@@ -515,7 +660,7 @@ impl<'a> Refresh<'a> {
         log::event(
             "warn",
             "probe_failed",
-            json!({ "district": entry.district_id, "status": response.status, "code": code }),
+            json!({ "district": entry.district_id, "operation": "probe", "status": response.status, "error_code": code, "duration_ms": duration_ms }),
         );
         if response.status == 401 {
             // Clever refused this token: it must never be served. The district stays listed
@@ -523,9 +668,7 @@ impl<'a> Refresh<'a> {
             let _ = self.kv.delete(&keys::token(&entry.district_id));
             record.expires_at = None;
             record.refresh_at = None;
-            return false;
         }
-        true
     }
 
     fn failed(&mut self, e: AttemptError, tokens: &[TokenEntry]) -> UnixMillis {
@@ -544,6 +687,7 @@ impl<'a> Refresh<'a> {
         };
         self.status.service.consecutive_failures =
             self.status.service.consecutive_failures.saturating_add(1);
+        self.status.service.failing_since.get_or_insert(self.now);
         self.status.service.last_error = Some(error.clone());
         if e.outcome.is_bad_credentials() {
             self.status.service.credentials = Some(CredentialState::Rejected);
@@ -554,6 +698,14 @@ impl<'a> Refresh<'a> {
             _ => None,
         };
         let rate_limited_until = self.status.service.rate_limited_until;
+        if rate_limited_until.is_some() {
+            self.status
+                .service
+                .rate_limited_since
+                .get_or_insert(self.now);
+        } else {
+            self.status.service.rate_limited_since = None;
+        }
         for token in tokens {
             let record = self
                 .status
@@ -588,7 +740,7 @@ impl<'a> Refresh<'a> {
                 log::event(
                     "warn",
                     "acquisition_retry",
-                    json!({ "attempt": attempt, "code": e.code, "error": e.message, "delay_ms": at.saturating_sub(self.now) }),
+                    json!({ "operation": e.operation, "attempt": attempt, "status": e.status, "error_code": e.code, "error": e.message, "delay_ms": at.saturating_sub(self.now), "duration_ms": e.duration_ms }),
                 );
                 at
             }
@@ -596,7 +748,7 @@ impl<'a> Refresh<'a> {
                 log::event(
                     "error",
                     "acquisition_failed",
-                    json!({ "attempts": attempt, "code": e.code, "error": e.message, "retryable": e.outcome.is_retryable() }),
+                    json!({ "operation": e.operation, "attempt": attempt, "status": e.status, "error_code": e.code, "error": e.message, "retryable": e.outcome.is_retryable(), "duration_ms": e.duration_ms }),
                 );
                 if e.outcome.is_bad_credentials() {
                     // The same credentials will be refused again: wait for new ones (a secrets
@@ -612,7 +764,7 @@ impl<'a> Refresh<'a> {
     }
 }
 
-fn transport_error(operation: &str, f: &Failure) -> AttemptError {
+fn transport_error(operation: &'static str, f: &Failure) -> AttemptError {
     let outcome = match f {
         Failure::Timeout => Outcome::Transient(TransientKind::Timeout),
         Failure::Connection(_) => Outcome::Transient(TransientKind::Connection),
@@ -627,16 +779,22 @@ fn transport_error(operation: &str, f: &Failure) -> AttemptError {
         code,
         message: format!("{operation}: {f}"),
         hint_ms: None,
+        operation,
+        status: None,
+        duration_ms: 0,
     }
 }
 
 /// A 2xx whose body cannot be used: retried like a server error, old tokens keep serving.
-fn malformed(status: u16, detail: &str) -> AttemptError {
+fn malformed(operation: &'static str, status: u16, detail: &str) -> AttemptError {
     AttemptError {
         outcome: Outcome::Transient(TransientKind::ServerError(status)),
         code: "malformed_response".into(),
         message: format!("Clever's response could not be used: {detail}"),
         hint_ms: None,
+        operation,
+        status: Some(status),
+        duration_ms: 0,
     }
 }
 
@@ -685,7 +843,7 @@ impl VersionProbe {
             log::event(
                 "error",
                 "api_version_problem",
-                json!({ "alert": format!("api_version_{}", if state == VersionState::Unsupported { "unsupported" } else { "mismatch" }),
+                json!({ "problem": if state == VersionState::Unsupported { "unsupported" } else { "mismatch" },
                         "configured": configured, "seen": seen }),
             );
         }

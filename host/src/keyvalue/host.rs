@@ -41,6 +41,9 @@ impl store::HostBucket for KeyValueView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
+        if key.starts_with(clever_auth_core::status::keys::TOKEN_PREFIX) {
+            crate::redact::register_token_record(&value);
+        }
         self.store.set(&self.label(&bucket)?, &key, value);
         Ok(())
     }

@@ -39,6 +39,15 @@ pub async fn send(
     ),
     Error,
 > {
+    // Whatever credential the component sends is known to the scrubber before any response,
+    // error or log line about this request can exist.
+    if let Some(auth) = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        crate::redact::register_authorization(auth);
+    }
     let uri = req.uri().clone();
     let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
     let use_tls = uri.scheme() == Some(&Scheme::HTTPS);

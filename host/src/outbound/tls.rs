@@ -14,7 +14,8 @@ pub const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
 pub fn read_pem_bundle(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("cannot read the extra CA bundle {}", path.display()))?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+    use rustls::pki_types::pem::PemObject as _;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{} is not a PEM certificate bundle", path.display()))?;
     if certs.is_empty() {

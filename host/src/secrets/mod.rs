@@ -62,6 +62,11 @@ impl Secrets {
             .as_ref()
             .is_none_or(|old| old.expose() != value.expose());
         values[slot] = Some(value);
+        // From here on, nothing the host emits may contain the secret or the Basic credential
+        // built from the pair.
+        if let [Some(id), Some(secret)] = &*values {
+            crate::redact::register_client_credentials(id.expose(), secret.expose());
+        }
         changed
     }
 

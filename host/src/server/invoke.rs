@@ -1,33 +1,46 @@
-//! Hands one HTTP request to a fresh instance of the component.
+//! Hands one HTTP request to an instance of the component.
 
+use super::instances::Instances;
 use crate::runtime::Runtime;
 use anyhow::{anyhow, Result};
 use hyper::body::Incoming;
+use std::sync::Arc;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
 pub async fn call_component(
     runtime: &Runtime,
+    instances: &Arc<Instances>,
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<HyperOutgoingBody>> {
-    let mut store = runtime.new_store();
+    let mut lease = instances.checkout(runtime).await?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let req = store
+    let req = lease
+        .store
         .data_mut()
         .http()
         .new_incoming_request(Scheme::Http, req)?;
-    let out = store.data_mut().http().new_response_outparam(sender)?;
-    let pre = runtime.proxy.clone();
+    let out = lease
+        .store
+        .data_mut()
+        .http()
+        .new_response_outparam(sender)?;
 
     // The instance runs in its own task: after setting the response it may keep working
-    // (a due refresh under Spin semantics) while the client already has its answer.
+    // (a due refresh under Spin semantics) while the client already has its answer. Only
+    // when that work is done does the instance go back for reuse.
+    let instances = instances.clone();
     let task = tokio::task::spawn(async move {
-        let proxy = pre.instantiate_async(&mut store).await?;
-        proxy
+        let result = lease
+            .proxy
             .wasi_http_incoming_handler()
-            .call_handle(&mut store, req, out)
-            .await
+            .call_handle(&mut lease.store, req, out)
+            .await;
+        if result.is_ok() {
+            instances.checkin(lease);
+        }
+        result
     });
 
     match receiver.await {

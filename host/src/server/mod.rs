@@ -1,8 +1,13 @@
 //! The HTTP/1.1 server: accepts connections, routes, drains on shutdown.
 
+mod instances;
 mod invoke;
+mod scrub;
+
+pub use instances::MAX_IN_FLIGHT;
 pub mod routing;
 
+use crate::cli::InstanceMode;
 use crate::runtime::Runtime;
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -12,9 +17,11 @@ use hyper::server::conn::http1;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use instances::Instances;
 use routing::Route;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -34,9 +41,14 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 pub async fn serve(
     listener: TcpListener,
     runtime: Runtime,
+    mode: InstanceMode,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> Result<()> {
+    let app = Arc::new(App {
+        runtime,
+        instances: Instances::new(mode),
+    });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -51,10 +63,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let runtime = runtime.clone();
+        let app = app.clone();
         let service = hyper::service::service_fn(move |req| {
-            let runtime = runtime.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&runtime, req).await) }
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&app, req).await) }
         });
         let conn = http1::Builder::new()
             .keep_alive(true)
@@ -78,7 +90,13 @@ pub async fn serve(
     Ok(())
 }
 
-async fn handle(runtime: &Runtime, req: hyper::Request<Incoming>) -> Response<HyperOutgoingBody> {
+/// What every connection shares.
+struct App {
+    runtime: Runtime,
+    instances: Arc<Instances>,
+}
+
+async fn handle(app: &App, req: hyper::Request<Incoming>) -> Response<HyperOutgoingBody> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -95,7 +113,7 @@ async fn handle(runtime: &Runtime, req: hyper::Request<Incoming>) -> Response<Hy
             );
             r
         }
-        Route::Component => match invoke::call_component(runtime, req).await {
+        Route::Component => match component_answer(app, req).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(
@@ -117,6 +135,15 @@ async fn handle(runtime: &Runtime, req: hyper::Request<Incoming>) -> Response<Hy
         "request"
     );
     response
+}
+
+/// The component's answer, with every known secret value masked.
+async fn component_answer(
+    app: &App,
+    req: hyper::Request<Incoming>,
+) -> Result<Response<HyperOutgoingBody>> {
+    let response = invoke::call_component(&app.runtime, &app.instances, req).await?;
+    scrub::scrubbed(response).await
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {

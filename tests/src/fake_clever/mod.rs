@@ -70,6 +70,9 @@ pub struct FakeCleverConfig {
     pub rate_limit: RateLimitConfig,
     /// Print one line per finished request to stderr.
     pub echo_requests: bool,
+    /// Put in front of every token issued, so a test can search output for any token, even
+    /// one it never saw (the leak canary).
+    pub token_prefix: String,
 }
 
 impl Default for FakeCleverConfig {
@@ -95,6 +98,7 @@ impl Default for FakeCleverConfig {
             version_header: None,
             rate_limit: RateLimitConfig::default(),
             echo_requests: false,
+            token_prefix: String::new(),
         }
     }
 }

@@ -129,6 +129,7 @@ pub(crate) struct State {
     // (bucket name, credential key) -> (window start epoch secs, requests in window)
     rate_counters: HashMap<(String, String), (u64, u64)>,
     next_district_number: u64,
+    token_prefix: String,
 }
 
 impl State {
@@ -148,7 +149,12 @@ impl State {
             rate_limit: config.rate_limit.clone(),
             rate_counters: HashMap::new(),
             next_district_number: 1,
+            token_prefix: config.token_prefix.clone(),
         }
+    }
+
+    fn new_token(&self) -> String {
+        format!("{}{}", self.token_prefix, random_hex(40))
     }
 
     pub(crate) fn basic_is_valid(&self, id: &str, secret: &str) -> bool {
@@ -164,7 +170,7 @@ impl State {
         self.next_district_number += 1;
         let info = DistrictInfo {
             name: format!("Fake District {number}"),
-            token: random_hex(40),
+            token: self.new_token(),
             token_id: random_hex(24),
             token_created_unix_ms: unix_ms_now(),
             revoked: false,
@@ -186,7 +192,10 @@ impl State {
 
     pub(crate) fn rotate_token(&mut self, id: &str) -> Option<String> {
         let district = self.districts.get_mut(id)?;
-        let old = std::mem::replace(&mut district.token, random_hex(40));
+        let old = std::mem::replace(
+            &mut district.token,
+            format!("{}{}", self.token_prefix, random_hex(40)),
+        );
         district.token_id = random_hex(24);
         district.token_created_unix_ms = unix_ms_now();
         district.revoked = false;
@@ -206,7 +215,7 @@ impl State {
     }
 
     pub(crate) fn issue_app_token(&mut self) -> (String, u64) {
-        let token = random_hex(40);
+        let token = self.new_token();
         let lifetime = self.client_credentials_lifetime_secs;
         let expires = Instant::now() + Duration::from_secs(lifetime);
         // Forget long-expired tokens so a long demo run does not grow without bound.

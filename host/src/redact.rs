@@ -1,0 +1,213 @@
+//! Defence in depth against credential leaks: every secret and token value the host has seen is
+//! remembered here, and everything the host emits (log lines, health bodies, telemetry, panic
+//! messages) passes through [`scrub`] on its way out.
+//!
+//! The first line of defence is the redacting types (`Secret`, `AccessToken`), which cannot be
+//! printed. This catches what they cannot: a value copied into a plain string by a dependency,
+//! echoed back in a server's error body, or embedded in a URL.
+
+use aho_corasick::AhoCorasick;
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+
+/// What a scrubbed value becomes.
+pub const MASK: &str = "<redacted>";
+
+/// Values shorter than this are not scrubbed: a short value would match ordinary text (a
+/// district id, a word in a message) and mangle logs, while giving an attacker little anyway.
+pub const MIN_LEN: usize = 8;
+
+/// Old tokens stay secret after rotation (they may still be valid for a while), but the set
+/// must not grow without bound: with hundreds of districts refreshing every hour this keeps
+/// several days of history.
+const MAX_VALUES: usize = 16_384;
+
+#[derive(Default)]
+struct Known {
+    values: VecDeque<String>,
+    /// Rebuilt lazily: registrations come in bursts (one per district per cycle), scrubs often.
+    matcher: Option<Arc<AhoCorasick>>,
+}
+
+static KNOWN: LazyLock<RwLock<Known>> = LazyLock::new(RwLock::default);
+
+/// Remembers a value that must never be emitted. Idempotent; short values are ignored.
+pub fn register(value: &str) {
+    let value = value.trim();
+    if value.len() < MIN_LEN {
+        return;
+    }
+    {
+        let known = KNOWN.read().unwrap_or_else(PoisonError::into_inner);
+        if known.values.iter().any(|v| v == value) {
+            return;
+        }
+    }
+    let mut known = KNOWN.write().unwrap_or_else(PoisonError::into_inner);
+    if known.values.iter().any(|v| v == value) {
+        return;
+    }
+    if known.values.len() >= MAX_VALUES {
+        known.values.pop_front();
+    }
+    known.values.push_back(value.to_string());
+    known.matcher = None;
+}
+
+/// Remembers an `Authorization` header value: the whole credential after the scheme, and for
+/// Basic also the decoded `id:secret` pair's secret half.
+pub fn register_authorization(header: &str) {
+    let Some((scheme, credential)) = header.trim().split_once(' ') else {
+        register(header);
+        return;
+    };
+    let credential = credential.trim();
+    register(credential);
+    if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine as _;
+        if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credential) {
+            if let Ok(pair) = String::from_utf8(decoded) {
+                if let Some((_, secret)) = pair.split_once(':') {
+                    register(secret);
+                }
+            }
+        }
+    }
+}
+
+/// Remembers a client id/secret pair: the secret and the Basic credential built from both.
+pub fn register_client_credentials(client_id: &str, client_secret: &str) {
+    use base64::Engine as _;
+    register(client_secret);
+    register(
+        &base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}")),
+    );
+}
+
+/// Remembers the token inside a cached token record (the component's `TokenEntry`), the moment
+/// the record is written, before the token is ever used.
+pub fn register_token_record(record: &[u8]) {
+    if let Ok(entry) = serde_json::from_slice::<clever_auth_core::lifecycle::TokenEntry>(record) {
+        register(entry.token.expose());
+    }
+}
+
+fn matcher() -> Option<Arc<AhoCorasick>> {
+    {
+        let known = KNOWN.read().unwrap_or_else(PoisonError::into_inner);
+        if known.values.is_empty() {
+            return None;
+        }
+        if let Some(m) = &known.matcher {
+            return Some(m.clone());
+        }
+    }
+    let mut known = KNOWN.write().unwrap_or_else(PoisonError::into_inner);
+    if known.matcher.is_none() {
+        // Leftmost-longest, so a value containing another is masked whole.
+        let built = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&known.values)
+            .ok()?;
+        known.matcher = Some(Arc::new(built));
+    }
+    known.matcher.clone()
+}
+
+/// `text` with every known value replaced by [`MASK`]; borrowed when there was nothing to hide.
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let Some(m) = matcher() else {
+        return Cow::Borrowed(text);
+    };
+    if !m.is_match(text) {
+        return Cow::Borrowed(text);
+    }
+    let masks = vec![MASK; m.patterns_len()];
+    Cow::Owned(m.replace_all(text, &masks))
+}
+
+/// [`scrub`] for bytes that may not be UTF-8 (a body, a raw stderr line). Invalid sequences
+/// cannot contain a registered (UTF-8) value whole, so they pass through unchanged.
+pub fn scrub_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let Some(m) = matcher() else {
+        return Cow::Borrowed(bytes);
+    };
+    if !m.is_match(bytes) {
+        return Cow::Borrowed(bytes);
+    }
+    let masks = vec![MASK.as_bytes(); m.patterns_len()];
+    Cow::Owned(m.replace_all_bytes(bytes, &masks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The registry is process-wide, so each test uses values no other test registers.
+
+    #[test]
+    fn registered_values_are_masked_everywhere_they_appear() {
+        register("canary-secret-AAAA-1111");
+        let line =
+            r#"{"msg":"failed","body":"bad canary-secret-AAAA-1111 x canary-secret-AAAA-1111"}"#;
+        let out = scrub(line);
+        assert!(!out.contains("canary-secret-AAAA-1111"), "{out}");
+        assert_eq!(out.matches(MASK).count(), 2);
+        assert_eq!(
+            scrub_bytes(line.as_bytes()).as_ref(),
+            out.as_bytes(),
+            "bytes and text scrub alike"
+        );
+    }
+
+    #[test]
+    fn text_without_secrets_is_borrowed_untouched() {
+        register("canary-secret-BBBB-2222");
+        assert!(matches!(scrub("nothing to see"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn short_values_are_not_registered() {
+        register("abc");
+        assert_eq!(scrub("abc abc"), "abc abc");
+    }
+
+    #[test]
+    fn basic_credentials_are_masked_encoded_and_decoded() {
+        use base64::Engine as _;
+        register_client_credentials("client-CCCC", "canary-secret-CCCC-3333");
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode("client-CCCC:canary-secret-CCCC-3333");
+        let header = format!("Authorization: Basic {encoded}");
+        assert_eq!(scrub(&header), format!("Authorization: Basic {MASK}"));
+        assert_eq!(
+            scrub("pair client-CCCC:canary-secret-CCCC-3333"),
+            format!("pair client-CCCC:{MASK}")
+        );
+    }
+
+    #[test]
+    fn authorization_headers_register_their_credential() {
+        register_authorization("Bearer canary-token-DDDD-4444");
+        assert_eq!(
+            scrub("url?t=canary-token-DDDD-4444&x"),
+            format!("url?t={MASK}&x")
+        );
+        use base64::Engine as _;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("id-EEEE:canary-secret-EEEE-5555");
+        register_authorization(&format!("Basic {basic}"));
+        assert_eq!(scrub("s=canary-secret-EEEE-5555"), format!("s={MASK}"));
+    }
+
+    #[test]
+    fn a_value_containing_another_is_masked_whole() {
+        register("canary-FFFF-6666");
+        register("canary-FFFF-6666-longer-token");
+        assert_eq!(
+            scrub("x canary-FFFF-6666-longer-token y"),
+            format!("x {MASK} y")
+        );
+    }
+}

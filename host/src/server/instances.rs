@@ -1,0 +1,84 @@
+//! Where a request gets its instance of the component: a fresh one each time, or (with
+//! `--instance-mode reuse`) one kept from an earlier request. The component keeps no state
+//! between requests (everything lives in the host's key-value store), so an instance that
+//! finished a request cleanly can serve the next; one that trapped is dropped.
+
+use crate::cli::InstanceMode;
+use crate::runtime::Runtime;
+use crate::state::HostState;
+use anyhow::Result;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::Store;
+use wasmtime_wasi_http::p2::bindings::Proxy;
+
+/// Requests served by the component at once; more wait for a turn. Together with
+/// [`MAX_IDLE`] and the refresher this stays within the engine's instance pool.
+pub const MAX_IN_FLIGHT: usize = 200;
+/// Instances kept between requests in reuse mode.
+const MAX_IDLE: usize = 32;
+
+pub struct Instances {
+    mode: InstanceMode,
+    idle: Mutex<Vec<(Store<HostState>, Proxy)>>,
+    admission: Arc<Semaphore>,
+}
+
+/// An instance lent to one request, with its place in the admission count.
+pub struct Lease {
+    pub store: Store<HostState>,
+    pub proxy: Proxy,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Instances {
+    pub fn new(mode: InstanceMode) -> Arc<Instances> {
+        Arc::new(Instances {
+            mode,
+            idle: Mutex::default(),
+            admission: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        })
+    }
+
+    /// Waits for a turn, then lends a kept instance or instantiates a new one.
+    pub async fn checkout(&self, runtime: &Runtime) -> Result<Lease> {
+        let permit = self
+            .admission
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| anyhow::anyhow!("the server is shutting down"))?;
+        if self.mode == InstanceMode::Reuse {
+            let kept = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            if let Some((store, proxy)) = kept {
+                return Ok(Lease {
+                    store,
+                    proxy,
+                    _permit: permit,
+                });
+            }
+        }
+        let mut store = runtime.new_store();
+        let proxy = runtime.proxy.instantiate_async(&mut store).await?;
+        Ok(Lease {
+            store,
+            proxy,
+            _permit: permit,
+        })
+    }
+
+    /// Takes back an instance whose request completed without a trap.
+    pub fn checkin(&self, lease: Lease) {
+        if self.mode != InstanceMode::Reuse {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push((lease.store, lease.proxy));
+        }
+    }
+}
