@@ -1,0 +1,1 @@
+// Empty: this project exists only to be scanned (see Cargo.toml).
