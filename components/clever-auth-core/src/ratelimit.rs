@@ -341,16 +341,29 @@ fn parse_reset(item: &str, received_at: UnixMillis, warnings: &mut Warnings) -> 
     Some(secs.saturating_mul(1_000).saturating_add(millis_part))
 }
 
+/// A header value for a warning, in quotes with Rust string escapes. The cut counts escaped
+/// characters: a combining mark escapes to seven (`\u{301}`), so cutting the value before
+/// escaping let a 40-character value become a 280-character warning.
 fn quote(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(MAX_QUOTED)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if value.chars().count() > MAX_QUOTED {
-        out.push('…');
+    let mut out = String::from('"');
+    let mut width = 0;
+    for c in value.chars() {
+        let c = if c.is_control() { '?' } else { c };
+        // `str`'s Debug, one character at a time: the same escapes as quoting the whole value.
+        let quoted = format!("{:?}", c.to_string());
+        let escaped = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .unwrap_or(&quoted);
+        width += escaped.chars().count();
+        if width > MAX_QUOTED {
+            out.push('…');
+            break;
+        }
+        out.push_str(escaped);
     }
-    format!("{out:?}")
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -666,6 +679,25 @@ mod tests {
             "1984 more rate-limit warnings omitted"
         );
         assert!(info.warnings[MAX_WARNINGS + 1].contains("1000 rate-limit buckets"));
+    }
+
+    #[test]
+    fn quoted_values_are_cut_after_escaping() {
+        let combining = "\u{301}".repeat(45);
+        let info = parse(&[("Retry-After", &combining)]);
+        let w = &info.warnings[0];
+        assert!(w.chars().count() < 200, "{w}");
+        assert!(w.starts_with(r#"retry-after: "\u{301}"#), "{w}");
+        assert!(w.contains(r#"\u{301}…""#), "{w}");
+
+        let info = parse(&[("X-Ratelimit-Limit", r#"say "hi""#)]);
+        assert_eq!(
+            info.warnings,
+            [r#"x-ratelimit-limit: "say \"hi\"" is not a non-negative integer, ignored"#]
+        );
+        let long = "y".repeat(41);
+        let info = parse(&[("X-Ratelimit-Limit", &long)]);
+        assert!(info.warnings[0].contains(&format!("\"{}…\"", "y".repeat(40))));
     }
 
     #[test]
