@@ -4,6 +4,7 @@
 //! - `cargo xtask build`: the component (wasm32-wasip2, release) and the host.
 //! - `cargo xtask run`:   build, then start the service on its embedded default.
 //! - `cargo xtask test`:  build, then run the whole test suite.
+//! - `cargo xtask fuzz`:  run every cargo-fuzz target for a bounded time (nightly).
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -14,6 +15,7 @@ use std::process::{Command, Stdio};
 const WASM_TARGET: &str = "wasm32-wasip2";
 const COMPONENT_CRATE: &str = "clever-auth";
 const COMPONENT_FILE: &str = "clever_auth.wasm";
+const FUZZ_TOOLCHAIN: &str = "nightly";
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, run and test clever-auth")]
@@ -51,6 +53,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run every fuzz target in fuzz/ for a bounded time; fails if any finds a crash (the input
+    /// lands in fuzz/artifacts/<target>/). Needs the nightly toolchain; installs cargo-fuzz.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -67,6 +76,7 @@ fn main() -> Result<()> {
         Cmd::Run { listen } => demo(&root, &listen)?,
         Cmd::Test { args } => test(&root, &args)?,
         Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,
+        Cmd::Fuzz { secs } => fuzz(&root, secs.max(1))?,
     }
     Ok(())
 }
@@ -243,6 +253,92 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .args(extra)
         .env("CLEVER_AUTH_COMPONENT", &component);
     run(&mut cmd)
+}
+
+/// Builds the fuzz targets, then runs each for `secs`, reporting every failing target rather
+/// than stopping at the first.
+fn fuzz(root: &Path, secs: u64) -> Result<()> {
+    ensure_fuzz_tools(root)?;
+    run(fuzz_cargo(root).args(["fuzz", "build"]))?;
+    let listed = fuzz_cargo(root)
+        .args(["fuzz", "list"])
+        .output()
+        .context("running `cargo fuzz list`")?;
+    if !listed.status.success() {
+        bail!("`cargo fuzz list` failed ({})", listed.status);
+    }
+    let targets: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    if targets.is_empty() {
+        bail!("`cargo fuzz list` found no targets in fuzz/");
+    }
+    let mut failed = Vec::new();
+    for target in &targets {
+        eprintln!("xtask: fuzzing {target} for {secs} s");
+        let mut cmd = fuzz_cargo(root);
+        cmd.args(["fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={secs}"));
+        if let Err(e) = run(&mut cmd) {
+            eprintln!("xtask: {e:#}");
+            failed.push(target.as_str());
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "fuzz targets failed: {} (inputs in fuzz/artifacts/)",
+            failed.join(", ")
+        );
+    }
+    eprintln!(
+        "xtask: {} fuzz targets ran {secs} s each without a failure",
+        targets.len()
+    );
+    Ok(())
+}
+
+/// `cargo +nightly` in fuzz/. Through the rustup proxy on PATH: `$CARGO` is the stable
+/// toolchain's own binary, which does not understand `+nightly`. Without CARGO_TARGET_DIR, so the
+/// fuzz build keeps fuzz/target: sanitizer flags would rebuild a target dir shared with the
+/// stable builds from scratch, each way.
+fn fuzz_cargo(root: &Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg(format!("+{FUZZ_TOOLCHAIN}"))
+        .current_dir(root.join("fuzz"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    cmd
+}
+
+/// The nightly toolchain is a deliberate install (large, and it moves daily), so its absence is
+/// an error with the command to run; cargo-fuzz is installed when missing.
+fn ensure_fuzz_tools(root: &Path) -> Result<()> {
+    let nightly = fuzz_cargo(root)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running `cargo +nightly --version` (is rustup installed?)")?;
+    if !nightly.success() {
+        bail!(
+            "fuzzing needs the {FUZZ_TOOLCHAIN} toolchain (libFuzzer and sanitizers); \
+             install it with `rustup toolchain install {FUZZ_TOOLCHAIN}`"
+        );
+    }
+    let has_cargo_fuzz = fuzz_cargo(root)
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_cargo_fuzz {
+        eprintln!("xtask: installing cargo-fuzz");
+        run(cargo(root).args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    Ok(())
 }
 
 /// `rustup target add` is idempotent but slow to ask; look first.

@@ -35,7 +35,10 @@ impl TokenEntry {
         lifetime_ms: u64,
         refresh_fraction: f64,
     ) -> TokenEntry {
-        let refresh_after = (lifetime_ms as f64 * refresh_fraction.clamp(0.0, 1.0)) as u64;
+        // Past 2^53 ms, `as f64` rounds the lifetime and the product can exceed it; the refresh
+        // must still come no later than the expiry.
+        let refresh_after =
+            ((lifetime_ms as f64 * refresh_fraction.clamp(0.0, 1.0)) as u64).min(lifetime_ms);
         TokenEntry {
             district_id,
             token,
@@ -177,6 +180,24 @@ mod tests {
         assert_eq!(e.expires_at, 1_000 + HOUR);
         assert!(!refresh_due(1_000 + 2_699_999, std::slice::from_ref(&e)));
         assert!(refresh_due(1_000 + 2_700_000, std::slice::from_ref(&e)));
+    }
+
+    #[test]
+    fn refresh_never_comes_after_expiry() {
+        // Found by the `token_response` fuzz target: `expires_in` 9007199254742798 s is a
+        // lifetime that `as f64` rounds up by 336 ms, so a whole-lifetime refresh fell after it.
+        let lifetime = 9_007_199_254_742_798_000;
+        let now = 1_700_000_000_000;
+        let e = TokenEntry::new(
+            "a".into(),
+            AccessToken::new("t"),
+            vec![],
+            now,
+            lifetime,
+            1.0,
+        );
+        assert_eq!(e.expires_at, now + lifetime);
+        assert_eq!(e.refresh_at, e.expires_at);
     }
 
     #[test]

@@ -27,6 +27,12 @@ const MIN_PLAUSIBLE_EPOCH_SECS: u64 = 1_000_000_000;
 /// Quoted header values in warnings are cut to this many characters.
 const MAX_QUOTED: usize = 40;
 
+/// Warnings about individual values kept per response. Every bad list item yields one, so
+/// without a cap a header of `x,x,x,…` would cost a formatted line per two bytes received.
+/// Beyond the cap they are only counted, in one closing line; the (at most two) warnings about
+/// the bucket layout as a whole are always kept, so `warnings` never exceeds this plus three.
+pub const MAX_WARNINGS: usize = 16;
+
 /// One rate-limit bucket, assembled by position from the `X-Ratelimit-*` headers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Bucket {
@@ -50,8 +56,35 @@ pub struct RateLimitInfo {
     /// Absolute time named by `Retry-After`, whichever form it came in.
     pub retry_after_at: Option<UnixMillis>,
     pub buckets: Vec<Bucket>,
-    /// Values that were ignored, and why. Safe to log: only rate-limit headers are read.
+    /// Values that were ignored, and why. Safe to log: only rate-limit headers are read, and
+    /// there are at most [`MAX_WARNINGS`] + 3 of them.
     pub warnings: Vec<String>,
+}
+
+/// Warnings about individual values, up to [`MAX_WARNINGS`]; later ones are only counted, and
+/// not even formatted.
+#[derive(Default)]
+struct Warnings {
+    kept: Vec<String>,
+    omitted: usize,
+}
+
+impl Warnings {
+    fn push(&mut self, message: impl FnOnce() -> String) {
+        if self.kept.len() < MAX_WARNINGS {
+            self.kept.push(message());
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if self.omitted > 0 {
+            self.kept
+                .push(format!("{} more rate-limit warnings omitted", self.omitted));
+        }
+        self.kept
+    }
 }
 
 impl RateLimitInfo {
@@ -70,6 +103,7 @@ impl RateLimitInfo {
         let mut limits: Vec<Option<u64>> = Vec::new();
         let mut remainings: Vec<Option<u64>> = Vec::new();
         let mut resets: Vec<Option<UnixMillis>> = Vec::new();
+        let mut warnings = Warnings::default();
 
         for (name, value) in headers {
             let name = name.as_ref().trim();
@@ -78,12 +112,11 @@ impl RateLimitInfo {
                 .find(|k| name.eq_ignore_ascii_case(k));
             let Some(header) = known else { continue };
             let Ok(text) = std::str::from_utf8(value.as_ref()) else {
-                info.warnings
-                    .push(format!("{header}: value is not UTF-8, ignored"));
+                warnings.push(|| format!("{header}: value is not UTF-8, ignored"));
                 continue;
             };
             match header {
-                RETRY_AFTER => info.parse_retry_after(text),
+                RETRY_AFTER => info.parse_retry_after(text, &mut warnings),
                 BUCKET => {
                     for item in split_list(text) {
                         names.push(clean_name(item));
@@ -91,28 +124,29 @@ impl RateLimitInfo {
                 }
                 LIMIT => {
                     for item in split_list(text) {
-                        limits.push(parse_count(LIMIT, item, &mut info.warnings));
+                        limits.push(parse_count(LIMIT, item, &mut warnings));
                     }
                 }
                 REMAINING => {
                     for item in split_list(text) {
-                        remainings.push(parse_count(REMAINING, item, &mut info.warnings));
+                        remainings.push(parse_count(REMAINING, item, &mut warnings));
                     }
                 }
                 RESET => {
                     for item in split_list(text) {
-                        resets.push(parse_reset(item, received_at, &mut info.warnings));
+                        resets.push(parse_reset(item, received_at, &mut warnings));
                     }
                 }
                 _ => {}
             }
         }
 
+        info.warnings = warnings.finish();
         info.zip_buckets(names, limits, remainings, resets);
         info
     }
 
-    fn parse_retry_after(&mut self, text: &str) {
+    fn parse_retry_after(&mut self, text: &str, warnings: &mut Warnings) {
         let text = text.trim();
         let parsed = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
             // Too many digits for u64 is still "a very long time", not garbage.
@@ -125,16 +159,17 @@ impl RateLimitInfo {
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         };
         match (parsed, self.retry_after_at) {
-            (None, _) => self.warnings.push(format!(
-                "{RETRY_AFTER}: {} is neither delay-seconds nor an HTTP-date, ignored",
-                quote(text)
-            )),
+            (None, _) => warnings.push(|| {
+                format!(
+                    "{RETRY_AFTER}: {} is neither delay-seconds nor an HTTP-date, ignored",
+                    quote(text)
+                )
+            }),
             (Some(at), None) => self.retry_after_at = Some(at),
             // Duplicates disagree only through a misbehaving proxy; the longer wait is the one
             // that cannot earn us another 429.
             (Some(at), Some(previous)) => {
-                self.warnings
-                    .push(format!("{RETRY_AFTER}: repeated, the later time is used"));
+                warnings.push(|| format!("{RETRY_AFTER}: repeated, the later time is used"));
                 self.retry_after_at = Some(previous.max(at));
             }
         }
@@ -255,34 +290,33 @@ fn clean_name(item: &str) -> Option<String> {
     )
 }
 
-fn parse_count(header: &str, item: &str, warnings: &mut Vec<String>) -> Option<u64> {
+fn parse_count(header: &str, item: &str, warnings: &mut Warnings) -> Option<u64> {
     if item.is_empty() {
         return None;
     }
     match item.parse::<u64>() {
         Ok(n) => Some(n),
         Err(_) => {
-            warnings.push(format!(
-                "{header}: {} is not a non-negative integer, ignored",
-                quote(item)
-            ));
+            warnings.push(|| {
+                format!(
+                    "{header}: {} is not a non-negative integer, ignored",
+                    quote(item)
+                )
+            });
             None
         }
     }
 }
 
 /// Epoch seconds, optionally with a fractional part (some servers send `1700000000.250`).
-fn parse_reset(item: &str, received_at: UnixMillis, warnings: &mut Vec<String>) -> Option<u64> {
+fn parse_reset(item: &str, received_at: UnixMillis, warnings: &mut Warnings) -> Option<u64> {
     if item.is_empty() {
         return None;
     }
     let (whole, fraction) = item.split_once('.').unwrap_or((item, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() || !digits(whole) || !digits(fraction) {
-        warnings.push(format!(
-            "{RESET}: {} is not epoch seconds, ignored",
-            quote(item)
-        ));
+        warnings.push(|| format!("{RESET}: {} is not epoch seconds, ignored", quote(item)));
         return None;
     }
     let secs = whole.parse::<u64>().unwrap_or(u64::MAX);
@@ -292,10 +326,12 @@ fn parse_reset(item: &str, received_at: UnixMillis, warnings: &mut Vec<String>) 
         .take(3)
         .fold(0, |acc, b| acc * 10 + u64::from(b - b'0'));
     if secs < MIN_PLAUSIBLE_EPOCH_SECS {
-        warnings.push(format!(
-            "{RESET}: {} is too small for epoch seconds, read as seconds from now",
-            quote(item)
-        ));
+        warnings.push(|| {
+            format!(
+                "{RESET}: {} is too small for epoch seconds, read as seconds from now",
+                quote(item)
+            )
+        });
         return Some(
             received_at
                 .saturating_add(secs.saturating_mul(1_000))
@@ -305,16 +341,29 @@ fn parse_reset(item: &str, received_at: UnixMillis, warnings: &mut Vec<String>) 
     Some(secs.saturating_mul(1_000).saturating_add(millis_part))
 }
 
+/// A header value for a warning, in quotes with Rust string escapes. The cut counts escaped
+/// characters: a combining mark escapes to seven (`\u{301}`), so cutting the value before
+/// escaping let a 40-character value become a 280-character warning.
 fn quote(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(MAX_QUOTED)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if value.chars().count() > MAX_QUOTED {
-        out.push('…');
+    let mut out = String::from('"');
+    let mut width = 0;
+    for c in value.chars() {
+        let c = if c.is_control() { '?' } else { c };
+        // `str`'s Debug, one character at a time: the same escapes as quoting the whole value.
+        let quoted = format!("{:?}", c.to_string());
+        let escaped = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .unwrap_or(&quoted);
+        width += escaped.chars().count();
+        if width > MAX_QUOTED {
+            out.push('…');
+            break;
+        }
+        out.push_str(escaped);
     }
-    format!("{out:?}")
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -612,6 +661,43 @@ mod tests {
         let info = parse(&[("X-Ratelimit-Limit", &many)]);
         assert_eq!(info.buckets.len(), MAX_BUCKETS);
         assert_eq!(info.warnings.len(), 1);
+    }
+
+    #[test]
+    fn warning_count_is_bounded() {
+        // Found by the `ratelimit_headers` fuzz target: one warning per bad item, unbounded.
+        let many = vec!["x"; 1_000].join(",");
+        let info = parse(&[
+            ("X-Ratelimit-Limit", &many),
+            ("X-Ratelimit-Remaining", &many),
+        ]);
+        assert_eq!(info.buckets.len(), MAX_BUCKETS);
+        // 16 value warnings, the count of the omitted ones, and the bucket-count warning.
+        assert_eq!(info.warnings.len(), MAX_WARNINGS + 2, "{:?}", info.warnings);
+        assert_eq!(
+            info.warnings[MAX_WARNINGS],
+            "1984 more rate-limit warnings omitted"
+        );
+        assert!(info.warnings[MAX_WARNINGS + 1].contains("1000 rate-limit buckets"));
+    }
+
+    #[test]
+    fn quoted_values_are_cut_after_escaping() {
+        let combining = "\u{301}".repeat(45);
+        let info = parse(&[("Retry-After", &combining)]);
+        let w = &info.warnings[0];
+        assert!(w.chars().count() < 200, "{w}");
+        assert!(w.starts_with(r#"retry-after: "\u{301}"#), "{w}");
+        assert!(w.contains(r#"\u{301}…""#), "{w}");
+
+        let info = parse(&[("X-Ratelimit-Limit", r#"say "hi""#)]);
+        assert_eq!(
+            info.warnings,
+            [r#"x-ratelimit-limit: "say \"hi\"" is not a non-negative integer, ignored"#]
+        );
+        let long = "y".repeat(41);
+        let info = parse(&[("X-Ratelimit-Limit", &long)]);
+        assert!(info.warnings[0].contains(&format!("\"{}…\"", "y".repeat(40))));
     }
 
     #[test]
