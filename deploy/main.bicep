@@ -225,7 +225,8 @@ resource pullIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-
 }
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = if (useRegistry) {
-  name: containerRegistryName
+  // A placeholder keeps the (unused) resource id well-formed when no registry is given.
+  name: useRegistry ? containerRegistryName : 'none'
 }
 
 resource registryPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (useRegistry) {
