@@ -9,7 +9,8 @@
 # CLEVER_CLIENT_ID / CLEVER_CLIENT_SECRET are set as plain environment variables.
 #
 # Plain Dockerfile syntax (no BuildKit-only flags) so that `docker build`, `az acr build` and
-# buildah/podman all build it the same way.
+# buildah/podman all build it the same way (podman/buildah: `--format docker`, since the OCI
+# image format has no HEALTHCHECK).
 
 # ---- build: the component (wasm32-wasip2) and the host, both in release ----------------------
 FROM rust:1.95-bookworm AS build
