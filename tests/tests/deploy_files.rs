@@ -1,0 +1,520 @@
+//! The shipping files agree with the code: the Dockerfile builds and runs what `cargo xtask`
+//! produces with flags and variables the host defines; the Bicep template's app settings are
+//! names the host or component reads (never the two secrets) with the code's defaults; the
+//! Spin Key Vault manifest binds every setting with names Key Vault can hold.
+//!
+//! These are text checks, not builds: no container engine or Bicep compiler is needed, so they
+//! run everywhere `cargo test` does.
+
+use clap::CommandFactory;
+use clever_auth_core::settings::{SettingSpec, SETTINGS};
+use clever_auth_host::cli::Cli;
+use clever_auth_host::server::routing::HEALTH_PATH;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+fn read(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn read_toml(name: &str) -> toml::Table {
+    read(name)
+        .parse()
+        .unwrap_or_else(|e| panic!("{name} is not valid TOML: {e}"))
+}
+
+/// The environment variables the host's command line defines.
+fn host_env_names() -> BTreeSet<String> {
+    Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The host's long flags, with their leading `--`.
+fn host_flags() -> BTreeSet<String> {
+    Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(|l| format!("--{l}"))
+        .collect()
+}
+
+fn host_default(id: &str) -> String {
+    let cmd = Cli::command();
+    let arg = cmd
+        .get_arguments()
+        .find(|a| a.get_id() == id)
+        .unwrap_or_else(|| panic!("the host has no argument {id}"));
+    let values = arg.get_default_values();
+    assert_eq!(values.len(), 1, "{id} has one default");
+    values[0].to_string_lossy().into_owned()
+}
+
+fn non_secret_settings() -> impl Iterator<Item = &'static SettingSpec> {
+    SETTINGS.iter().filter(|s| !s.secret)
+}
+
+fn secret_env_names() -> Vec<String> {
+    SETTINGS
+        .iter()
+        .filter(|s| s.secret)
+        .map(|s| s.env_name())
+        .collect()
+}
+
+// ---- Dockerfile ----------------------------------------------------------------------------
+
+/// One Dockerfile instruction: keyword (upper case) and its arguments, continuation lines
+/// joined and comment lines dropped.
+#[derive(Debug)]
+struct Instruction {
+    keyword: String,
+    args: String,
+}
+
+fn dockerfile() -> Vec<Instruction> {
+    let text = read("Dockerfile");
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(part) => {
+                current.push_str(part);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                let (keyword, args) = current.split_once(' ').unwrap_or((&current, ""));
+                out.push(Instruction {
+                    keyword: keyword.to_ascii_uppercase(),
+                    args: args.trim().to_string(),
+                });
+                current.clear();
+            }
+        }
+    }
+    out
+}
+
+/// The instructions of the last stage (the image that ships).
+fn final_stage(all: &[Instruction]) -> &[Instruction] {
+    let last_from = all
+        .iter()
+        .rposition(|i| i.keyword == "FROM")
+        .expect("a FROM");
+    &all[last_from..]
+}
+
+/// `ENV A=1 B=2` of the final stage.
+fn final_env(all: &[Instruction]) -> BTreeMap<String, String> {
+    final_stage(all)
+        .iter()
+        .filter(|i| i.keyword == "ENV")
+        .flat_map(|i| {
+            i.args
+                .split_whitespace()
+                .map(|pair| {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("ENV {pair}: use the KEY=value form"));
+                    (k.to_string(), v.trim_matches('"').to_string())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn dockerfile_builds_and_ships_what_xtask_produces() {
+    let all = dockerfile();
+    let runs: Vec<&str> = all
+        .iter()
+        .filter(|i| i.keyword == "RUN")
+        .map(|i| i.args.as_str())
+        .collect();
+    assert!(
+        runs.iter()
+            .any(|r| r.contains("cargo xtask build --release")),
+        "the image is built with `cargo xtask build --release`"
+    );
+    // Where xtask writes the component (the host's default --component and spin.toml's source)
+    // and the release host binary.
+    let component_built = host_default("component");
+    let host_built = format!("target/release/{}", Cli::command().get_name());
+    for built in [&component_built, &host_built] {
+        assert!(
+            runs.iter().any(|r| r.contains(built.as_str())),
+            "the build stage picks up {built}"
+        );
+    }
+
+    // The shipped image points the host at the files it copies in.
+    let env = final_env(&all);
+    let copied: Vec<&str> = final_stage(&all)
+        .iter()
+        .filter(|i| i.keyword == "COPY")
+        .filter_map(|i| i.args.split_whitespace().last())
+        .collect();
+    for key in ["CLEVER_AUTH_COMPONENT", "CLEVER_AUTH_COMPONENT_CACHE"] {
+        let path = env
+            .get(key)
+            .unwrap_or_else(|| panic!("the image sets {key}"));
+        assert!(
+            copied
+                .iter()
+                .any(|dest| dest.trim_end_matches('/') == path.trim_end_matches('/')),
+            "{key}={path} is copied into the image (COPY destinations: {copied:?})"
+        );
+    }
+
+    // The precompile step writes exactly what the runtime reads.
+    let precompile = runs
+        .iter()
+        .find(|r| r.contains("--precompile"))
+        .expect("a RUN precompiles the component");
+    for (flag, key) in [
+        ("--component", "CLEVER_AUTH_COMPONENT"),
+        ("--component-cache", "CLEVER_AUTH_COMPONENT_CACHE"),
+    ] {
+        let expected = format!("{flag} {}", env[key]);
+        assert!(
+            precompile
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w.join(" ") == expected),
+            "the precompile step passes `{expected}`: {precompile}"
+        );
+    }
+
+    let final_instr = final_stage(&all);
+    let user = final_instr
+        .iter()
+        .rfind(|i| i.keyword == "USER")
+        .expect("the image runs as a named user");
+    assert!(
+        !["root", "0", "0:0"].contains(&user.args.as_str()),
+        "USER {} is root",
+        user.args
+    );
+    let healthcheck = final_instr
+        .iter()
+        .find(|i| i.keyword == "HEALTHCHECK")
+        .expect("a HEALTHCHECK");
+    let probe = read("deploy/container-healthcheck.sh");
+    assert!(
+        probe.contains(&format!("health_path={HEALTH_PATH}\n")),
+        "the probe asks {HEALTH_PATH}"
+    );
+    assert!(
+        healthcheck.args.contains("clever-auth-healthcheck"),
+        "{healthcheck:?}"
+    );
+    assert!(
+        runs.iter()
+            .any(|r| r.contains("deploy/container-healthcheck.sh")),
+        "the build installs deploy/container-healthcheck.sh"
+    );
+    let expose = final_instr
+        .iter()
+        .find(|i| i.keyword == "EXPOSE")
+        .expect("EXPOSE");
+    assert_eq!(expose.args, "8080", "the host's default port");
+    assert!(
+        !final_instr
+            .iter()
+            .any(|i| i.args.contains("--listen") || i.args.contains("CLEVER_AUTH_LISTEN")),
+        "the image keeps the host's PORT / WEBSITES_PORT logic"
+    );
+}
+
+#[test]
+fn dockerfile_uses_only_flags_and_variables_the_host_defines() {
+    let all = dockerfile();
+    let known_env = host_env_names();
+    for key in final_env(&all).keys() {
+        assert!(
+            known_env.contains(key),
+            "ENV {key} is not a clever-auth-host variable (known: {known_env:?})"
+        );
+    }
+    for secret in secret_env_names() {
+        assert!(
+            !all.iter()
+                .any(|i| (i.keyword == "ENV" || i.keyword == "ARG") && i.args.contains(&secret)),
+            "{secret} must never be baked into the image"
+        );
+    }
+    // Every command that runs the host uses only flags it defines.
+    let flags = host_flags();
+    let host_commands: Vec<&str> = all
+        .iter()
+        .filter(|i| i.keyword == "RUN")
+        .flat_map(|i| i.args.split("&&"))
+        .map(str::trim)
+        .filter(|cmd| {
+            cmd.split_whitespace()
+                .next()
+                .is_some_and(|program| program.ends_with("/clever-auth-host"))
+        })
+        .collect();
+    assert!(!host_commands.is_empty(), "a RUN calls clever-auth-host");
+    for cmd in host_commands {
+        for word in cmd.split_whitespace().filter(|w| w.starts_with("--")) {
+            assert!(
+                flags.contains(word),
+                "`{word}` is not a clever-auth-host flag (known: {flags:?}): {cmd}"
+            );
+        }
+    }
+}
+
+// ---- Bicep ---------------------------------------------------------------------------------
+
+/// `param name type = 'default'` lines of a Bicep file: name → default (string defaults only).
+fn bicep_string_param_defaults(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("param "))
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once(' ')?;
+            let (_, default) = rest.split_once(" = '")?;
+            Some((name.to_string(), default.strip_suffix('\'')?.to_string()))
+        })
+        .collect()
+}
+
+fn bicep_declared_params(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("param "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The web app's `appSettings`: name → value expression, in order of appearance.
+fn bicep_app_settings(text: &str) -> Vec<(String, String)> {
+    let start = text.find("appSettings: [").expect("siteConfig.appSettings");
+    let mut settings = Vec::new();
+    let mut pending: Option<String> = None;
+    for line in text[start..].lines().skip(1) {
+        let line = line.trim();
+        if line == "]" {
+            break;
+        }
+        if let Some(name) = line.strip_prefix("name: ") {
+            pending = Some(name.trim_matches('\'').to_string());
+        } else if let Some(value) = line.strip_prefix("value: ") {
+            let name = pending.take().expect("value after name");
+            settings.push((name, value.to_string()));
+        }
+    }
+    settings
+}
+
+/// Settings the App Service platform or its SDKs read, not our code; each is documented in
+/// README.md.
+const PLATFORM_SETTINGS: &[&str] = &[
+    "WEBSITES_PORT",
+    "WEBSITES_ENABLE_APP_SERVICE_STORAGE",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+];
+
+#[test]
+fn bicep_app_settings_are_names_the_code_reads_with_its_defaults() {
+    let bicep = read("deploy/main.bicep");
+    let readme = read("README.md");
+    let settings = bicep_app_settings(&bicep);
+    let params = bicep_string_param_defaults(&bicep);
+    let host_env = host_env_names();
+    let component_env: BTreeMap<String, &SettingSpec> =
+        non_secret_settings().map(|s| (s.env_name(), s)).collect();
+
+    let names: Vec<&str> = settings.iter().map(|(n, _)| n.as_str()).collect();
+    let unique: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        names.len(),
+        "duplicate app settings: {names:?}"
+    );
+
+    for secret in secret_env_names() {
+        assert!(
+            !unique.contains(secret.as_str()),
+            "{secret} as an app setting stops the host: secrets come from Key Vault"
+        );
+    }
+    for (name, value) in &settings {
+        let known = host_env.contains(name)
+            || component_env.contains_key(name)
+            || PLATFORM_SETTINGS.contains(&name.as_str());
+        assert!(known, "app setting {name} is read by nothing");
+        if PLATFORM_SETTINGS.contains(&name.as_str()) {
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README.md documents {name}"
+            );
+        }
+        // A component setting comes from a parameter whose default is the code's default.
+        if let Some(spec) = component_env.get(name) {
+            let default = params
+                .get(value)
+                .unwrap_or_else(|| panic!("{name} = {value}: not a string parameter"));
+            assert_eq!(
+                Some(default.as_str()),
+                spec.default,
+                "default of {value} ({name})"
+            );
+        }
+    }
+    for env in component_env.keys() {
+        assert!(
+            unique.contains(env.as_str()),
+            "{env} is missing from the app settings"
+        );
+    }
+    for (setting, id) in [
+        ("KEYVAULT_SECRET_CLIENT_ID", "keyvault_secret_client_id"),
+        (
+            "KEYVAULT_SECRET_CLIENT_SECRET",
+            "keyvault_secret_client_secret",
+        ),
+    ] {
+        let (_, value) = settings
+            .iter()
+            .find(|(n, _)| n == setting)
+            .unwrap_or_else(|| panic!("{setting} is set"));
+        assert_eq!(params.get(value), Some(&host_default(id)), "{setting}");
+    }
+    for required in ["KEYVAULT_URL", "WEBSITES_PORT"] {
+        assert!(unique.contains(required), "{required} is set");
+    }
+}
+
+#[test]
+fn bicep_wires_health_port_vault_and_audit_as_the_code_expects() {
+    let bicep = read("deploy/main.bicep");
+    let has = |needle: &str| {
+        assert!(bicep.contains(needle), "main.bicep lacks `{needle}`");
+    };
+    has(&format!("var healthPath = '{HEALTH_PATH}'"));
+    has("healthCheckPath: healthPath");
+    // The port App Service routes to is the one the image exposes (the host's default).
+    has("var containerPort = '8080'");
+    has("value: containerPort");
+    has("linuxFxVersion: 'DOCKER|${containerImage}'");
+    has("enableRbacAuthorization: true");
+    has("var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'");
+    has("principalId: site.identity.principalId");
+    has("category: 'AuditEvent'");
+    has("httpsOnly: true");
+    has("minTlsVersion: '1.2'");
+    has("ftpsState: 'Disabled'");
+    has("alwaysOn: true");
+    has("name: 'WEBSITES_ENABLE_APP_SERVICE_STORAGE'\n          value: 'false'");
+
+    // The example parameters file only sets parameters the template declares.
+    let declared = bicep_declared_params(&bicep);
+    let example = read("deploy/main.bicepparam");
+    assert!(example.contains("using './main.bicep'"));
+    for line in example.lines() {
+        if let Some(rest) = line.trim().strip_prefix("param ") {
+            let name = rest.split_whitespace().next().unwrap_or_default();
+            assert!(
+                declared.contains(name),
+                "main.bicepparam sets {name}, unknown to main.bicep"
+            );
+        }
+    }
+    for p in &declared {
+        assert!(
+            !p.to_ascii_lowercase().contains("clientsecret") || p.starts_with("keyVaultSecret"),
+            "parameter {p}: secret values never go through the template"
+        );
+    }
+}
+
+// ---- Spin with Key Vault -------------------------------------------------------------------
+
+/// Valid as a Spin variable name and as a Key Vault secret name: lower-case letters and
+/// digits, starting with a letter (Spin allows `_`, Key Vault does not; Key Vault allows `-`,
+/// Spin does not).
+fn spin_and_key_vault_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+#[test]
+fn spin_key_vault_manifest_binds_every_setting_with_vault_compatible_names() {
+    let m = read_toml("spin.keyvault.toml");
+    let plain = read_toml("spin.toml");
+    assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
+    assert_eq!(m["trigger"]["http"], plain["trigger"]["http"]);
+    for key in [
+        "source",
+        "allowed_outbound_hosts",
+        "key_value_stores",
+        "build",
+    ] {
+        assert_eq!(
+            m["component"]["clever-auth"][key], plain["component"]["clever-auth"][key],
+            "{key} as in spin.toml"
+        );
+    }
+    let vars = m["variables"].as_table().expect("[variables]");
+    let bound = m["component"]["clever-auth"]["variables"]
+        .as_table()
+        .expect("component variables");
+    assert_eq!(bound.len(), SETTINGS.len());
+    // Every application variable is looked up in the vault, and a failed lookup fails the
+    // read: only the secrets may be variables, all with names the vault can hold.
+    assert_eq!(vars.len(), SETTINGS.iter().filter(|s| s.secret).count());
+    for (name, var) in vars {
+        assert!(
+            spin_and_key_vault_name(name),
+            "{name}: must be a valid Spin variable and Key Vault secret name (a-z, 0-9)"
+        );
+        assert_eq!(var["secret"].as_bool(), Some(true), "{name}");
+        assert_eq!(var["required"].as_bool(), Some(true), "{name}");
+    }
+    for spec in SETTINGS {
+        let value = bound[spec.name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} is bound", spec.name));
+        if spec.secret {
+            let var = value
+                .strip_prefix("{{ ")
+                .and_then(|v| v.strip_suffix(" }}"))
+                .unwrap_or_else(|| panic!("{} = {value}: a variable", spec.name));
+            assert!(vars.contains_key(var), "{var} is declared");
+        } else {
+            assert_eq!(Some(value), spec.default, "{} literal", spec.name);
+        }
+    }
+
+    let rc = read_toml("runtime-config.keyvault.toml");
+    let store = &rc["key_value_store"]["default"];
+    assert_eq!(store["type"].as_str(), Some("spin"));
+    assert!(
+        store.get("path").is_none(),
+        "a path would put tokens on disk"
+    );
+    let providers = rc["variables_provider"].as_array().expect("providers");
+    assert_eq!(providers.len(), 1);
+    assert_eq!(providers[0]["type"].as_str(), Some("azure_key_vault"));
+    assert!(providers[0].get("vault_url").is_some());
+    assert!(
+        providers[0].get("client_secret").is_none(),
+        "no credential in a committed file"
+    );
+}
