@@ -5,12 +5,17 @@
 //! - `cargo xtask run`:   build, then start the service on its embedded default.
 //! - `cargo xtask test`:  build, then run the whole test suite.
 //! - `cargo xtask fuzz`:  run every cargo-fuzz target for a bounded time (nightly).
+//! - `cargo xtask bench`: build in release, then measure (see `bench.rs`).
+
+mod bench;
+mod procs;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 const COMPONENT_CRATE: &str = "clever-auth";
@@ -47,6 +52,32 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: u32,
     },
+    /// Build in release and measure: health under load (host vs a native baseline), memory,
+    /// start-up to first token, token hand-out, and many districts. Loopback only; stops by
+    /// itself after a few minutes.
+    Bench {
+        /// Measured seconds per load point.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Unrecorded warm-up seconds before each load point.
+        #[arg(long, default_value_t = 1.0)]
+        warmup_secs: f64,
+        /// Markdown report (a JSON twin is written next to it) [default: target/bench/report.md].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Districts for the scale part.
+        #[arg(long, default_value_t = 500)]
+        districts: usize,
+        /// Tokio worker threads of the load generator.
+        #[arg(long, default_value_t = 1)]
+        gen_threads: usize,
+        /// Upper bound on the requests of one load point.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_requests: u64,
+        /// Host starts for the first-token median.
+        #[arg(long, default_value_t = 5)]
+        first_token_runs: u32,
+    },
     /// Build everything and run the whole test suite.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -77,6 +108,26 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&root, &args)?,
         Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,
         Cmd::Fuzz { secs } => fuzz(&root, secs.max(1))?,
+        Cmd::Bench {
+            secs,
+            warmup_secs,
+            out,
+            districts,
+            gen_threads,
+            max_requests,
+            first_token_runs,
+        } => bench::run(
+            &root,
+            &bench::Options {
+                secs,
+                warmup_secs,
+                out: out.unwrap_or_else(|| root.join("target/bench/report.md")),
+                districts,
+                gen_threads,
+                max_requests,
+                first_token_runs,
+            },
+        )?,
     }
     Ok(())
 }
@@ -126,10 +177,15 @@ fn demo(root: &Path, listen: &str) -> Result<()> {
     let (mut fake, fake_url) = start_fake_clever(&bin_dir)?;
     println!("fake Clever: {fake_url}");
     println!("clever-auth: http://{listen}/health/clever-auth   (Ctrl-C stops both)");
-    let status = host_against(&bin_dir, &component, &fake_url, listen)
-        .args(["--log-format", "text"])
-        .status()
-        .context("starting clever-auth-host");
+    let status = host_against(
+        &bin_dir.join("clever-auth-host"),
+        &component,
+        &fake_url,
+        listen,
+    )
+    .args(["--log-format", "text"])
+    .status()
+    .context("starting clever-auth-host");
     let _ = fake.kill();
     let _ = fake.wait();
     let status = status?;
@@ -177,8 +233,8 @@ fn start_fake_clever(bin_dir: &Path) -> Result<(std::process::Child, String)> {
 }
 
 /// The host command with development credentials, pointed at the fake Clever.
-fn host_against(bin_dir: &Path, component: &Path, fake_url: &str, listen: &str) -> Command {
-    let mut cmd = Command::new(bin_dir.join("clever-auth-host"));
+fn host_against(host: &Path, component: &Path, fake_url: &str, listen: &str) -> Command {
+    let mut cmd = Command::new(host);
     cmd.args(["--listen", listen, "--secrets", "env"])
         // The fake Clever speaks plain http on loopback.
         .arg("--allow-loopback-http")
@@ -196,36 +252,16 @@ fn host_against(bin_dir: &Path, component: &Path, fake_url: &str, listen: &str) 
 fn first_token(root: &Path, runs: u32) -> Result<()> {
     let (component, bin_dir) = build_demo(root)?;
     let (mut fake, url) = start_fake_clever(&bin_dir)?;
-    let mut results = Vec::new();
-    for _ in 0..runs {
-        let started = std::time::Instant::now();
-        let mut host = host_against(&bin_dir, &component, &url, "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stdout = host.stdout.take().context("no stdout")?;
-        let stderr = host.stderr.take().context("no stderr")?;
-        let listening = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .find(|l| l.contains("\"listening\""))
-                .map(|_| started.elapsed())
-        });
-        let token = BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains("tokens_acquired"))
-            .map(|_| started.elapsed());
-        let _ = host.kill();
-        let _ = host.wait();
-        match (listening.join().ok().flatten(), token) {
-            (Some(l), Some(t)) => results.push((l, t)),
-            _ => bail!("a run ended without a token"),
-        }
-    }
+    let results = first_token_runs(
+        &bin_dir.join("clever-auth-host"),
+        &component,
+        &url,
+        runs,
+        &[],
+    );
     let _ = fake.kill();
     let _ = fake.wait();
+    let results = results?;
     for (l, t) in &results {
         println!(
             "listening after {:>5} ms, first token after {:>5} ms",
@@ -240,6 +276,43 @@ fn first_token(root: &Path, runs: u32) -> Result<()> {
         tokens[tokens.len() / 2]
     );
     Ok(())
+}
+
+/// Starts `host` (with `extra` arguments) against the fake at `url` `runs` times, one after
+/// the other; returns spawn → `listening` and spawn → first `tokens_acquired` of each run.
+fn first_token_runs(
+    host: &Path,
+    component: &Path,
+    url: &str,
+    runs: u32,
+    extra: &[String],
+) -> Result<Vec<(Duration, Duration)>> {
+    let mut results = Vec::new();
+    for _ in 0..runs {
+        let mut cmd = host_against(host, component, url, "127.0.0.1:0");
+        cmd.args(extra);
+        let mut host = procs::Proc::spawn("clever-auth-host", &mut cmd, false)?;
+        let started = host.started;
+        let mut listening = None;
+        let (token_at, ()) = host.wait_line_at(Duration::from_secs(120), |l| {
+            if l.contains("\"listening\"") {
+                listening = Some(Instant::now());
+            }
+            l.contains("tokens_acquired").then_some(())
+        })?;
+        // stdout and stderr are read on separate threads: `listening` may trail a little.
+        let listening_at = match listening {
+            Some(at) => at,
+            None => {
+                host.wait_line_at(Duration::from_secs(10), |l| {
+                    l.contains("\"listening\"").then_some(())
+                })?
+                .0
+            }
+        };
+        results.push((listening_at - started, token_at - started));
+    }
+    Ok(results)
 }
 
 fn target_dir(root: &Path) -> PathBuf {
