@@ -28,7 +28,9 @@ impl HostState {
     pub fn new(shared: Arc<Shared>) -> Self {
         // The component logs on stderr (Spin has no wasi:logging); nothing else is inherited:
         // no environment, no preopened directories, no arguments.
-        let wasi = WasiCtx::builder().inherit_stderr().build();
+        let wasi = WasiCtx::builder()
+            .stderr(crate::component_events::ComponentStderr::default())
+            .build();
         let outbound = OutboundHooks(shared.outbound.clone());
         Self {
             wasi,

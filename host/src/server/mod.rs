@@ -4,6 +4,7 @@ mod invoke;
 pub mod routing;
 
 use crate::runtime::Runtime;
+use crate::telemetry;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,6 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Binds `addr`, saying clearly when the port is taken.
@@ -82,7 +84,34 @@ async fn handle(runtime: &Runtime, req: hyper::Request<Incoming>) -> Response<Hy
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let response = match routing::route(&method, &path) {
+    let route = routing::route(&method, &path);
+    // Unmatched paths are not recorded: they are whatever a client sent.
+    let span = telemetry::spans::server(
+        method.as_str(),
+        (route != Route::NotFound).then_some(routing::HEALTH_PATH),
+    );
+    let response = respond(runtime, req, route).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    telemetry::spans::record_server_status(&span, status);
+    if route == Route::Component {
+        telemetry::metrics::record_health(started.elapsed(), status);
+    }
+    tracing::debug!(
+        method = %method,
+        path = %path,
+        status,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn respond(
+    runtime: &Runtime,
+    req: hyper::Request<Incoming>,
+    route: Route,
+) -> Response<HyperOutgoingBody> {
+    match route {
         Route::NotFound => plain(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
         Route::MethodNotAllowed => {
             let mut r = plain(
@@ -108,15 +137,7 @@ async fn handle(runtime: &Runtime, req: hyper::Request<Incoming>) -> Response<Hy
                 )
             }
         },
-    };
-    tracing::debug!(
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    response
+    }
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
