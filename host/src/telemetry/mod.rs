@@ -115,6 +115,7 @@ impl Telemetry {
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
+            .with_target(false)
             .with_filter(filter_fn(|m: &Metadata<'_>| {
                 m.is_span() && m.target().starts_with("clever_auth_host")
             }));
