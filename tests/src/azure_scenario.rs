@@ -28,6 +28,8 @@ pub struct AzureOptions {
     /// `IDENTITY_HEADER` the host gets; `None` = the right one.
     pub identity_header: Option<String>,
     pub env: Vec<(String, String)>,
+    /// More CAs (PEM) the host trusts besides the vault's, e.g. a fake Application Insights'.
+    pub extra_ca_pems: Vec<String>,
 }
 
 impl AzureScenario {
@@ -45,6 +47,14 @@ impl AzureScenario {
         let identity = FakeIdentityEndpoint::start(FakeIdentityConfig::default()).await?;
         let dir = tempfile::tempdir()?;
         let ca: PathBuf = vault.write_ca_pem(dir.path())?;
+        if !opts.extra_ca_pems.is_empty() {
+            let mut bundle = std::fs::read_to_string(&ca)?;
+            for pem in &opts.extra_ca_pems {
+                bundle.push('\n');
+                bundle.push_str(pem);
+            }
+            std::fs::write(&ca, bundle)?;
+        }
         let header = opts
             .identity_header
             .clone()

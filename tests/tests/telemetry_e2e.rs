@@ -1,6 +1,7 @@
 //! Application Insights end to end: the real host and component against the fake Clever, exporting
 //! to the fake ingestion endpoint (HTTPS, test CA through `--extra-ca`) with short intervals.
 
+use clever_auth_tests::azure_scenario::{AzureOptions, AzureScenario};
 use clever_auth_tests::fake_appinsights::{summary, FakeAppInsights};
 use clever_auth_tests::fake_clever::FakeClever;
 use clever_auth_tests::scenario::{two_districts, Scenario};
@@ -256,6 +257,19 @@ async fn an_unavailable_endpoint_never_affects_health_or_tokens() -> anyhow::Res
     })
     .await?;
     assert_eq!(s.health().await?.body["status"], "pass");
+
+    // Down again at SIGTERM: the flush gives up after its bound, the host still exits cleanly.
+    ai.set_status(Some(503));
+    s.health().await?;
+    let Scenario { fake: _fake, host } = s;
+    let stopping = Instant::now();
+    let status = host.terminate().await?;
+    eprintln!(
+        "stopped {} ms after SIGTERM with the endpoint answering 503",
+        stopping.elapsed().as_millis()
+    );
+    assert!(status.success(), "{status:?}");
+    assert!(stopping.elapsed() < Duration::from_secs(8));
     Ok(())
 }
 
@@ -320,5 +334,73 @@ async fn a_malformed_connection_string_is_a_warning_not_a_crash() -> anyhow::Res
             .is_some_and(|e| e.contains("not a valid connection string")),
         "{warning}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_vault_and_identity_calls_are_dependencies_with_a_latency_histogram(
+) -> anyhow::Result<()> {
+    let ai = FakeAppInsights::start().await?;
+    let s = AzureScenario::start(AzureOptions {
+        env: vec![
+            (
+                "APPLICATIONINSIGHTS_CONNECTION_STRING".into(),
+                ai.connection_string(),
+            ),
+            ("CLEVER_AUTH_TELEMETRY_INTERVAL_MS".into(), "200".into()),
+        ],
+        extra_ca_pems: vec![ai.ca_pem().to_string()],
+        ..Default::default()
+    })
+    .await?;
+    s.wait_health(WAIT, |h| h.body["status"] == "pass").await?;
+    let dependency = |all: &[Value], service: &str, code: &str| {
+        of_kind(all, "RemoteDependency").into_iter().any(|e| {
+            data(e)["properties"]["peer.service"] == service && data(e)["resultCode"] == code
+        })
+    };
+    let all = ai
+        .wait_for(WAIT, "Key Vault and identity dependencies", |all| {
+            // The SDK's challenge round trip (401), then the secret (200); the token (200).
+            dependency(all, "keyvault", "401")
+                && dependency(all, "keyvault", "200")
+                && dependency(all, "managed_identity", "200")
+                && !metric_points(all, "clever_auth.keyvault.fetch_duration_ms").is_empty()
+        })
+        .await?;
+    let vault_port = s.vault.addr().port();
+    let secret = of_kind(&all, "RemoteDependency")
+        .into_iter()
+        .find(|e| {
+            data(e)["properties"]["peer.service"] == "keyvault" && data(e)["resultCode"] == "200"
+        })
+        .expect("a vault dependency");
+    let d = data(secret);
+    assert_eq!(d["target"], format!("127.0.0.1:{vault_port}"));
+    assert!(
+        d["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("GET /secrets/clever-client-")),
+        "{d}"
+    );
+    let identity = of_kind(&all, "RemoteDependency")
+        .into_iter()
+        .find(|e| data(e)["properties"]["peer.service"] == "managed_identity")
+        .expect("an identity dependency");
+    assert_eq!(data(identity)["name"], "GET /msi/token");
+    let fetches = metric_points(&all, "clever_auth.keyvault.fetch_duration_ms");
+    let counted: f64 = fetches
+        .iter()
+        .filter_map(|e| data(e)["metrics"][0]["count"].as_f64())
+        .sum();
+    assert!(counted >= 2.0, "{fetches:?}");
+    assert!(fetches
+        .iter()
+        .all(|e| data(e)["properties"]["outcome"] == "success"));
+    // Neither the identity header, nor the query, nor a secret value left the process.
+    let text = serde_json::to_string(&all)?;
+    assert!(!text.contains(&s.identity.header_secret()));
+    assert!(!text.contains("api-version"));
+    assert!(!text.contains(&s.clever.client_secret()));
     Ok(())
 }
