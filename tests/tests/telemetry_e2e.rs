@@ -257,6 +257,17 @@ async fn an_unavailable_endpoint_never_affects_health_or_tokens() -> anyhow::Res
     })
     .await?;
     assert_eq!(s.health().await?.body["status"], "pass");
+    // Said once when it started failing and once when it recovered, not at every retry.
+    let logs = s.logs();
+    assert_eq!(
+        logs.matches("Application Insights upload failed").count(),
+        1,
+        "{logs}"
+    );
+    assert!(
+        logs.contains("Application Insights uploads work again"),
+        "{logs}"
+    );
 
     // Down again at SIGTERM: the flush gives up after its bound, the host still exits cleanly.
     ai.set_status(Some(503));

@@ -23,6 +23,7 @@ use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use std::borrow::Cow;
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +119,9 @@ fn resource() -> Resource {
 pub struct ScrubbingClient {
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
+    /// Whether the last upload failed: failures are logged when they start and end, not at
+    /// every retry.
+    failing: Arc<AtomicBool>,
 }
 
 impl ScrubbingClient {
@@ -137,7 +141,11 @@ impl ScrubbingClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the Application Insights HTTP client")?;
-        Ok(ScrubbingClient { client, runtime })
+        Ok(ScrubbingClient {
+            client,
+            runtime,
+            failing: Arc::default(),
+        })
     }
 }
 
@@ -175,9 +183,43 @@ impl HttpClient for ScrubbingClient {
             }
             Ok::<_, HttpError>(builder.body(Bytes::from(bytes))?)
         });
-        upload
+        let result = upload
             .await
-            .map_err(|e| HttpError::from(format!("telemetry upload task: {e}")))?
+            .map_err(|e| HttpError::from(format!("telemetry upload task: {e}")))
+            .and_then(|r| r);
+        self.note(&result);
+        result
+    }
+}
+
+impl ScrubbingClient {
+    /// Logs (stdout only: this room's records are not exported) when uploads start failing
+    /// and when they work again.
+    fn note(&self, result: &Result<Response<Bytes>, HttpError>) {
+        let problem = match result {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
+            Err(e) => Some(e.to_string()),
+        };
+        match problem {
+            Some(problem) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        operation = "telemetry",
+                        error = %problem,
+                        "Application Insights upload failed; retrying in the background (health and tokens are not affected)"
+                    );
+                }
+            }
+            None => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        operation = "telemetry",
+                        "Application Insights uploads work again"
+                    );
+                }
+            }
+        }
     }
 }
 
