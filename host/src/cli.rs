@@ -126,6 +126,28 @@ pub struct Cli {
     /// On SIGTERM/SIGINT, how long open connections may take to finish.
     #[arg(long, env = "CLEVER_AUTH_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
+
+    /// Application Insights connection string (InstrumentationKey=…;IngestionEndpoint=https://…).
+    /// When set, requests, dependencies, log records, alerts and clever_auth.* metrics are
+    /// exported; an unusable value is a warning at start-up and the service runs without
+    /// telemetry.
+    #[arg(
+        long = "appinsights-connection-string",
+        env = "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        hide_env_values = true
+    )]
+    pub appinsights_connection_string: Option<String>,
+
+    /// Advanced (tests, local look-alikes): export telemetry every this many milliseconds
+    /// instead of the production intervals (spans and log records every 5 s, metrics every
+    /// 60 s).
+    #[arg(
+        long,
+        env = "CLEVER_AUTH_TELEMETRY_INTERVAL_MS",
+        hide_short_help = true,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub telemetry_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

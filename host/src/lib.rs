@@ -2,7 +2,7 @@
 //!
 //! Rooms, one capability each: `config` (wasi:config), `keyvalue` (wasi:keyvalue), `server`
 //! (HTTP in, routing, instance per request), `scheduler` (the refresher export), `runtime`
-//! (engine and component), `cli`, `logging`, `shutdown`.
+//! (engine and component), `cli`, `logging`, `shutdown`, `telemetry` (Application Insights).
 
 pub mod bindings;
 pub mod cli;
@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod telemetry;
 
 use anyhow::Result;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     refuse_secrets_in_settings(source_kind)?;
     let tls = outbound::tls::client_config(cli.extra_ca.as_deref())?;
     let kv = keyvalue::MemoryStore::new([keyvalue::DEFAULT_LABEL.to_string()]);
+    telemetry::metrics::watch_tokens(kv.clone());
 
     let source = secret_source(&cli, source_kind, &tls)?;
     let cache = source

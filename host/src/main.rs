@@ -1,5 +1,5 @@
 use clap::Parser;
-use clever_auth_host::{cli::Cli, logging};
+use clever_auth_host::{cli::Cli, logging, telemetry};
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -8,14 +8,22 @@ async fn main() -> ExitCode {
     // One crypto provider for every rustls user in the process (ours, reqwest's, the Azure
     // SDK's), so none of them has to guess.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    logging::init(cli.log_format);
     if cli.precompile {
+        logging::init(cli.log_format, None);
         return precompile(&cli);
     }
-    match clever_auth_host::run(cli).await {
+    let telemetry = telemetry::Telemetry::start(&telemetry::Settings::from_cli(&cli));
+    logging::init(cli.log_format, telemetry.layers());
+    telemetry.report();
+    let result = clever_auth_host::run(cli).await;
+    if let Err(e) = &result {
+        tracing::error!(error = format!("{e:#}"), "clever-auth-host cannot start");
+    }
+    // After SIGTERM/SIGINT (or a failed start): send what is still queued, bounded.
+    telemetry.shutdown(telemetry::SHUTDOWN_FLUSH).await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "clever-auth-host cannot start");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -30,6 +30,8 @@ pub struct AzureOptions {
     pub env: Vec<(String, String)>,
     /// The fake Clever's configuration [default: two districts].
     pub clever: Option<crate::fake_clever::FakeCleverConfig>,
+    /// More CAs (PEM) the host trusts besides the vault's, e.g. a fake Application Insights'.
+    pub extra_ca_pems: Vec<String>,
 }
 
 impl AzureScenario {
@@ -47,6 +49,14 @@ impl AzureScenario {
         let identity = FakeIdentityEndpoint::start(FakeIdentityConfig::default()).await?;
         let dir = tempfile::tempdir()?;
         let ca: PathBuf = vault.write_ca_pem(dir.path())?;
+        if !opts.extra_ca_pems.is_empty() {
+            let mut bundle = std::fs::read_to_string(&ca)?;
+            for pem in &opts.extra_ca_pems {
+                bundle.push('\n');
+                bundle.push_str(pem);
+            }
+            std::fs::write(&ca, bundle)?;
+        }
         let header = opts
             .identity_header
             .clone()

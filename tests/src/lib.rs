@@ -6,6 +6,7 @@ pub mod http_client;
 pub mod paths;
 pub mod scenario;
 
+pub mod fake_appinsights;
 pub mod fake_azure;
 pub mod fake_clever;
 pub mod fake_support;

@@ -1,12 +1,16 @@
-//! `tracing` set-up: JSON lines on stdout by default, level from RUST_LOG. Every line passes
-//! through [`crate::redact`] on its way out, and the component's stderr lines are re-emitted
-//! here as structured events ([`component`]).
+//! `tracing` set-up: JSON lines on stdout by default, level from RUST_LOG; with Application
+//! Insights on, the telemetry layers sit beside the stdout layer under the same level filter.
+//! Every line passes through [`crate::redact`] on its way out, and the component's stderr
+//! lines are re-emitted here as structured events ([`component`]).
 
 pub mod component;
 mod writer;
 
 use crate::cli::LogFormat;
-use tracing_subscriber::EnvFilter;
+use crate::telemetry::Layers;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry};
 
 /// Field names shared by host and component events, so one query finds both.
 pub mod fields {
@@ -14,20 +18,36 @@ pub mod fields {
     pub const COMPONENT_SOURCE: &str = "clever-auth-component";
 }
 
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// The subscriber the telemetry layers are added to.
+pub type Base = Layered<EnvFilter, Registry>;
+
+/// The level filter: RUST_LOG, default `info`.
+pub fn level_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Stdout (scrubbed) plus, with Application Insights on, the telemetry layers, all under the
+/// same level filter.
+pub fn init(format: LogFormat, telemetry: Option<Layers<Base>>) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let subscriber = tracing_subscriber::registry()
+        .with(level_filter())
+        .with(telemetry);
+    let stdout = tracing_subscriber::fmt::layer()
         .with_writer(writer::ScrubbedStdout)
         .with_ansi(ansi);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        LogFormat::Json => subscriber
+            .with(
+                stdout
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    // The spans exist for telemetry; the lines stay as they were.
+                    .with_span_list(false),
+            )
             .init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => subscriber.with(stdout).init(),
     }
     install_panic_hook();
 }

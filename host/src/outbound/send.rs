@@ -4,6 +4,7 @@
 //! configuration; this one takes ours (TLS ≥ 1.2, extra CA) and reports TLS failures with
 //! their cause so the component can show it.
 
+use crate::telemetry::spans;
 use http::uri::Scheme;
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -13,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tracing::Instrument;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 /// The wasi:http default when the component sets no timeout.
@@ -28,7 +30,45 @@ fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
     ServerName::try_from(host.to_string()).map_err(Error::from)
 }
 
+/// Sends `req` in a client span (→ an Application Insights dependency on Clever): method,
+/// host, port, path and response status, never the query or a header.
 pub async fn send(
+    req: Request<WasiBody>,
+    options: Option<RequestOptions>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<
+    (
+        Response<WasiBody>,
+        impl Future<Output = Result<(), Error>> + Send,
+    ),
+    Error,
+> {
+    let uri = req.uri();
+    let span = spans::client(
+        spans::Dependency::Clever,
+        req.method().as_str(),
+        uri.scheme_str().unwrap_or("https"),
+        uri.host().unwrap_or_default().trim_matches(['[', ']']),
+        uri.port_u16(),
+        uri.path(),
+    );
+    let result = send_inner(req, options, tls).instrument(span.clone()).await;
+    match &result {
+        Ok((response, _)) => spans::record_client_status(&span, response.status().as_u16()),
+        Err(e) => {
+            let description = format!("{e:?}");
+            let kind = description
+                .split(['(', ' ', '{'])
+                .next()
+                .unwrap_or("error")
+                .to_string();
+            spans::record_client_error(&span, &kind, &description);
+        }
+    }
+    result
+}
+
+async fn send_inner(
     mut req: Request<WasiBody>,
     options: Option<RequestOptions>,
     tls: Arc<rustls::ClientConfig>,

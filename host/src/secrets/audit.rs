@@ -22,6 +22,9 @@ pub fn record(a: &Access<'_>) {
     } else {
         "failure"
     };
+    if a.provider == "keyvault" {
+        crate::telemetry::metrics::record_keyvault_fetch(a.duration, a.secret_name, outcome);
+    }
     tracing::info!(
         target: "audit",
         event = "secret_access",

@@ -5,13 +5,17 @@
 //! attempt has a deadline. TLS uses the host's outbound configuration (TLS ≥ 1.2, extra CA).
 
 use super::source::{FetchError, FetchFuture, Fetched, SecretSource};
+use crate::telemetry::spans;
 use anyhow::{Context, Result};
-use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use azure_core::http::{
+    AsyncRawResponse, ClientOptions, HttpClient, Request, RetryOptions, Transport,
+};
 use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use clever_auth_core::secret::Secret;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 pub struct KeyVaultSource {
     client: SecretClient,
@@ -27,7 +31,11 @@ pub struct KeyVaultConfig<'a> {
     pub attempt_timeout: Duration,
 }
 
-fn client_options(tls: &Arc<rustls::ClientConfig>, timeout: Duration) -> Result<ClientOptions> {
+fn client_options(
+    tls: &Arc<rustls::ClientConfig>,
+    timeout: Duration,
+    dependency: spans::Dependency,
+) -> Result<ClientOptions> {
     let mut tls = (**tls).clone();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let http = reqwest::Client::builder()
@@ -38,9 +46,50 @@ fn client_options(tls: &Arc<rustls::ClientConfig>, timeout: Duration) -> Result<
         .context("building the Key Vault HTTP client")?;
     Ok(ClientOptions {
         retry: RetryOptions::none(),
-        transport: Some(Transport::new(Arc::new(http))),
+        transport: Some(Transport::new(Arc::new(Traced {
+            inner: http,
+            dependency,
+        }))),
         ..Default::default()
     })
+}
+
+/// The SDK's transport, each request in a client span (→ an Application Insights dependency):
+/// method, host, port, path and status, never the query (the identity endpoint's) or a header
+/// (the identity header, bearer tokens).
+#[derive(Debug)]
+struct Traced {
+    inner: reqwest::Client,
+    dependency: spans::Dependency,
+}
+
+#[async_trait::async_trait]
+impl HttpClient for Traced {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        let url = request.url();
+        let span = spans::client(
+            self.dependency,
+            request.method().as_str(),
+            url.scheme(),
+            url.host_str().unwrap_or_default(),
+            url.port(),
+            url.path(),
+        );
+        let result = self
+            .inner
+            .execute_request(request)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(response) => spans::record_client_status(&span, u16::from(response.status())),
+            // The kind only: the SDK's messages may quote the URL with its query.
+            Err(e) => {
+                let kind = format!("{:?}", e.kind());
+                spans::record_client_error(&span, &kind, &kind)
+            }
+        }
+        result
+    }
 }
 
 impl KeyVaultSource {
@@ -51,19 +100,26 @@ impl KeyVaultSource {
             anyhow::bail!("KEYVAULT_URL `{}` must be https", config.vault_url);
         }
         let vault_host = url.host_str().unwrap_or_default().to_string();
-        let options = client_options(&config.tls, config.attempt_timeout)?;
         let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
             user_assigned_id: config
                 .managed_identity_client_id
                 .map(|id| UserAssignedId::ClientId(id.to_string())),
-            client_options: options.clone(),
+            client_options: client_options(
+                &config.tls,
+                config.attempt_timeout,
+                spans::Dependency::ManagedIdentity,
+            )?,
         }))
         .context("creating the managed identity credential")?;
         let client = SecretClient::new(
             config.vault_url,
             credential,
             Some(SecretClientOptions {
-                client_options: options,
+                client_options: client_options(
+                    &config.tls,
+                    config.attempt_timeout,
+                    spans::Dependency::KeyVault,
+                )?,
                 verify_challenge_resource: Some(config.verify_challenge_resource),
                 ..Default::default()
             }),

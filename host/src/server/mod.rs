@@ -9,6 +9,7 @@ pub mod routing;
 
 use crate::cli::InstanceMode;
 use crate::runtime::Runtime;
+use crate::telemetry;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 /// Binds `addr`, saying clearly when the port is taken.
@@ -100,7 +102,34 @@ async fn handle(app: &App, req: hyper::Request<Incoming>) -> Response<HyperOutgo
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let response = match routing::route(&method, &path) {
+    let route = routing::route(&method, &path);
+    // Unmatched paths are not recorded: they are whatever a client sent.
+    let span = telemetry::spans::server(
+        method.as_str(),
+        (route != Route::NotFound).then_some(routing::HEALTH_PATH),
+    );
+    let response = respond(app, req, route).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    telemetry::spans::record_server_status(&span, status);
+    if route == Route::Component {
+        telemetry::metrics::record_health(started.elapsed(), status);
+    }
+    tracing::debug!(
+        method = %method,
+        path = %path,
+        status,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn respond(
+    app: &App,
+    req: hyper::Request<Incoming>,
+    route: Route,
+) -> Response<HyperOutgoingBody> {
+    match route {
         Route::NotFound => plain(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#),
         Route::MethodNotAllowed => {
             let mut r = plain(
@@ -126,15 +155,7 @@ async fn handle(app: &App, req: hyper::Request<Incoming>) -> Response<HyperOutgo
                 )
             }
         },
-    };
-    tracing::debug!(
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    response
+    }
 }
 
 /// The component's answer, with every known secret value masked.

@@ -39,7 +39,7 @@ mod identity;
 mod keyvault;
 mod log;
 mod script;
-mod server;
+pub(crate) mod server;
 
 pub use identity::{FakeIdentityConfig, FakeIdentityEndpoint, IdentityHeaderSeen, IdentityRequest};
 pub use keyvault::{
