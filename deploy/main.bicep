@@ -129,6 +129,21 @@ param cleverRateLimitMaxWaitSecs string = '120'
 @description('clever_version_header: response header carrying the API version (empty = none).')
 param cleverVersionHeader string = ''
 
+@description('clever_refresh_jitter: fraction of the refresh point drawn at random earlier.')
+param cleverRefreshJitter string = '0.1'
+
+@description('clever_probe_batch: connection probes per refresher run.')
+param cleverProbeBatch string = '20'
+
+@description('clever_probe_pace_ms: pause between two batches of probes.')
+param cleverProbePaceMs string = '250'
+
+@description('clever_alert_auth_failing_secs: authentication failing this long raises auth_failing.')
+param cleverAlertAuthFailingSecs string = '900'
+
+@description('clever_alert_rate_limited_secs: rate limiting this long raises rate_limited_prolonged.')
+param cleverAlertRateLimitedSecs string = '600'
+
 // ---- names and constants ------------------------------------------------------------------
 
 var useRegistry = !empty(containerRegistryName)
@@ -370,6 +385,26 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
         {
           name: 'CLEVER_VERSION_HEADER'
           value: cleverVersionHeader
+        }
+        {
+          name: 'CLEVER_REFRESH_JITTER'
+          value: cleverRefreshJitter
+        }
+        {
+          name: 'CLEVER_PROBE_BATCH'
+          value: cleverProbeBatch
+        }
+        {
+          name: 'CLEVER_PROBE_PACE_MS'
+          value: cleverProbePaceMs
+        }
+        {
+          name: 'CLEVER_ALERT_AUTH_FAILING_SECS'
+          value: cleverAlertAuthFailingSecs
+        }
+        {
+          name: 'CLEVER_ALERT_RATE_LIMITED_SECS'
+          value: cleverAlertRateLimitedSecs
         }
       ]
     }

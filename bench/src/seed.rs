@@ -65,7 +65,9 @@ pub fn seed(store: &MemoryStore, districts: &[String], now: UnixMillis) -> anyho
             credentials: Some(CredentialState::Accepted),
             credentials_checked_at: Some(now),
             consecutive_failures: 0,
+            failing_since: None,
             rate_limited_until: None,
+            rate_limited_since: None,
             rate_limit: Some(Bucket {
                 name: Some("per-token".into()),
                 limit: Some(1200),
@@ -80,6 +82,7 @@ pub fn seed(store: &MemoryStore, districts: &[String], now: UnixMillis) -> anyho
             }),
         },
         districts: Default::default(),
+        alerts: Default::default(),
     };
     for id in districts {
         let entry = TokenEntry::new(

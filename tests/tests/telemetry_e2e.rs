@@ -186,7 +186,8 @@ async fn requests_dependencies_logs_metrics_and_alerts_reach_application_insight
         .into_iter()
         .find(|e| data(e)["name"] == "api_version_mismatch")
         .expect("the api_version_mismatch alert as a custom Event");
-    assert_eq!(data(event)["properties"]["event"], "api_version_problem");
+    // Raised once per incident by the component's alert evaluation.
+    assert_eq!(data(event)["properties"]["event"], "alert_raised");
     assert_eq!(data(event)["properties"]["level"], "ERROR");
 
     let exception = of_kind(&all, "Exception")

@@ -1033,7 +1033,9 @@ fn health_input(u: &mut Unstructured<'_>) -> ArbResult<HealthCase> {
         ])?,
         credentials_checked_at: opt_time(u, now, skew_ms)?,
         consecutive_failures: u.arbitrary()?,
+        failing_since: opt_time(u, now, skew_ms)?,
         rate_limited_until: opt_time(u, now, skew_ms)?,
+        rate_limited_since: opt_time(u, now, skew_ms)?,
         rate_limit: if u.ratio(1, 2)? {
             Some(Bucket {
                 name: if u.ratio(1, 2)? {
@@ -1082,7 +1084,11 @@ fn health_input(u: &mut Unstructured<'_>) -> ArbResult<HealthCase> {
         };
         districts.insert(id, record);
     }
-    let snapshot = StatusSnapshot { service, districts };
+    let snapshot = StatusSnapshot {
+        service,
+        districts,
+        alerts: Default::default(),
+    };
     let secrets = if u.ratio(1, 2)? {
         Some(HostSecretsStatus {
             provider: pick(u, &["keyvault", "env", "none"])?,
