@@ -43,6 +43,14 @@ pub async fn request(method: &str, url: &str) -> Result<Reply> {
         .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
         .header(hyper::header::HOST, authority.as_str())
         .body(Full::new(Bytes::new()))?;
+    send(&mut sender, req).await
+}
+
+/// Sends one request (30 s bound) and reads the whole answer.
+async fn send(
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<Reply> {
     let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
         .await
         .context("no response within 30 s")??;
@@ -86,16 +94,6 @@ impl KeepAlive {
             .uri(self.path.as_str())
             .header(hyper::header::HOST, self.authority.as_str())
             .body(Full::new(Bytes::new()))?;
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.sender.send_request(req))
-            .await
-            .context("no response within 30 s")??;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        send(&mut self.sender, req).await
     }
 }
