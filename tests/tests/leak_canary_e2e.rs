@@ -2,11 +2,13 @@
 //! with a recognisable prefix) go through the whole fault matrix — transient failures, rate
 //! limiting, a server that echoes credentials back in error bodies, malformed bodies, revoked
 //! tokens, an API version change, a hanging server, secret rotation and a Key Vault outage —
-//! while health is polled throughout. No canary may appear in the host's stdout or stderr or
-//! in any health body; and every one of those incidents must be visible as a structured event.
+//! while health is polled throughout. No canary may appear in the host's stdout or stderr, in
+//! any health body, or in any telemetry envelope sent to (a local look-alike of) Application
+//! Insights; and every one of those incidents must be visible as a structured event.
 
 use base64::Engine as _;
 use clever_auth_tests::azure_scenario::{AzureOptions, AzureScenario, SECRET_SECRET};
+use clever_auth_tests::fake_appinsights::FakeAppInsights;
 use clever_auth_tests::fake_clever::{FakeCleverConfig, Fault, Route};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -70,7 +72,10 @@ async fn fault_matrix(
 ) -> anyhow::Result<()> {
     let client_id = "canary-client-id".to_string();
     let first_secret = canary_secret(1);
+    // Telemetry goes to a local Application Insights look-alike, searched like the logs.
+    let ai = FakeAppInsights::start().await?;
     let s = AzureScenario::start(AzureOptions {
+        extra_ca_pems: vec![ai.ca_pem().to_string()],
         clever: Some(FakeCleverConfig {
             district_ids: vec!["d-alpha".into(), "d-beta".into()],
             generated_districts: 0,
@@ -87,6 +92,11 @@ async fn fault_matrix(
             ("CLEVER_ALERT_AUTH_FAILING_SECS".into(), "0".into()),
             ("CLEVER_ALERT_RATE_LIMITED_SECS".into(), "0".into()),
             ("RUST_LOG".into(), "debug".into()),
+            (
+                "APPLICATIONINSIGHTS_CONNECTION_STRING".into(),
+                ai.connection_string(),
+            ),
+            ("CLEVER_AUTH_TELEMETRY_INTERVAL_MS".into(), "200".into()),
         ],
         ..Default::default()
     })
@@ -257,6 +267,13 @@ async fn fault_matrix(
         "health was polled {} times",
         bodies.len()
     );
+    // SIGTERM flushed what was queued; every envelope that arrived is searched.
+    let telemetry: Vec<String> = ai.envelopes().iter().map(|e| e.to_string()).collect();
+    assert!(
+        telemetry.len() > 50,
+        "only {} telemetry envelopes arrived",
+        telemetry.len()
+    );
 
     // The search: canary prefixes catch every token and secret, even ones the test never saw;
     // the Basic credentials are searched for whole.
@@ -277,6 +294,12 @@ async fn fault_matrix(
             assert!(
                 !body.contains(needle.as_str()),
                 "canary {needle} in a health body: {body}"
+            );
+        }
+        for envelope in &telemetry {
+            assert!(
+                !envelope.contains(needle.as_str()),
+                "canary {needle} in telemetry: {envelope}"
             );
         }
     }
