@@ -26,6 +26,8 @@ pub const MAX_SUMMARY_CHARS: usize = 200;
 /// Runs of token-like characters at least this long are treated as credentials. Clever tokens
 /// are 40 hex characters; Clever ids (24 hex) stay readable.
 const MIN_SECRET_RUN: usize = 32;
+/// After a credential key and a space, a word this long with a digit in it counts as the value.
+const MIN_SPACED_SECRET: usize = 8;
 
 /// A district id becomes part of a URL path and of cache keys, so it is held to Clever's id
 /// alphabet; anything else (`../`, spaces, very long strings) is refused.
@@ -546,7 +548,13 @@ pub fn sanitize(text: &str, max_chars: usize) -> String {
             }
         } else if is_word_char(c) {
             let (head, count) = take_run(&mut chars, is_word_char);
-            if count >= MIN_SECRET_RUN {
+            // `client_secret s3cr3tValue9`: a key followed by a space, then a word that looks
+            // like a credential (long, with a digit). Plain words after a key ("token
+            // expired") stay readable.
+            let credential_after_key = state == Arm::KeySeen
+                && count >= MIN_SPACED_SECRET
+                && head.chars().any(|c| c.is_ascii_digit());
+            if count >= MIN_SECRET_RUN || credential_after_key {
                 state = Arm::Idle;
                 push(&mut out, &mut emitted, REDACTED)
             } else {
@@ -1163,6 +1171,10 @@ mod tests {
                 r#"{"error":"invalid_grant","error_description":"client_secret: \"hunter2\" wrong"}"#
                     .into(),
                 "HTTP 401: invalid_grant: client_secret: \"[redacted]\" wrong",
+            ),
+            (
+                "bad client_secret CANARY-1-5f1e0c9a7b3d given; token expired".into(),
+                "HTTP 401: bad client_secret [redacted] given; token expired",
             ),
             (
                 "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abc".into(),
