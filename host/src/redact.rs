@@ -8,7 +8,7 @@
 
 use aho_corasick::AhoCorasick;
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 /// What a scrubbed value becomes.
@@ -25,7 +25,10 @@ const MAX_VALUES: usize = 16_384;
 
 #[derive(Default)]
 struct Known {
+    /// In registration order, so the oldest goes first when the set is full.
     values: VecDeque<String>,
+    /// The same values, for the membership check every outbound request makes.
+    index: HashSet<String>,
     /// Rebuilt lazily: registrations come in bursts (one per district per cycle), scrubs often.
     matcher: Option<Arc<AhoCorasick>>,
 }
@@ -40,16 +43,18 @@ pub fn register(value: &str) {
     }
     {
         let known = KNOWN.read().unwrap_or_else(PoisonError::into_inner);
-        if known.values.iter().any(|v| v == value) {
+        if known.index.contains(value) {
             return;
         }
     }
     let mut known = KNOWN.write().unwrap_or_else(PoisonError::into_inner);
-    if known.values.iter().any(|v| v == value) {
+    if !known.index.insert(value.to_string()) {
         return;
     }
     if known.values.len() >= MAX_VALUES {
-        known.values.pop_front();
+        if let Some(oldest) = known.values.pop_front() {
+            known.index.remove(&oldest);
+        }
     }
     known.values.push_back(value.to_string());
     known.matcher = None;
