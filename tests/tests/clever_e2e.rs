@@ -17,11 +17,38 @@ fn gaps_ms(records: &[clever_auth_tests::fake_clever::RequestRecord]) -> Vec<u64
         .collect()
 }
 
+fn gap_fits(gap: u64, expected: u64) -> bool {
+    gap >= expected.saturating_sub(5) && gap <= expected + LATE_MS
+}
+
 fn assert_gap(gap: u64, expected: u64) {
     assert!(
-        gap >= expected.saturating_sub(5) && gap <= expected + LATE_MS,
+        gap_fits(gap, expected),
         "gap {gap} ms, expected {expected} ms (+{LATE_MS} slack)"
     );
+}
+
+/// Every gap against its step of the schedule; a failure shows the whole sequence and what
+/// the refresher logged about it, since a wrong gap is usually a second driver or a wake-up.
+fn assert_schedule(s: &Scenario, gaps: &[u64], expected: &[u64]) {
+    let fits = gaps.len() >= expected.len()
+        && gaps.iter().zip(expected).all(|(g, e)| gap_fits(*g, *e));
+    if !fits {
+        let refresher: Vec<String> = s
+            .logs()
+            .lines()
+            .filter(|l| {
+                ["acquisition", "credentials", "secrets", "refresh"]
+                    .iter()
+                    .any(|k| l.contains(k))
+            })
+            .map(str::to_string)
+            .collect();
+        panic!(
+            "gaps {gaps:?} ms, expected {expected:?} ms (+{LATE_MS} slack); refresher log:\n{}",
+            refresher.join("\n")
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -95,9 +122,7 @@ async fn five_transient_failures_then_success_follow_the_schedule() -> anyhow::R
             Some(200)
         ]
     );
-    for (gap, expected) in gaps_ms(&listing).into_iter().zip(SCHEDULE_MS) {
-        assert_gap(gap, expected);
-    }
+    assert_schedule(&s, &gaps_ms(&listing), &SCHEDULE_MS);
     assert!(s.logs().contains("acquisition_retry"));
     Ok(())
 }
@@ -121,12 +146,9 @@ async fn six_failures_give_up_and_the_next_cycle_recovers() -> anyhow::Result<()
     assert_eq!(h.status, 200);
     let listing = s.fake.requests_for(Route::TokenList);
     assert_eq!(listing.len(), 7, "six failed attempts, then one new cycle");
-    let gaps = gaps_ms(&listing);
-    for (gap, expected) in gaps.iter().zip(SCHEDULE_MS) {
-        assert_gap(*gap, expected);
-    }
     // The new cycle starts after the cooldown (clever_retry_max_delay_ms = 640 ms).
-    assert_gap(gaps[5], 640);
+    let expected: Vec<u64> = SCHEDULE_MS.into_iter().chain([640]).collect();
+    assert_schedule(&s, &gaps_ms(&listing), &expected);
     assert!(s.logs().contains("acquisition_failed"));
     Ok(())
 }

@@ -31,6 +31,8 @@ use std::collections::BTreeSet;
 const RECHECK_MS: u64 = 5_000;
 /// After Clever rejected the credentials (401), how long before trying the same ones again.
 const BAD_CREDENTIALS_PAUSE_MS: u64 = 300_000;
+/// How soon to look again when the host changed the secrets while they were being read.
+const SECRETS_SETTLING_MS: u64 = 50;
 /// How soon to look again when another instance holds the lease.
 const LEASE_BUSY_MS: u64 = 200;
 /// Marks that a host scheduler drives the refresher (so health requests need not).
@@ -140,7 +142,16 @@ pub fn run_due() -> u64 {
         }
     };
     status.service.credentials_checked_at = Some(now);
-    let Some(creds) = config::credentials() else {
+    // The host changes the pair and the generation together; reading the generation on both
+    // sides of the credentials tells whether this pair belongs to it. Otherwise a pair read
+    // mid-change would be acquired with under the old generation, and acquired with again as
+    // soon as the new one showed, outside the retry schedule.
+    let generation = secrets_generation(&kv);
+    let creds = config::credentials();
+    if secrets_generation(&kv) != generation {
+        return SECRETS_SETTLING_MS;
+    }
+    let Some(creds) = creds else {
         status.service.credentials = Some(CredentialState::Missing);
         cycle.credentials_seen = false;
         cycle.next_due_at = now + RECHECK_MS;
@@ -148,7 +159,6 @@ pub fn run_due() -> u64 {
         save(&kv, &status, Some(&cycle));
         return RECHECK_MS;
     };
-    let generation = secrets_generation(&kv);
     if !due(&cycle, now, generation) {
         return cycle.next_due_at - now;
     }

@@ -55,22 +55,25 @@ impl Secrets {
         s
     }
 
-    /// Stores one value; true when it differs from the one held.
-    fn store(&self, slot: usize, value: Secret) -> bool {
+    /// Replaces both values after a successful read of the pair; true when either changed.
+    ///
+    /// The values, the generation and the published status move together under the values
+    /// lock: a reader that brackets its credential reads between two generation reads (the
+    /// component does) and sees the same generation twice has read that generation's pair.
+    /// Publishing the generation later, outside the lock, let the component acquire with new
+    /// values under the old generation and then, seeing the bump, acquire again at once,
+    /// ignoring its retry schedule.
+    fn commit(&self, fetched: [Secret; 2]) -> bool {
         let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        let changed = values[slot]
-            .as_ref()
-            .is_none_or(|old| old.expose() != value.expose());
-        values[slot] = Some(value);
+        let changed = values
+            .iter()
+            .zip(&fetched)
+            .any(|(old, new)| old.as_ref().is_none_or(|old| old.expose() != new.expose()));
         // From here on, nothing the host emits may contain the secret or the Basic credential
         // built from the pair.
-        if let [Some(id), Some(secret)] = &*values {
-            crate::redact::register_client_credentials(id.expose(), secret.expose());
-        }
-        changed
-    }
-
-    fn record_success(&self, changed: bool) {
+        let [id, secret] = &fetched;
+        crate::redact::register_client_credentials(id.expose(), secret.expose());
+        *values = fetched.map(Some);
         {
             let mut st = self.status.lock().unwrap_or_else(PoisonError::into_inner);
             st.last_success = Some(now_ms());
@@ -81,6 +84,17 @@ impl Secrets {
             }
         }
         self.publish();
+        drop(values);
+        changed
+    }
+
+    /// Whether `value` differs from the one held in `slot` (for the audit record).
+    fn differs(&self, slot: usize, value: &Secret) -> bool {
+        let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        values
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_none_or(|old| old.expose() != value.expose())
     }
 
     fn record_failure(&self, error: ErrorRecord) {
@@ -139,4 +153,66 @@ pub fn spawn(
     tokio::spawn(poller::run(
         source, names, secrets, reread, on_change, timing,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generation(store: &MemoryStore) -> u64 {
+        store
+            .get(DEFAULT_LABEL, keys::HOST_SECRETS)
+            .and_then(|b| serde_json::from_slice::<HostSecretsStatus>(&b).ok())
+            .map_or(0, |s| s.generation)
+    }
+
+    #[test]
+    fn a_reader_bracketing_its_reads_with_the_generation_sees_that_generations_pair() {
+        let store = MemoryStore::default();
+        let secrets = Secrets::new("env", "test".into(), store.clone());
+        let writer = {
+            let secrets = secrets.clone();
+            std::thread::spawn(move || {
+                for n in 1..=1_000u32 {
+                    let pair = [
+                        Secret::new(format!("id-{n:05}")),
+                        Secret::new(format!("secret-{n:05}")),
+                    ];
+                    assert!(secrets.commit(pair), "pair {n} is new");
+                }
+            })
+        };
+        let reader = CachedSecrets(secrets.clone());
+        let (mut consistent, mut settling) = (0u32, 0u32);
+        while !writer.is_finished() {
+            // The component's order: generation, id, secret, generation.
+            let before = generation(&store);
+            let id = reader.get(CLIENT_ID).ok().flatten();
+            let secret = reader.get(CLIENT_SECRET).ok().flatten();
+            if generation(&store) != before {
+                settling += 1;
+                continue;
+            }
+            consistent += 1;
+            if before == 0 {
+                assert_eq!((id, secret), (None, None), "values before generation 1");
+            } else {
+                assert_eq!(id.as_deref(), Some(format!("id-{before:05}").as_str()));
+                assert_eq!(
+                    secret.as_deref(),
+                    Some(format!("secret-{before:05}").as_str())
+                );
+            }
+        }
+        writer.join().expect("writer");
+        assert_eq!(generation(&store), 1_000);
+        assert!(
+            consistent > 0,
+            "the reader never saw a settled pair ({settling} settling)"
+        );
+        // The same pair again is no change and keeps the generation.
+        let same = [Secret::new("id-01000"), Secret::new("secret-01000")];
+        assert!(!secrets.commit(same));
+        assert_eq!(generation(&store), 1_000);
+    }
 }

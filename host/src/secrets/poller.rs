@@ -5,6 +5,7 @@
 use super::audit::{self, Access};
 use super::source::{FetchError, SecretSource};
 use super::{SecretNames, Secrets};
+use clever_auth_core::secret::Secret;
 use clever_auth_core::status::ErrorRecord;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -44,9 +45,9 @@ pub async fn run(
     loop {
         let last_fetch = Instant::now();
         match fetch_all(source.as_ref(), &names, &secrets).await {
-            Ok(changed) => {
+            Ok(fetched) => {
                 failures = 0;
-                secrets.record_success(changed);
+                let changed = secrets.commit(fetched);
                 if changed {
                     tracing::info!(
                         provider = source.provider(),
@@ -92,61 +93,66 @@ pub async fn run(
     }
 }
 
-/// Fetches both secrets; returns whether either value changed.
+/// Fetches both secrets. Nothing is stored until both are read, so the component never
+/// sees a new id with an old secret.
 async fn fetch_all(
     source: &dyn SecretSource,
     names: &SecretNames,
     secrets: &Secrets,
-) -> Result<bool, FetchError> {
-    let location = source.location();
-    let mut changed = false;
-    for (slot, name) in [
-        (0usize, names.client_id.as_str()),
-        (1, names.client_secret.as_str()),
-    ] {
-        let started = Instant::now();
-        let result = source.fetch(name).await;
-        let duration = started.elapsed();
-        match result {
-            Ok(fetched) => {
-                let this_changed = secrets.store(slot, fetched.value);
-                changed |= this_changed;
-                if source.provider() != "env" {
-                    audit::record(&Access {
-                        provider: source.provider(),
-                        location: &location,
-                        secret_name: name,
-                        version: fetched.version.as_deref(),
-                        status: fetched.status,
-                        error_code: None,
-                        duration,
-                        client_request_id: fetched.client_request_id.as_deref(),
-                        changed: Some(this_changed),
-                    });
-                }
-            }
-            Err(e) => {
-                if source.provider() != "env" {
-                    audit::record(&Access {
-                        provider: source.provider(),
-                        location: &location,
-                        secret_name: name,
-                        version: None,
-                        status: e.status,
-                        error_code: Some(&e.code),
-                        duration,
-                        client_request_id: e.client_request_id.as_deref(),
-                        changed: None,
-                    });
-                }
-                return Err(FetchError {
-                    message: format!("{name}: {}", e.message),
-                    ..e
+) -> Result<[Secret; 2], FetchError> {
+    let id = fetch_one(source, 0, &names.client_id, secrets).await?;
+    let secret = fetch_one(source, 1, &names.client_secret, secrets).await?;
+    Ok([id, secret])
+}
+
+/// Reads one secret and writes its audit record (the development provider is not audited).
+async fn fetch_one(
+    source: &dyn SecretSource,
+    slot: usize,
+    name: &str,
+    secrets: &Secrets,
+) -> Result<Secret, FetchError> {
+    let started = Instant::now();
+    let result = source.fetch(name).await;
+    let duration = started.elapsed();
+    let audited = source.provider() != "env";
+    match result {
+        Ok(fetched) => {
+            if audited {
+                audit::record(&Access {
+                    provider: source.provider(),
+                    location: &source.location(),
+                    secret_name: name,
+                    version: fetched.version.as_deref(),
+                    status: fetched.status,
+                    error_code: None,
+                    duration,
+                    client_request_id: fetched.client_request_id.as_deref(),
+                    changed: Some(secrets.differs(slot, &fetched.value)),
                 });
             }
+            Ok(fetched.value)
+        }
+        Err(e) => {
+            if audited {
+                audit::record(&Access {
+                    provider: source.provider(),
+                    location: &source.location(),
+                    secret_name: name,
+                    version: None,
+                    status: e.status,
+                    error_code: Some(&e.code),
+                    duration,
+                    client_request_id: e.client_request_id.as_deref(),
+                    changed: None,
+                });
+            }
+            Err(FetchError {
+                message: format!("{name}: {}", e.message),
+                ..e
+            })
         }
     }
-    Ok(changed)
 }
 
 #[cfg(test)]
