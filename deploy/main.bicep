@@ -102,7 +102,7 @@ param cleverDistricts string = ''
 @description('clever_token_lifetime_secs: lifetime when the endpoint gives no expires_in.')
 param cleverTokenLifetimeSecs string = '3600'
 
-@description('clever_refresh_fraction: refresh after this fraction of the lifetime.')
+@description('clever_refresh_fraction: refresh after this fraction of the lifetime (from 0.1 up to, not including, 1).')
 param cleverRefreshFraction string = '0.75'
 
 @description('clever_expiry_skew_secs: this close to expiry counts as expired.')

@@ -31,8 +31,8 @@ fn assert_gap(gap: u64, expected: u64) {
 /// Every gap against its step of the schedule; a failure shows the whole sequence and what
 /// the refresher logged about it, since a wrong gap is usually a second driver or a wake-up.
 fn assert_schedule(s: &Scenario, gaps: &[u64], expected: &[u64]) {
-    let fits = gaps.len() >= expected.len()
-        && gaps.iter().zip(expected).all(|(g, e)| gap_fits(*g, *e));
+    let fits =
+        gaps.len() >= expected.len() && gaps.iter().zip(expected).all(|(g, e)| gap_fits(*g, *e));
     if !fits {
         let refresher: Vec<String> = s
             .logs()

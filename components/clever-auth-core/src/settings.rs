@@ -27,6 +27,8 @@ impl SettingSpec {
 
 pub const CLIENT_ID: &str = "clever_client_id";
 pub const CLIENT_SECRET: &str = "clever_client_secret";
+/// The earliest refresh point `clever_refresh_fraction` accepts.
+pub const MIN_REFRESH_FRACTION: f64 = 0.1;
 
 /// Every setting the component reads, in documentation order.
 pub const SETTINGS: &[SettingSpec] = &[
@@ -38,7 +40,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { name: "clever_grant", default: Some("district_tokens"), secret: false, description: "`district_tokens` (Clever's listing, one token per district) or `client_credentials` (RFC 6749 §4.4)." },
     SettingSpec { name: "clever_districts", default: Some(""), secret: false, description: "Comma-separated allow-list of district ids; empty means every district that authorised the app." },
     SettingSpec { name: "clever_token_lifetime_secs", default: Some("3600"), secret: false, description: "Lifetime assumed for tokens whose endpoint gives no `expires_in`." },
-    SettingSpec { name: "clever_refresh_fraction", default: Some("0.75"), secret: false, description: "Fraction of a token's lifetime after which it is refreshed (0 < f < 1)." },
+    SettingSpec { name: "clever_refresh_fraction", default: Some("0.75"), secret: false, description: "Fraction of a token's lifetime after which it is refreshed (0.1 <= f < 1)." },
     SettingSpec { name: "clever_expiry_skew_secs", default: Some("30"), secret: false, description: "A token this close to expiry counts as expired and is never handed out." },
     SettingSpec { name: "clever_retry_max", default: Some("5"), secret: false, description: "Retries after a transient failure (timeouts, connection errors, 5xx, 429)." },
     SettingSpec { name: "clever_retry_base_ms", default: Some("2000"), secret: false, description: "First retry delay; each further retry doubles it." },
@@ -178,12 +180,12 @@ where
             .map(str::to_string)
             .collect(),
         token_lifetime_secs: reader.int("clever_token_lifetime_secs", &lifetime, 1, 31_536_000),
-        refresh_fraction: reader.fraction("clever_refresh_fraction", &fraction, false),
+        refresh_fraction: reader.refresh_fraction("clever_refresh_fraction", &fraction),
         expiry_skew_secs: reader.int("clever_expiry_skew_secs", &skew, 0, 86_400),
         retry_max: reader.int("clever_retry_max", &retry_max, 0, 100) as u32,
         retry_base_ms: reader.int("clever_retry_base_ms", &retry_base, 1, 3_600_000),
         retry_max_delay_ms: reader.int("clever_retry_max_delay_ms", &retry_cap, 1, 86_400_000),
-        retry_jitter: reader.fraction("clever_retry_jitter", &jitter, true),
+        retry_jitter: reader.fraction("clever_retry_jitter", &jitter),
         http_timeout_ms: reader.int("clever_http_timeout_ms", &timeout, 1, 600_000),
         rate_limit_max_wait_secs: reader.int(
             "clever_rate_limit_max_wait_secs",
@@ -192,7 +194,7 @@ where
             86_400,
         ),
         version_header: Some(version_header).filter(|h| !h.is_empty()),
-        refresh_jitter: reader.fraction("clever_refresh_jitter", &refresh_jitter, true),
+        refresh_jitter: reader.fraction("clever_refresh_jitter", &refresh_jitter),
         probe_batch: reader.int("clever_probe_batch", &probe_batch, 1, 10_000) as u32,
         probe_pace_ms: reader.int("clever_probe_pace_ms", &probe_pace, 0, 600_000),
         alert_auth_failing_secs: reader.int(
@@ -299,17 +301,30 @@ impl Reader {
         }
     }
 
-    fn fraction(&mut self, setting: &'static str, value: &str, inclusive: bool) -> f64 {
+    /// A share from 0 to 1 inclusive (jitter).
+    fn fraction(&mut self, setting: &'static str, value: &str) -> f64 {
         match value.parse::<f64>() {
-            Ok(f) if inclusive && (0.0..=1.0).contains(&f) => f,
-            Ok(f) if !inclusive && f > 0.0 && f < 1.0 => f,
+            Ok(f) if (0.0..=1.0).contains(&f) => f,
             Ok(_) | Err(_) => {
-                let range = if inclusive {
-                    "0 to 1"
-                } else {
-                    "strictly between 0 and 1"
-                };
-                self.fail(setting, format!("`{value}` is not a number {range}"));
+                self.fail(setting, format!("`{value}` is not a number from 0 to 1"));
+                0.0
+            }
+        }
+    }
+
+    /// The point of a token's lifetime at which it is refreshed. Below
+    /// [`MIN_REFRESH_FRACTION`] a typo (`0.0075` for `0.75`) would re-acquire every token
+    /// almost continuously; at 1 the refresh would coincide with expiry.
+    fn refresh_fraction(&mut self, setting: &'static str, value: &str) -> f64 {
+        match value.parse::<f64>() {
+            Ok(f) if (MIN_REFRESH_FRACTION..1.0).contains(&f) => f,
+            Ok(_) | Err(_) => {
+                self.fail(
+                    setting,
+                    format!(
+                        "`{value}` is not a number from {MIN_REFRESH_FRACTION} up to (not including) 1"
+                    ),
+                );
                 0.0
             }
         }
@@ -393,6 +408,25 @@ mod tests {
             ]
         );
         assert!(errors[3].to_string().contains("`password` is not one of"));
+    }
+
+    #[test]
+    fn the_refresh_point_is_bounded_below_as_well() {
+        for bad in ["0", "0.0075", "1e-300", "0.09", "1", "NaN"] {
+            let errors = load_from(&[("clever_refresh_fraction", bad)]).expect_err(bad);
+            assert_eq!(errors.len(), 1, "{bad}");
+            assert!(
+                errors[0]
+                    .to_string()
+                    .contains("from 0.1 up to (not including) 1"),
+                "{bad}: {}",
+                errors[0]
+            );
+        }
+        for good in ["0.1", "0.5", "0.75", "0.99"] {
+            let s = load_from(&[("clever_refresh_fraction", good)]).expect(good);
+            assert_eq!(s.refresh_fraction.to_string(), good);
+        }
     }
 
     #[test]

@@ -858,7 +858,10 @@ fn check_valid_settings(s: &Settings) {
         s.expiry_skew_secs < s.token_lifetime_secs,
         "skew below lifetime"
     );
-    assert!(s.refresh_fraction > 0.0 && s.refresh_fraction < 1.0);
+    assert!(
+        s.refresh_fraction >= clever_auth_core::settings::MIN_REFRESH_FRACTION
+            && s.refresh_fraction < 1.0
+    );
     assert!((0.0..=1.0).contains(&s.retry_jitter));
     assert!(s.retry_max <= 100);
     assert!(s.retry_base_ms >= 1 && s.retry_max_delay_ms >= 1 && s.http_timeout_ms >= 1);
