@@ -114,45 +114,39 @@ async fn fetch_one(
 ) -> Result<Secret, FetchError> {
     let started = Instant::now();
     let result = source.fetch(name).await;
-    let duration = started.elapsed();
-    let audited = source.provider() != "env";
-    match result {
-        Ok(fetched) => {
-            if audited {
-                audit::record(&Access {
-                    provider: source.provider(),
-                    location: &source.location(),
-                    secret_name: name,
-                    version: fetched.version.as_deref(),
-                    status: fetched.status,
-                    error_code: None,
-                    duration,
-                    client_request_id: fetched.client_request_id.as_deref(),
-                    changed: Some(secrets.differs(slot, &fetched.value)),
-                });
-            }
-            Ok(fetched.value)
-        }
-        Err(e) => {
-            if audited {
-                audit::record(&Access {
-                    provider: source.provider(),
-                    location: &source.location(),
-                    secret_name: name,
-                    version: None,
-                    status: e.status,
-                    error_code: Some(&e.code),
-                    duration,
-                    client_request_id: e.client_request_id.as_deref(),
-                    changed: None,
-                });
-            }
-            Err(FetchError {
-                message: format!("{name}: {}", e.message),
-                ..e
-            })
-        }
+    if source.provider() != "env" {
+        let location = source.location();
+        let common = Access {
+            provider: source.provider(),
+            location: &location,
+            secret_name: name,
+            version: None,
+            status: None,
+            error_code: None,
+            duration: started.elapsed(),
+            client_request_id: None,
+            changed: None,
+        };
+        audit::record(&match &result {
+            Ok(fetched) => Access {
+                version: fetched.version.as_deref(),
+                status: fetched.status,
+                client_request_id: fetched.client_request_id.as_deref(),
+                changed: Some(secrets.differs(slot, &fetched.value)),
+                ..common
+            },
+            Err(e) => Access {
+                status: e.status,
+                error_code: Some(&e.code),
+                client_request_id: e.client_request_id.as_deref(),
+                ..common
+            },
+        });
     }
+    result.map(|fetched| fetched.value).map_err(|e| FetchError {
+        message: format!("{name}: {}", e.message),
+        ..e
+    })
 }
 
 #[cfg(test)]
