@@ -12,7 +12,7 @@ use serde::Deserialize;
 const REDACTED: &str = "<redacted>";
 
 /// Below this length even the last four characters give away too large a share of the value,
-/// so [`AccessToken::fingerprint`] shows nothing of it.
+/// so `fingerprint` shows nothing of it.
 const MIN_LEN_FOR_FINGERPRINT: usize = 16;
 
 fn fingerprint_of(value: &str) -> String {
@@ -24,80 +24,63 @@ fn fingerprint_of(value: &str) -> String {
     format!("…{tail}")
 }
 
-/// A bearer token for the Clever APIs (a district-app token or an RFC 6749 access token).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct AccessToken(String);
+/// One string type that holds a credential: the value is reachable only through `expose`, and
+/// every formatter prints `<redacted>`. A macro so that both types are redacted by the same
+/// code: a fix to one cannot miss the other.
+macro_rules! redacted_string {
+    ($(#[$doc:meta])* $name:ident, expose: $expose_doc:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
-impl AccessToken {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
 
-    /// The raw token, for the `Authorization` header and the cache writer only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+            #[doc = $expose_doc]
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
 
-    /// `…` plus the last four characters, so operators can tell two tokens apart in logs
-    /// (a rotated token looks different) without the log being usable as a credential.
-    pub fn fingerprint(&self) -> String {
-        fingerprint_of(&self.0)
-    }
+            /// `…` plus the last four characters, so operators can tell two values apart in
+            /// logs (a rotated one looks different) without the log being usable as a
+            /// credential.
+            pub fn fingerprint(&self) -> String {
+                fingerprint_of(&self.0)
+            }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
+            pub fn is_empty(&self) -> bool {
+                self.0.is_empty()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({REDACTED})", stringify!($name))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(REDACTED)
+            }
+        }
+    };
 }
 
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AccessToken({REDACTED})")
-    }
-}
+redacted_string!(
+    /// A bearer token for the Clever APIs (a district-app token or an RFC 6749 access token).
+    AccessToken,
+    expose: "The raw token, for the `Authorization` header and the cache writer only."
+);
 
-impl fmt::Display for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-/// A configured credential such as the client secret.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The raw secret, for building the `Authorization: Basic` header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// See [`AccessToken::fingerprint`].
-    pub fn fingerprint(&self) -> String {
-        fingerprint_of(&self.0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({REDACTED})")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
+redacted_string!(
+    /// A configured credential such as the client secret.
+    Secret,
+    expose: "The raw secret, for building the `Authorization: Basic` header only."
+);
 
 /// Deliberate persistence of an [`AccessToken`], for the token cache:
 ///
