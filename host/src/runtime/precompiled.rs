@@ -174,12 +174,24 @@ fn usable_dir(dir: &Path) -> bool {
 }
 
 /// Readers never see a half-written artifact: write a temporary file, then rename it.
+///
+/// The artifact is readable by everyone (0644; it holds nothing secret, only code compiled
+/// from the public `.wasm`): the container image precompiles as root, and the service then runs
+/// as uid 10001. The temporary file's default 0600 made that artifact unreadable, so every
+/// container start compiled again (found by running the built image).
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .context("the cache path has no parent directory")?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .context("making the artifact readable")?;
+    }
     std::io::Write::write_all(&mut tmp, bytes)?;
     tmp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;
@@ -244,6 +256,23 @@ mod tests {
             artifact_path(dir.path(), &engine(), &bytes),
             artifact_path(dir.path(), &other, &bytes)
         );
+    }
+
+    /// The image's layout: precompiled by root into a 0755 directory, loaded by another user.
+    #[cfg(unix)]
+    #[test]
+    fn a_precompiled_artifact_is_readable_but_not_writable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let (e, dir, bytes) = (engine(), private_dir(), wasm());
+        let path = precompile(&e, &bytes, dir.path()).expect("precompile");
+        let mode = std::fs::metadata(&path)
+            .expect("artifact")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o644, "artifact mode {mode:o}");
+        let (_, origin) = load(&e, &bytes, Some(dir.path())).expect("load");
+        assert_eq!(origin, Origin::Cache);
     }
 
     #[cfg(unix)]
