@@ -47,11 +47,14 @@ FROM debian:bookworm-slim
 # --extra-ca; the system bundle is here for images built on this one that add a private CA
 # (update-ca-certificates, then CLEVER_AUTH_EXTRA_CA=/etc/ssl/certs/ca-certificates.crt).
 # Versions are not pinned: bookworm-slim's security updates replace them, and a pin would break
-# the build when Debian drops the pinned version.
+# the build when Debian drops the pinned version. apt's caches are removed here rather than left
+# to the base image's docker-clean hook, which other bases lack (on a base without it, this step
+# added about 80 MB of package caches to the image).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && groupadd --system --gid 10001 clever-auth \
  && useradd --system --uid 10001 --gid clever-auth --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin clever-auth
