@@ -32,6 +32,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Whether `value` replaces what is held (nothing held counts as a change).
+fn is_new(held: Option<&Secret>, value: &Secret) -> bool {
+    held.is_none_or(|old| old.expose() != value.expose())
+}
+
 /// The cached values and the status the health report shows.
 pub struct Secrets {
     values: Mutex<[Option<Secret>; 2]>,
@@ -68,7 +73,7 @@ impl Secrets {
         let changed = values
             .iter()
             .zip(&fetched)
-            .any(|(old, new)| old.as_ref().is_none_or(|old| old.expose() != new.expose()));
+            .any(|(held, new)| is_new(held.as_ref(), new));
         // From here on, nothing the host emits may contain the secret or the Basic credential
         // built from the pair.
         let [id, secret] = &fetched;
@@ -91,10 +96,7 @@ impl Secrets {
     /// Whether `value` differs from the one held in `slot` (for the audit record).
     fn differs(&self, slot: usize, value: &Secret) -> bool {
         let values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
-        values
-            .get(slot)
-            .and_then(Option::as_ref)
-            .is_none_or(|old| old.expose() != value.expose())
+        is_new(values.get(slot).and_then(Option::as_ref), value)
     }
 
     fn record_failure(&self, error: ErrorRecord) {

@@ -13,8 +13,8 @@ use clever_auth_tests::fake_azure::{
     is_valid_secret_name, FakeIdentityConfig, FakeIdentityEndpoint, FakeKeyVault,
     FakeKeyVaultConfig, Fault,
 };
+use clever_auth_tests::fake_support::commands::{print_answer, spawn_stdin_reader};
 use clever_auth_tests::fake_support::signals::{exit_code, StopSignals};
-use tokio::sync::mpsc;
 
 /// A fake Azure Key Vault (HTTPS, test CA made at start-up) and a fake App Service managed
 /// identity endpoint (plain HTTP), both on loopback.
@@ -158,32 +158,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::select! {
             () = stop.recv() => break,
             Some(line) = commands.recv() => {
-                match command(&vault, &identity, line.trim()).await {
-                    Ok(Some(answer)) => println!("ok {answer}"),
-                    Ok(None) => {}
-                    Err(e) => println!("error {e:#}"),
-                }
+                print_answer(command(&vault, &identity, line.trim()).await);
             }
         }
     }
     vault.shutdown().await;
     identity.shutdown().await;
     Ok(())
-}
-
-/// Lines from stdin on a plain thread (tokio's stdin needs a feature the workspace does not
-/// enable). At EOF the thread ends and the fakes keep serving.
-fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn parse_fault(kind: &str) -> anyhow::Result<Fault> {

@@ -13,9 +13,9 @@ use clap::Parser;
 use clever_auth_tests::fake_clever::{
     FakeClever, FakeCleverConfig, Fault, Outcome, RequestRecord, Route, RouteMatch,
 };
+use clever_auth_tests::fake_support::commands::{print_answer, spawn_stdin_reader};
 use clever_auth_tests::fake_support::signals::{exit_code, StopSignals};
 use serde_json::json;
-use tokio::sync::mpsc;
 
 /// A fake Clever (OAuth district-token listing, client_credentials, tokeninfo and the
 /// versioned data API) on loopback, for demos and end-to-end tests.
@@ -137,31 +137,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::select! {
             () = stop.recv() => break,
             Some(line) = commands.recv() => {
-                match command(&fake, started, line.trim()) {
-                    Ok(Some(answer)) => println!("ok {answer}"),
-                    Ok(None) => {}
-                    Err(e) => println!("error {e:#}"),
-                }
+                print_answer(command(&fake, started, line.trim()));
             }
         }
     }
     fake.shutdown().await;
     Ok(())
-}
-
-/// Lines from stdin on a plain thread (tokio's stdin needs a feature the workspace does not
-/// enable). At EOF the thread ends and the fake keeps serving.
-fn spawn_stdin_reader() -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn parse_route(name: &str) -> anyhow::Result<RouteMatch> {
