@@ -245,7 +245,8 @@ impl Outcome {
 pub enum DelaySource {
     Backoff,
     ServerHint,
-    /// The longer of the two exceeded the configured maximum wait.
+    /// The backoff was capped at the configured maximum wait, or the server asked for longer
+    /// than it (and is waited for anyway: a hint is never undercut).
     MaxWait,
 }
 
@@ -266,15 +267,19 @@ pub fn plan_delay(
     random01: f64,
 ) -> Option<PlannedDelay> {
     let backoff_ms = policy.delay_for_retry(retry, random01)?;
-    let (wanted, source) = match server_hint_ms {
-        // The server knows when capacity returns; waiting less just earns another 429.
-        Some(hint) if hint > backoff_ms => (hint, DelaySource::ServerHint),
+    // The maximum wait caps our own schedule; a server hint is never undercut, however long
+    // (retrying earlier only earns another 429): `MaxWait` then tells the operator so.
+    let (delay_ms, source) = match server_hint_ms {
+        Some(hint) if hint > backoff_ms.min(max_wait_ms) => {
+            let source = if hint > max_wait_ms {
+                DelaySource::MaxWait
+            } else {
+                DelaySource::ServerHint
+            };
+            (hint, source)
+        }
+        _ if backoff_ms > max_wait_ms => (max_wait_ms, DelaySource::MaxWait),
         _ => (backoff_ms, DelaySource::Backoff),
-    };
-    let (delay_ms, source) = if wanted > max_wait_ms {
-        (max_wait_ms, DelaySource::MaxWait)
-    } else {
-        (wanted, source)
     };
     Some(PlannedDelay {
         delay_ms,
@@ -284,8 +289,9 @@ pub fn plan_delay(
     })
 }
 
-/// Wait before retry number `retry` (1-based): `max(backoff step, server hint)`, capped by
-/// `max_wait_ms`. `None` when the policy's retries are exhausted.
+/// Wait before retry number `retry` (1-based): the backoff step capped by `max_wait_ms`, or the
+/// server hint when it is longer (never undercut). `None` when the policy's retries are
+/// exhausted.
 pub fn next_delay(
     policy: &RetryPolicy,
     retry: u32,
@@ -687,10 +693,10 @@ mod tests {
     }
 
     #[test]
-    fn max_wait_caps_hint_and_backoff() {
+    fn max_wait_caps_backoff_but_never_undercuts_a_hint() {
         let policy = RetryPolicy::default();
         let plan = plan_delay(&policy, 1, Some(3_600_000), 120_000, 0.0).unwrap();
-        assert_eq!(plan.delay_ms, 120_000);
+        assert_eq!(plan.delay_ms, 3_600_000);
         assert_eq!(plan.source, DelaySource::MaxWait);
         assert_eq!(next_delay(&policy, 5, None, 10_000, 0.0), Some(10_000));
         assert_eq!(next_delay(&policy, 1, None, 0, 0.0), Some(0));

@@ -11,6 +11,7 @@ pub type UnixMillis = u64;
 pub mod alerts;
 pub mod health;
 pub mod lifecycle;
+pub mod refresher;
 pub mod settings;
 pub mod status;
 pub mod time_fmt;

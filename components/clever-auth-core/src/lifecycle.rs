@@ -1,5 +1,6 @@
 //! Token lifecycle rules: when a token was obtained, when it must be refreshed, when it may no
-//! longer be handed out, which districts stay, and when the refresher must run next.
+//! longer be handed out, and which districts stay (the refresher's schedule is in
+//! [`crate::refresher`]).
 
 use crate::clever_wire::DistrictToken;
 use crate::secret::{stored, AccessToken};
@@ -118,35 +119,6 @@ pub fn diff_listing(
     }
 }
 
-/// When the refresher must run again, given the tokens it holds and how the last cycle ended.
-///
-/// - a pending retry wins (it was planned with the backoff and server hints);
-/// - otherwise the earliest refresh time; after a cycle that gave up, no later than the
-///   cooldown, so a failing refresh keeps retrying while the old token still serves;
-/// - with no tokens at all, after the cooldown.
-pub fn next_due(
-    now: UnixMillis,
-    tokens: &[TokenEntry],
-    retry_at: Option<UnixMillis>,
-    gave_up: bool,
-    timing: &Timing,
-) -> UnixMillis {
-    if let Some(at) = retry_at {
-        return at;
-    }
-    let cooldown = now.saturating_add(timing.cooldown_ms);
-    match tokens.iter().map(|t| t.refresh_at).min() {
-        Some(refresh) if gave_up => refresh.min(cooldown).max(now),
-        Some(refresh) => refresh.max(now),
-        None => cooldown,
-    }
-}
-
-/// True when some token has reached its refresh time, or none exists.
-pub fn refresh_due(now: UnixMillis, tokens: &[TokenEntry]) -> bool {
-    tokens.is_empty() || tokens.iter().any(|t| now >= t.refresh_at)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,22 +136,11 @@ mod tests {
         )
     }
 
-    fn timing() -> Timing {
-        Timing {
-            default_lifetime_ms: HOUR,
-            refresh_fraction: 0.75,
-            skew_ms: 30_000,
-            cooldown_ms: 32_000,
-        }
-    }
-
     #[test]
     fn refresh_is_at_75_percent_of_lifetime() {
         let e = entry("a", 1_000);
         assert_eq!(e.refresh_at, 1_000 + 2_700_000);
         assert_eq!(e.expires_at, 1_000 + HOUR);
-        assert!(!refresh_due(1_000 + 2_699_999, std::slice::from_ref(&e)));
-        assert!(refresh_due(1_000 + 2_700_000, std::slice::from_ref(&e)));
     }
 
     #[test]
@@ -237,17 +198,5 @@ mod tests {
         assert_eq!(kept, ["a", "c"]);
         assert_eq!(d.not_allowed, ["b"]);
         assert_eq!(d.removed, ["gone"]);
-    }
-
-    #[test]
-    fn next_due_prefers_retry_then_refresh_then_cooldown() {
-        let t = timing();
-        let tokens = [entry("a", 0), entry("b", 1_000)];
-        assert_eq!(next_due(10, &tokens, Some(500), false, &t), 500);
-        assert_eq!(next_due(10, &tokens, None, false, &t), 2_700_000);
-        assert_eq!(next_due(10, &tokens, None, true, &t), 32_010);
-        assert_eq!(next_due(10, &[], None, false, &t), 32_010);
-        // Overdue refreshes run now, not in the past.
-        assert_eq!(next_due(3_000_000, &tokens, None, false, &t), 3_000_000);
     }
 }

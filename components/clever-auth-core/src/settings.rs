@@ -49,7 +49,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { name: "clever_http_timeout_ms", default: Some("10000"), secret: false, description: "Timeout of one HTTP attempt to Clever." },
     SettingSpec { name: "clever_rate_limit_max_wait_secs", default: Some("120"), secret: false, description: "Longest wait honoured for a server rate-limit hint." },
     SettingSpec { name: "clever_version_header", default: Some(""), secret: false, description: "Response header carrying the API version, if Clever sends one; empty means none." },
-    SettingSpec { name: "clever_refresh_jitter", default: Some("0.1"), secret: false, description: "Fraction (0..=1) of the refresh point drawn at random earlier, so instances started together do not refresh together." },
+    SettingSpec { name: "clever_refresh_jitter", default: Some("0"), secret: false, description: "Fraction (0..=1) of the refresh point drawn at random earlier, so instances started together do not refresh together; 0 (the default) refreshes at exactly the refresh fraction, as the spec says." },
     SettingSpec { name: "clever_probe_batch", default: Some("20"), secret: false, description: "Connection probes per refresher run; more districts are probed in further runs, spread out instead of all at once." },
     SettingSpec { name: "clever_probe_pace_ms", default: Some("250"), secret: false, description: "Pause between two batches of connection probes." },
     SettingSpec { name: "clever_alert_auth_failing_secs", default: Some("900"), secret: false, description: "Authentication failing this long raises the `auth_failing` alert (rejected credentials raise it at once)." },

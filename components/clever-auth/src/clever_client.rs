@@ -21,10 +21,21 @@ fn parse(url: &str, setting: &str) -> Result<url::Url, Failure> {
     url::Url::parse(url).map_err(|e| Failure::Invalid(format!("{setting}: {e}")))
 }
 
-/// `GET <token url>?owner_type=district` with HTTP Basic.
-pub fn list_district_tokens(settings: &Settings, creds: &Credentials) -> Result<Response, Failure> {
-    let mut url = parse(&settings.token_url, "clever_token_url")?;
-    url.query_pairs_mut().append_pair("owner_type", "district");
+/// `GET <token url>?owner_type=district` with HTTP Basic; a later page is the listing's own
+/// `links[rel=next]` (the machine has checked it stays on the token URL's origin).
+pub fn list_district_tokens(
+    settings: &Settings,
+    creds: &Credentials,
+    page: Option<&str>,
+) -> Result<Response, Failure> {
+    let url = match page {
+        Some(next) => parse(next, "links[rel=next]")?,
+        None => {
+            let mut url = parse(&settings.token_url, "clever_token_url")?;
+            url.query_pairs_mut().append_pair("owner_type", "district");
+            url
+        }
+    };
     http_out::send(http_out::Request {
         method: Method::Get,
         url: &url,

@@ -1,5 +1,8 @@
 //! A lease in the key-value store (compare-and-swap), so that one instance at a time acquires
-//! tokens: the host's scheduler and a Spin health request can never both call Clever.
+//! tokens: the host's scheduler, a gateway request and Spin health requests can never both
+//! call Clever. The holder renews it before each step of its run; a run whose renewal fails
+//! (it stalled past the TTL and another run took over) stops without writing, so two runs
+//! never overwrite each other's records.
 
 use crate::bindings::wasi::keyvalue::atomics::{self, Cas, CasError};
 use crate::bindings::wasi::keyvalue::store::Bucket;
@@ -40,6 +43,33 @@ impl<'a> Lease<'a> {
             Ok(()) => Some(Lease { bucket, holder }),
             Err(CasError::CasFailed(_)) | Err(CasError::StoreError(_)) => None,
         }
+    }
+}
+
+impl Lease<'_> {
+    /// Extends the lease to `now + ttl_ms` if it is still ours; false when someone else holds
+    /// it now (or the store failed), in which case the run must stop without saving.
+    pub fn renew(&self, now: UnixMillis, ttl_ms: u64) -> bool {
+        let Ok(cas) = Cas::new(self.bucket, keys::LEASE) else {
+            return false;
+        };
+        let ours = cas
+            .current()
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<LeaseRecord>(&b).ok())
+            .is_some_and(|l| l.holder == self.holder);
+        if !ours {
+            return false;
+        }
+        let record = LeaseRecord {
+            holder: self.holder,
+            until: now.saturating_add(ttl_ms),
+        };
+        let Ok(bytes) = serde_json::to_vec(&record) else {
+            return false;
+        };
+        atomics::swap(cas, &bytes).is_ok()
     }
 }
 

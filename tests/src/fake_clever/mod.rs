@@ -360,6 +360,13 @@ impl FakeClever {
         lock(&self.inner.core.state).served_version = version.map(str::to_string);
     }
 
+    /// Serves the district-token listing `n` districts per page, linked by
+    /// `links[rel=next]` (`starting_after=<last id>`), as Clever pages its listings; `None`
+    /// serves every district on one page (the default).
+    pub fn set_listing_page_size(&self, n: Option<usize>) {
+        lock(&self.inner.core.state).listing_page_size = n.map(|n| n.max(1));
+    }
+
     // ----- rate limits -----
 
     /// Replaces the buckets (counters restart).

@@ -16,7 +16,8 @@ use super::log::{AuthScheme, AuthSeen, Outcome, RequestRecord};
 use super::script::{Fault, RetryAfter, Route};
 use super::server::{ConnCtl, Core};
 use super::state::{
-    fingerprint, lock, rfc3339_millis, BucketSnapshot, MultiBucketStyle, TokenLookup, TokenOwner,
+    fingerprint, lock, rfc3339_millis, BucketSnapshot, DistrictInfo, MultiBucketStyle, TokenLookup,
+    TokenOwner,
 };
 use crate::fake_support::request::Arrival;
 use crate::fake_support::response::{status_code, JSON};
@@ -333,12 +334,24 @@ fn token_list(ctx: &Ctx) -> Resp {
         );
     };
     let district_filter = ctx.query_param("district");
+    let starting_after = ctx.query_param("starting_after");
+    let mut next = None;
     let data: Vec<Value> = if owner_type == "district" {
         let state = lock(&ctx.core.state);
-        state
+        let listed: Vec<&DistrictInfo> = state
             .districts
             .values()
             .filter(|d| district_filter.is_none_or(|f| f == d.id))
+            .filter(|d| starting_after.is_none_or(|after| d.id.as_str() > after))
+            .collect();
+        let page = match state.listing_page_size {
+            Some(size) if listed.len() > size => {
+                next = Some(listing_page_link(ctx, &listed[size - 1].id));
+                &listed[..size]
+            }
+            _ => &listed[..],
+        };
+        page.iter()
             .map(|d| {
                 json!({
                     "id": d.token_id,
@@ -353,14 +366,24 @@ fn token_list(ctx: &Ctx) -> Resp {
         // This application only ever has district-owned tokens.
         Vec::new()
     };
+    let mut links = vec![json!({"rel": "self", "uri": ctx.path_and_query})];
+    if let Some(uri) = next {
+        links.push(json!({"rel": "next", "uri": uri}));
+    }
     json_reply(
         ctx,
         StatusCode::OK,
         &json!({
             "data": data,
-            "links": [{"rel": "self", "uri": ctx.path_and_query}],
+            "links": links,
         }),
     )
+}
+
+/// The relative `next` link of a paged listing, as Clever writes it.
+fn listing_page_link(ctx: &Ctx, last_id: &str) -> String {
+    let path = ctx.path_and_query.split('?').next().unwrap_or("/oauth/tokens");
+    format!("{path}?owner_type=district&starting_after={last_id}")
 }
 
 async fn client_credentials(ctx: &Ctx, body: Incoming) -> Resp {

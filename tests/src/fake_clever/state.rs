@@ -130,6 +130,8 @@ pub(crate) struct State {
     rate_counters: HashMap<(String, String), (u64, u64)>,
     next_district_number: u64,
     token_prefix: String,
+    /// Districts per page of the token listing (`None`: one page with all of them).
+    pub(crate) listing_page_size: Option<usize>,
 }
 
 impl State {
@@ -150,6 +152,7 @@ impl State {
             rate_counters: HashMap::new(),
             next_district_number: 1,
             token_prefix: config.token_prefix.clone(),
+            listing_page_size: None,
         }
     }
 
