@@ -1,10 +1,20 @@
 //! Calls the component's `clever:auth/refresher.run-due` at start-up and whenever the next
 //! refresh is due, in a fresh instance each time (the component keeps its state in the store).
+//!
+//! Other runs (a gateway request, a health request) can move the schedule earlier: a relist,
+//! or a retry that run planned. The store tells the scheduler whenever the refresher's cycle
+//! record is written, and the scheduler then shortens its sleep to the record's `next_due_at`
+//! (the machine's persisted `poll_timeout`); it never lengthens it, so the worst a stale or
+//! odd record can cause is one early `run-due` that finds nothing due.
 
+use crate::keyvalue::{MemoryStore, DEFAULT_LABEL};
 use crate::runtime::Runtime;
+use clever_auth_core::refresher::Cycle;
+use clever_auth_core::status::keys;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Upper bound on one sleep, so a wrong answer from the component cannot park the scheduler.
 const MAX_SLEEP: Duration = Duration::from_secs(300);
@@ -22,6 +32,9 @@ impl Wake {
 }
 
 pub async fn run(runtime: Runtime, wake: Wake) {
+    let kv = runtime.shared.kv.clone();
+    let cycle_written = Arc::new(Notify::new());
+    kv.watch(DEFAULT_LABEL, keys::CYCLE, cycle_written.clone());
     loop {
         let sleep = match run_once(&runtime).await {
             Ok(next_ms) => Duration::from_millis(next_ms).min(MAX_SLEEP),
@@ -39,11 +52,31 @@ pub async fn run(runtime: Runtime, wake: Wake) {
             next_in_ms = sleep.as_millis() as u64,
             "next refresh scheduled"
         );
-        tokio::select! {
-            () = tokio::time::sleep(sleep) => {}
-            () = wake.0.notified() => {}
+        let mut deadline = Instant::now() + sleep;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = wake.0.notified() => break,
+                () = cycle_written.notified() => {
+                    if let Some(due) = next_due_in(&kv) {
+                        deadline = deadline.min(Instant::now() + due);
+                    }
+                }
+            }
         }
     }
+}
+
+/// How long until the stored cycle says the refresher is next due.
+fn next_due_in(kv: &MemoryStore) -> Option<Duration> {
+    let bytes = kv.get(DEFAULT_LABEL, keys::CYCLE)?;
+    let cycle: Cycle = serde_json::from_slice(&bytes).ok()?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Some(Duration::from_millis(
+        cycle.next_due_at.saturating_sub(now_ms),
+    ))
 }
 
 /// One call of `run-due`; returns the component's "next due in" milliseconds.

@@ -325,8 +325,25 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     cmd.args(["test", "--workspace", "--exclude", COMPONENT_CRATE])
         .args(extra)
         .env("CLEVER_AUTH_COMPONENT", &component);
-    run(&mut cmd)
+    run(&mut cmd)?;
+    if extra.is_empty() {
+        // The refresher's deterministic simulation at full size needs an optimised build;
+        // the debug run above only did a short smoke pass of it.
+        run(cargo(root).args(SIMULATION))?;
+    }
+    Ok(())
 }
+
+/// The full-size simulation (10,000 virtual days), run by `cargo xtask test`.
+const SIMULATION: [&str; 7] = [
+    "test",
+    "-p",
+    "clever-auth-core",
+    "--release",
+    "--test",
+    "simulation",
+    "--",
+];
 
 /// Builds the fuzz targets, then runs each for `secs`, reporting every failing target rather
 /// than stopping at the first.

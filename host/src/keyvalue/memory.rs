@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::Notify;
 
 type Bucket = BTreeMap<String, Vec<u8>>;
 
@@ -11,6 +12,8 @@ type Bucket = BTreeMap<String, Vec<u8>>;
 pub struct MemoryStore {
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
     labels: Arc<Vec<String>>,
+    /// (label, key, notify): told whenever that key is written, by whichever instance.
+    watchers: Arc<Mutex<Vec<(String, String, Arc<Notify>)>>>,
 }
 
 /// Page size for `list-keys`; large enough that a few hundred districts need one call.
@@ -22,6 +25,25 @@ impl MemoryStore {
         Self {
             buckets: Arc::default(),
             labels: Arc::new(labels.into_iter().collect()),
+            watchers: Arc::default(),
+        }
+    }
+
+    /// `notify` is told (`notify_one`) after every write of `key`, so a waiter learns of a
+    /// change made by another instance without polling.
+    pub fn watch(&self, label: &str, key: &str, notify: Arc<Notify>) {
+        self.watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((label.to_string(), key.to_string(), notify));
+    }
+
+    fn written(&self, label: &str, key: &str) {
+        let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        for (l, k, n) in watchers.iter() {
+            if l == label && k == key {
+                n.notify_one();
+            }
         }
     }
 
@@ -44,6 +66,7 @@ impl MemoryStore {
             .entry(label.to_string())
             .or_default()
             .insert(key.to_string(), value);
+        self.written(label, key);
     }
 
     pub fn delete(&self, label: &str, key: &str) {
@@ -105,6 +128,8 @@ impl MemoryStore {
             return false;
         }
         bucket.insert(key.to_string(), new);
+        drop(guard);
+        self.written(label, key);
         true
     }
 }

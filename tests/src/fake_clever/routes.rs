@@ -382,7 +382,11 @@ fn token_list(ctx: &Ctx) -> Resp {
 
 /// The relative `next` link of a paged listing, as Clever writes it.
 fn listing_page_link(ctx: &Ctx, last_id: &str) -> String {
-    let path = ctx.path_and_query.split('?').next().unwrap_or("/oauth/tokens");
+    let path = ctx
+        .path_and_query
+        .split('?')
+        .next()
+        .unwrap_or("/oauth/tokens");
     format!("{path}?owner_type=district&starting_after={last_id}")
 }
 

@@ -109,8 +109,14 @@ impl Cycle {
     }
 
     /// Due, knowing the credentials: also when they have just arrived or changed.
-    pub fn due(&self, now: UnixMillis, secrets: &SecretsView, relist: Option<&RelistRequest>) -> bool {
-        self.due_without_secrets(now, secrets.generation, relist) || self.credentials_changed(secrets)
+    pub fn due(
+        &self,
+        now: UnixMillis,
+        secrets: &SecretsView,
+        relist: Option<&RelistRequest>,
+    ) -> bool {
+        self.due_without_secrets(now, secrets.generation, relist)
+            || self.credentials_changed(secrets)
     }
 
     /// The credentials arrived or differ from the last ones seen.

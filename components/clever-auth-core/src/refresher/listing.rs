@@ -22,7 +22,11 @@ impl Pages {
     /// Adds one page; returns the absolute URL of the next page, or `Ok(None)` when this was
     /// the last one. The next link must stay on the token URL's origin: the next request
     /// carries the client credentials.
-    pub fn add(&mut self, token_url: &str, page: DistrictTokenListing) -> Result<Option<String>, String> {
+    pub fn add(
+        &mut self,
+        token_url: &str,
+        page: DistrictTokenListing,
+    ) -> Result<Option<String>, String> {
         self.pages += 1;
         for skipped in page.skipped {
             match skipped.district_id {
@@ -36,7 +40,11 @@ impl Pages {
         }
         // A duplicate kept from an earlier page wins over a later one, as within a page.
         for token in page.tokens {
-            if !self.tokens.iter().any(|t| t.district_id == token.district_id) {
+            if !self
+                .tokens
+                .iter()
+                .any(|t| t.district_id == token.district_id)
+            {
                 self.tokens.push(token);
             }
         }

@@ -1,22 +1,28 @@
 //! The refresher's run: decide what is due, ask for the calls, interpret the answers, and say
 //! when the next run is due.
 
-use super::cycle::{Cycle, SecretsView, BAD_CREDENTIALS_PAUSE_MS, CREDENTIALS_RECHECK_MS, RECHECK_MS};
+use super::cycle::{
+    Cycle, SecretsView, BAD_CREDENTIALS_PAUSE_MS, CREDENTIALS_RECHECK_MS, RECHECK_MS,
+};
 use super::io::{Action, HttpResult, LogEvent, Reply, Request, TransportError};
 use super::listing::{removable, Pages};
 use super::probes::{verdict, VersionProbe};
 use crate::alerts;
-use crate::backoff::{classify_status, Decision, Outcome, PermanentKind, RetryPolicy, TransientKind};
+use crate::backoff::{
+    classify_status, Decision, Outcome, PermanentKind, RetryPolicy, TransientKind,
+};
 use crate::clever_wire;
 use crate::lifecycle::{diff_listing, Timing, TokenEntry, APP_TOKEN_ID};
 use crate::ratelimit::RateLimitInfo;
 use crate::settings::{Grant, Settings};
-use crate::status::{
-    CredentialState, DistrictRecord, ErrorRecord, RelistRequest, StatusSnapshot, VersionState,
-};
+use crate::status::{CredentialState, ErrorRecord, RelistRequest, StatusSnapshot, VersionState};
 use crate::UnixMillis;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// How often the early re-listing after a failed probe doubles its wait (32 s becomes at
+/// most 68 min at the default cooldown; it never passes the tokens' own refresh point).
+const RELIST_BACKOFF_DOUBLINGS: u32 = 7;
 
 /// Everything a run starts from, apart from the stored records.
 #[derive(Debug, Clone)]
@@ -127,14 +133,17 @@ impl Machine {
         };
         let changed = m.cycle.credentials_changed(&secrets);
         if changed && m.cycle.credentials_seen {
-            m.log("info", "credentials_changed", json!({ "generation": secrets.generation }));
+            m.log(
+                "info",
+                "credentials_changed",
+                json!({ "generation": secrets.generation }),
+            );
         }
         let acquire = m.acquisition_due(now, fingerprint, changed);
         m.cycle.secrets_generation = secrets.generation;
         m.cycle.credentials_fingerprint = Some(fingerprint);
         m.cycle.credentials_seen = true;
-        if m
-            .status
+        if m.status
             .service
             .credentials
             .is_none_or(|c| c == CredentialState::Missing)
@@ -181,7 +190,9 @@ impl Machine {
         if let Some(at) = c.retry.next_attempt_at() {
             return now >= at;
         }
-        now >= c.refresh_due_at || c.relist_at(self.relist.as_ref()).is_some_and(|at| now >= at)
+        now >= c.refresh_due_at
+            || c.relist_at(self.relist.as_ref())
+                .is_some_and(|at| now >= at)
     }
 
     /// The next thing to do; `None` when the run is over (call [`Machine::finish`]).
@@ -285,7 +296,12 @@ impl Machine {
         };
         let listing = match clever_wire::parse_district_tokens(&reply.body) {
             Ok(l) => l,
-            Err(e) => return self.failed(now, malformed("token_listing", reply.status, &e.to_string())),
+            Err(e) => {
+                return self.failed(
+                    now,
+                    malformed("token_listing", reply.status, &e.to_string()),
+                )
+            }
         };
         for skipped in &listing.skipped {
             self.log(
@@ -312,7 +328,12 @@ impl Machine {
         let removed = removable(&known, &diff.kept, &pages);
         let wipes_all = !known.is_empty() && diff.kept.is_empty() && removed.len() == known.len();
         if wipes_all && !self.cycle.empty_listing_seen {
-            // One empty answer must not wipe every token: a second listing confirms it.
+            // One empty answer must not wipe every token: a second listing confirms it. The
+            // answer itself was a success: the retry schedule starts afresh.
+            let policy = self.policy();
+            self.cycle
+                .retry
+                .record(&policy, Outcome::Success, now, None, 0, 0.0);
             self.cycle.empty_listing_seen = true;
             let again = now.saturating_add(self.settings.retry_base_ms);
             self.cycle.refresh_due_at = again;
@@ -347,7 +368,10 @@ impl Machine {
         let token = match clever_wire::parse_token_response(&reply.body) {
             Ok(t) => t,
             Err(e) => {
-                return self.failed(now, malformed("client_credentials", reply.status, &e.to_string()))
+                return self.failed(
+                    now,
+                    malformed("client_credentials", reply.status, &e.to_string()),
+                )
             }
         };
         let lifetime = token
@@ -427,7 +451,10 @@ impl Machine {
             // would be a stampede every cooldown.
             let verified = only_changed
                 && !failing
-                && self.tokens.get(&id).is_some_and(|old| old.token == entry.token);
+                && self
+                    .tokens
+                    .get(&id)
+                    .is_some_and(|old| old.token == entry.token);
             let record = self.status.districts.entry(id.clone()).or_default();
             record.district_id = id.clone();
             record.expires_at = Some(entry.expires_at);
@@ -449,7 +476,8 @@ impl Machine {
             self.tokens.insert(id, entry.clone());
             self.queue.push_back(Action::PutToken(entry));
         }
-        self.cycle.refresh_due_at = refresh_due.unwrap_or(now.saturating_add(self.timing.cooldown_ms));
+        self.cycle.refresh_due_at =
+            refresh_due.unwrap_or(now.saturating_add(self.timing.cooldown_ms));
         self.cycle.not_before = now.saturating_add(self.settings.retry_base_ms);
         self.start_probes(now);
     }
@@ -457,10 +485,14 @@ impl Machine {
     fn failed(&mut self, now: UnixMillis, e: AttemptError) {
         let policy = self.policy();
         let max_wait_ms = self.settings.rate_limit_max_wait_secs.saturating_mul(1000);
-        let decision = self
-            .cycle
-            .retry
-            .record(&policy, e.outcome, now, e.hint_ms, max_wait_ms, self.random[0]);
+        let decision = self.cycle.retry.record(
+            &policy,
+            e.outcome,
+            now,
+            e.hint_ms,
+            max_wait_ms,
+            self.random[0],
+        );
         let error = ErrorRecord {
             code: e.code.clone(),
             message: e.message.clone(),
@@ -674,9 +706,25 @@ impl Machine {
         }
         if !failed.is_empty() {
             // A failing probe is worth a fresh listing soon, not at the 75 % point, but not
-            // before the cooldown, nor before a district's own rate limit has passed.
-            let held = failed.iter().filter_map(|(_, until)| *until).max().unwrap_or(0);
-            let relist = now.saturating_add(self.timing.cooldown_ms).max(held);
+            // before the cooldown (doubled with each further failure of the same district, so
+            // a district that keeps failing does not cost a listing every cooldown), nor before
+            // a district's own rate limit has passed.
+            let held = failed
+                .iter()
+                .filter_map(|(_, until)| *until)
+                .max()
+                .unwrap_or(0);
+            let streak = failed
+                .iter()
+                .filter_map(|(id, _)| self.status.districts.get(id))
+                .map(|r| r.consecutive_failures)
+                .max()
+                .unwrap_or(1);
+            let backoff = self
+                .timing
+                .cooldown_ms
+                .saturating_mul(1 << streak.saturating_sub(1).min(RELIST_BACKOFF_DOUBLINGS));
+            let relist = now.saturating_add(backoff).max(held);
             if relist < self.cycle.refresh_due_at && !self.cycle.retry.is_pending() {
                 self.cycle.refresh_due_at = relist;
                 self.cycle.relist_for_failures = true;

@@ -94,7 +94,8 @@ impl VersionProbe {
         }
         let mut seen = self.seen.clone();
         seen.extend(self.header.clone());
-        let check = clever_wire::check_version(configured, &self.seen, self.header, self.unsupported);
+        let check =
+            clever_wire::check_version(configured, &self.seen, self.header, self.unsupported);
         let state = match check {
             VersionCheck::Match => VersionState::Match,
             VersionCheck::Mismatch { .. } => VersionState::Mismatch,
