@@ -21,3 +21,6 @@ pub use cycle::{
 pub use io::{Action, HttpResult, LogEvent, Reply, Request, TransportError};
 pub use listing::MAX_PAGES;
 pub use machine::{Finished, Inputs, Machine};
+
+#[cfg(test)]
+mod tests;
