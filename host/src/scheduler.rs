@@ -88,3 +88,39 @@ pub async fn run_once(runtime: &Runtime) -> anyhow::Result<u64> {
         .call_run_due(&mut store)
         .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cycle_written_by_another_run_wakes_the_scheduler_with_its_due_time() {
+        let kv = MemoryStore::new([DEFAULT_LABEL.to_string()]);
+        let written = Arc::new(Notify::new());
+        kv.watch(DEFAULT_LABEL, keys::CYCLE, written.clone());
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let cycle = Cycle {
+            next_due_at: now_ms + 2_000,
+            ..Cycle::default()
+        };
+        let bytes = serde_json::to_vec(&cycle).expect("serialises");
+        // Another key does not wake it; the cycle key does.
+        kv.set(DEFAULT_LABEL, "clever-auth/v1/status", b"{}".to_vec());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), written.notified())
+                .await
+                .is_err()
+        );
+        kv.set(DEFAULT_LABEL, keys::CYCLE, bytes);
+        tokio::time::timeout(Duration::from_secs(1), written.notified())
+            .await
+            .expect("woken by the write");
+        let due = next_due_in(&kv).expect("a cycle record");
+        assert!(
+            due <= Duration::from_millis(2_000) && due >= Duration::from_millis(1_000),
+            "{due:?}"
+        );
+    }
+}

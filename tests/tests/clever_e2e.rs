@@ -461,3 +461,31 @@ async fn a_paged_listing_is_followed_to_its_last_page() -> anyhow::Result<()> {
     assert!(!s.logs().contains("district_removed"), "{}", s.logs());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_health_requests_make_one_acquisition() -> anyhow::Result<()> {
+    // As under Spin: no scheduler, an instance per request, each running the refresher after
+    // its response when due. The lease and the re-check under it make one listing of them.
+    let fake = FakeClever::start(two_districts()).await?;
+    let s = Scenario::launch_with(fake, &[], &["--no-scheduler"]).await?;
+    let url = s.host.url(clever_auth_tests::scenario::HEALTH);
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let url = url.clone();
+        burst.spawn(async move { clever_auth_tests::http_client::get(&url).await });
+    }
+    while let Some(r) = burst.join_next().await {
+        r??;
+    }
+    s.wait_status("pass", WAIT).await?;
+    for _ in 0..10 {
+        s.health().await?;
+    }
+    assert_eq!(
+        s.fake.request_count(Route::TokenList),
+        1,
+        "one acquisition for a burst of health requests:\n{}",
+        s.logs()
+    );
+    Ok(())
+}

@@ -195,6 +195,19 @@ impl Machine {
                 .is_some_and(|at| now >= at)
     }
 
+    /// An acquisition became due during this run (the credentials are unchanged: a change is
+    /// acted on at the start of a run).
+    fn acquisition_waiting(&self, now: UnixMillis) -> bool {
+        let c = &self.cycle;
+        if now < c.not_before {
+            return false;
+        }
+        match c.retry.next_attempt_at() {
+            Some(at) => now >= at,
+            None => now >= c.refresh_due_at,
+        }
+    }
+
     /// The next thing to do; `None` when the run is over (call [`Machine::finish`]).
     pub fn poll_action(&mut self) -> Option<Action> {
         if self.awaiting_reply {
@@ -684,7 +697,13 @@ impl Machine {
                 }
             }
         }
-        if next + 1 < batch.len() {
+        if next + 1 < batch.len() && self.acquisition_waiting(now) {
+            // The acquisition's time came while probing (a retry's exact instant, or the
+            // refresh point): the rest of the batch waits, so the acquisition is late by at
+            // most one probe.
+            let rest = batch[next + 1..].to_vec();
+            self.cycle.pending_probes.splice(0..0, rest);
+        } else if next + 1 < batch.len() {
             self.phase = Phase::Probing {
                 batch,
                 next: next + 1,

@@ -147,9 +147,6 @@ impl SimClever {
             .and_then(|u| u.split("starting_after=").nth(1))
             .map(str::to_string);
         let first = after.is_none();
-        if first {
-            self.empty_served_last = false;
-        }
         if first && self.empty_next {
             self.empty_next = false;
             self.empty_served_last = true;
@@ -161,6 +158,10 @@ impl SimClever {
                 "200 empty listing (fault)",
             )
             .last(true);
+        }
+        if first {
+            // A real answer ends the fault's run: the next empty one is a new fault.
+            self.empty_served_last = false;
         }
         let ids: Vec<&String> = self
             .districts

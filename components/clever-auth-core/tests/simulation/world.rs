@@ -532,7 +532,18 @@ impl World {
                         t - prev.end, prev.class, prev.k, earliest - prev.end
                     )
                 })?;
-                if exact {
+                let (_, busy_until) = self.last_run;
+                if exact && busy_until >= earliest {
+                    // A run was still busy at that instant: it must stop within one call, and
+                    // the acquisition follow at once.
+                    let timeout = self.settings.http_timeout_ms;
+                    self.check(busy_until - earliest <= timeout && t <= busy_until + 1, || {
+                        format!(
+                            "retry {} due at {earliest} came at {t}; the run before ended at {busy_until}",
+                            prev.k
+                        )
+                    })?;
+                } else if exact {
                     self.check(t == earliest, || {
                         format!(
                             "retry {} came {} ms after the failure; the schedule says exactly {} ms",
