@@ -19,6 +19,9 @@ pub mod keys {
     pub const HOST_SECRETS: &str = "clever-auth/v1/host/secrets";
     /// The lease that lets one instance at a time acquire tokens.
     pub const LEASE: &str = "clever-auth/v1/lease/acquire";
+    /// Written by the native host: component calls it cut off at their wall-clock deadline
+    /// ([`super::HostDeadlineStatus`]).
+    pub const HOST_DEADLINES: &str = "clever-auth/v1/host/deadlines";
 
     pub fn token(id: &str) -> String {
         format!("{TOKEN_PREFIX}{id}")
@@ -101,6 +104,26 @@ pub struct HostSecretsStatus {
     pub consecutive_failures: u32,
     /// Bumped whenever a secret value changes: the refresher re-acquires tokens at once.
     pub generation: u64,
+}
+
+/// Component calls the native host cut off at their wall-clock deadline (each time the
+/// instance was dropped, never reused). Absent under Spin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostDeadlineStatus {
+    /// Since the host started.
+    pub overruns: u64,
+    pub last: Option<DeadlineOverrun>,
+}
+
+/// One call that overran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeadlineOverrun {
+    /// `health` or `run-due`.
+    pub call: String,
+    pub deadline_ms: u64,
+    pub at: UnixMillis,
 }
 
 /// Everything the health report shows, written in one piece at the end of each refresher run.
