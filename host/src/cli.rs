@@ -5,6 +5,7 @@ use crate::config::SecretsSource;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Runs the clever-auth WebAssembly component: serves GET /health/clever-auth, keeps a valid
 /// Clever token per district in memory and refreshes it before it expires.
@@ -127,6 +128,41 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
 
+    /// Open connections at once on the listener; beyond it a new connection is closed at
+    /// once. Keep the process's file-descriptor limit above it.
+    #[arg(long, env = "CLEVER_AUTH_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// A request head (request line and headers) must arrive whole within this many
+    /// milliseconds; also bounds how long a kept-alive connection waits for its next request.
+    #[arg(long, env = "CLEVER_AUTH_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+
+    /// A connection with no request in progress and no traffic for this many milliseconds is
+    /// closed.
+    #[arg(long, env = "CLEVER_AUTH_IDLE_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: u64,
+
+    /// A client must take a response's bytes within this many milliseconds of their being
+    /// ready, or the connection is closed.
+    #[arg(long, env = "CLEVER_AUTH_WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub write_timeout_ms: u64,
+
+    /// Largest request head (request line and headers) in bytes; a larger one is answered 431.
+    #[arg(long, env = "CLEVER_AUTH_MAX_REQUEST_HEAD_BYTES", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
+    pub max_request_head_bytes: u32,
+
+    /// A health request's answer (body included) must come from the component within this
+    /// many milliseconds, or the call is stopped, its instance dropped, and the client gets a
+    /// 503 `component_deadline`.
+    #[arg(long, env = "CLEVER_AUTH_HEALTH_DEADLINE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub health_deadline_ms: u64,
+
+    /// A refresher call (run-due), or a health call that refreshes after answering, must end
+    /// within this many milliseconds, or it is stopped and its instance dropped.
+    #[arg(long, env = "CLEVER_AUTH_REFRESH_DEADLINE_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub refresh_deadline_ms: u64,
+
     /// Application Insights connection string (InstrumentationKey=…;IngestionEndpoint=https://…).
     /// When set, requests, dependencies, log records, alerts and clever_auth.* metrics are
     /// exported; an unusable value is a warning at start-up and the service runs without
@@ -181,6 +217,26 @@ impl Cli {
         })
     }
 
+    /// The listener's limits on what its clients can hold.
+    pub fn listener_limits(&self) -> crate::server::ListenerLimits {
+        crate::server::ListenerLimits {
+            max_connections: self.max_connections as usize,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+            max_head_bytes: self.max_request_head_bytes as usize,
+            ..crate::server::ListenerLimits::default()
+        }
+    }
+
+    /// The wall-clock bound on each component call.
+    pub fn call_deadlines(&self) -> crate::runtime::deadline::CallDeadlines {
+        crate::runtime::deadline::CallDeadlines {
+            health: Duration::from_millis(self.health_deadline_ms),
+            refresh: Duration::from_millis(self.refresh_deadline_ms),
+        }
+    }
+
     /// The listen address, honouring App Service's `PORT` / `WEBSITES_PORT`.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
         if let Some(addr) = self.listen {
@@ -211,6 +267,19 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn limit_and_deadline_defaults_are_the_documented_ones() {
+        let cli = Cli::try_parse_from(["clever-auth-host"]).expect("no arguments parse");
+        assert_eq!(
+            cli.listener_limits(),
+            crate::server::ListenerLimits::default()
+        );
+        assert_eq!(
+            cli.call_deadlines(),
+            crate::runtime::deadline::CallDeadlines::default()
+        );
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     });
     let started = std::time::Instant::now();
     let cache_dir = cli.component_cache_dir();
-    let (runtime, origin) = runtime::Runtime::load(&cli.component, cache_dir.as_deref(), shared)?;
+    let (mut runtime, origin) =
+        runtime::Runtime::load(&cli.component, cache_dir.as_deref(), shared)?;
+    runtime.deadlines = cli.call_deadlines();
     tracing::info!(
         component = %cli.component.display(),
         load_ms = started.elapsed().as_millis() as u64,
@@ -109,6 +111,7 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     }
     let result = server::serve(
         listener,
+        cli.listener_limits(),
         runtime,
         cli.instance_mode,
         shutdown,

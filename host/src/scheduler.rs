@@ -8,6 +8,7 @@
 //! odd record can cause is one early `run-due` that finds nothing due.
 
 use crate::keyvalue::{MemoryStore, DEFAULT_LABEL};
+use crate::runtime::deadline::{self, CallClock, DeadlineExceeded};
 use crate::runtime::Runtime;
 use clever_auth_core::refresher::Cycle;
 use clever_auth_core::status::keys;
@@ -79,14 +80,36 @@ fn next_due_in(kv: &MemoryStore) -> Option<Duration> {
     ))
 }
 
-/// One call of `run-due`; returns the component's "next due in" milliseconds.
+/// One call of `run-due` within the refresh deadline; returns the component's "next due in"
+/// milliseconds. A call stopped at its deadline is reported and its instance dropped.
 pub async fn run_once(runtime: &Runtime) -> anyhow::Result<u64> {
+    const CALL: &str = "run-due";
+    let clock = CallClock::run_due(&runtime.deadlines);
     let mut store = runtime.new_store();
-    let instance = runtime.platform.instantiate_async(&mut store).await?;
-    Ok(instance
-        .clever_auth_refresher()
-        .call_run_due(&mut store)
-        .await?)
+    deadline::arm(&mut store, clock.clone());
+    let call = async {
+        let instance = runtime.platform.instantiate_async(&mut store).await?;
+        instance
+            .clever_auth_refresher()
+            .call_run_due(&mut store)
+            .await
+    };
+    match tokio::time::timeout(clock.total(), call).await {
+        Ok(Ok(next_ms)) => Ok(next_ms),
+        Ok(Err(e)) => {
+            if deadline::is_interrupt(&e) && clock.first_overrun() {
+                deadline::report_overrun(&runtime.shared.kv, CALL, clock.total());
+                return Err(DeadlineExceeded::new(CALL, clock.total()).into());
+            }
+            Err(e.into())
+        }
+        Err(_) => {
+            if clock.first_overrun() {
+                deadline::report_overrun(&runtime.shared.kv, CALL, clock.total());
+            }
+            Err(DeadlineExceeded::new(CALL, clock.total()).into())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 
 use crate::settings::SettingError;
 use crate::status::{
-    CredentialState, DistrictRecord, ErrorRecord, HostSecretsStatus, ServiceStatus, VersionState,
+    CredentialState, DistrictRecord, ErrorRecord, HostDeadlineStatus, HostSecretsStatus,
+    ServiceStatus, VersionState,
 };
 use crate::time_fmt::rfc3339;
 use crate::UnixMillis;
@@ -198,6 +199,62 @@ pub fn report(input: &HealthInputs<'_>) -> HealthReport {
         "checks": Value::Object(checks),
     });
     HealthReport { status, body }
+}
+
+/// How long after a component call overran its deadline health says `warn` about it.
+pub const DEADLINE_OVERRUN_WARN_MS: u64 = 15 * 60 * 1000;
+
+/// Adds the native host's `host:deadlines` check to a report: component calls cut off at their
+/// wall-clock deadline. A recent overrun makes a passing report `warn` (the service still
+/// serves: the instance was replaced); an older one is listed with its count only. Nothing is
+/// added when no call ever overran (and under Spin, which writes no such record).
+pub fn with_host_deadlines(
+    mut report: HealthReport,
+    now: UnixMillis,
+    deadlines: Option<&HostDeadlineStatus>,
+) -> HealthReport {
+    let Some(d) = deadlines.filter(|d| d.overruns > 0) else {
+        return report;
+    };
+    let recent = d
+        .last
+        .as_ref()
+        .filter(|l| now.saturating_sub(l.at) < DEADLINE_OVERRUN_WARN_MS);
+    let status = if recent.is_some() {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let output = match &d.last {
+        Some(l) => format!(
+            "{} component call(s) overran their deadline; the last, `{}`, was stopped after {} ms and its instance dropped",
+            d.overruns, l.call, l.deadline_ms
+        ),
+        None => format!("{} component call(s) overran their deadline", d.overruns),
+    };
+    let check = json!([{
+        "componentType": "system",
+        "status": status.as_str(),
+        "time": rfc3339(now),
+        "observedValue": d.overruns,
+        "output": output,
+        "lastOverrun": d.last.as_ref().map(|l| rfc3339(l.at)),
+    }]);
+    if let Some(checks) = report.body.get_mut("checks").and_then(Value::as_object_mut) {
+        checks.insert("host:deadlines".into(), check);
+    }
+    if let Some(last) = recent {
+        if report.status == Status::Pass {
+            report.status = Status::Warn;
+            report.body["status"] = json!(Status::Warn.as_str());
+            report.body["error"] = error_json(&ErrorRecord {
+                code: "component_deadline".into(),
+                message: output,
+                at: last.at,
+            });
+        }
+    }
+    report
 }
 
 fn credentials_check(
@@ -569,5 +626,63 @@ mod tests {
         assert!(r.body["checks"]["clever:settings"][0]["output"]
             .as_str()
             .is_some_and(|o| o.contains("clever_grant")));
+    }
+
+    fn passing() -> HealthReport {
+        let svc = ServiceStatus {
+            last_successful_auth: Some(NOW - 1000),
+            credentials: Some(CredentialState::Accepted),
+            ..Default::default()
+        };
+        let ds = [district("a", 3_600_000)];
+        report(&inputs(BOTH, Some(&svc), &ds))
+    }
+
+    fn overran(ago_ms: u64) -> HostDeadlineStatus {
+        HostDeadlineStatus {
+            overruns: 2,
+            last: Some(crate::status::DeadlineOverrun {
+                call: "run-due".into(),
+                deadline_ms: 300_000,
+                at: NOW - ago_ms,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_recent_deadline_overrun_turns_pass_into_warn_with_its_own_code() {
+        let r = with_host_deadlines(passing(), NOW, Some(&overran(60_000)));
+        assert_eq!((r.status, r.http_status()), (Status::Warn, 200));
+        assert_eq!(r.body["status"], "warn");
+        assert_eq!(r.body["error"]["code"], "component_deadline");
+        let check = &r.body["checks"]["host:deadlines"][0];
+        assert_eq!(check["status"], "warn");
+        assert_eq!(check["observedValue"], 2);
+        assert!(check["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("`run-due`") && o.contains("300000 ms")));
+    }
+
+    #[test]
+    fn an_old_overrun_is_listed_but_passes() {
+        let r = with_host_deadlines(passing(), NOW, Some(&overran(DEADLINE_OVERRUN_WARN_MS)));
+        assert_eq!(r.status, Status::Pass);
+        assert_eq!(r.body["error"], Value::Null);
+        assert_eq!(r.body["checks"]["host:deadlines"][0]["status"], "pass");
+        let just_inside =
+            with_host_deadlines(passing(), NOW, Some(&overran(DEADLINE_OVERRUN_WARN_MS - 1)));
+        assert_eq!(just_inside.status, Status::Warn);
+    }
+
+    #[test]
+    fn no_overrun_adds_nothing_and_a_fail_stays_a_fail() {
+        assert_eq!(with_host_deadlines(passing(), NOW, None), passing());
+        let never = HostDeadlineStatus::default();
+        assert_eq!(with_host_deadlines(passing(), NOW, Some(&never)), passing());
+        let failing = report(&inputs(BOTH, None, &[]));
+        let r = with_host_deadlines(failing.clone(), NOW, Some(&overran(1)));
+        assert_eq!(r.status, Status::Fail);
+        assert_eq!(r.body["error"], failing.body["error"]);
+        assert_eq!(r.body["checks"]["host:deadlines"][0]["status"], "warn");
     }
 }

@@ -22,6 +22,9 @@ pub mod keys {
     /// Written by the gateway when Clever refused a district's token (401) or a district has no
     /// usable token: asks the refresher for a new listing.
     pub const RELIST_REQUEST: &str = "clever-auth/v1/relist-request";
+    /// Written by the native host: component calls it cut off at their wall-clock deadline
+    /// ([`super::HostDeadlineStatus`]).
+    pub const HOST_DEADLINES: &str = "clever-auth/v1/host/deadlines";
 
     pub fn token(id: &str) -> String {
         format!("{TOKEN_PREFIX}{id}")
@@ -113,6 +116,26 @@ pub struct HostSecretsStatus {
     pub consecutive_failures: u32,
     /// Bumped whenever a secret value changes: the refresher re-acquires tokens at once.
     pub generation: u64,
+}
+
+/// Component calls the native host cut off at their wall-clock deadline (each time the
+/// instance was dropped, never reused). Absent under Spin.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostDeadlineStatus {
+    /// Since the host started.
+    pub overruns: u64,
+    pub last: Option<DeadlineOverrun>,
+}
+
+/// One call that overran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeadlineOverrun {
+    /// `health` or `run-due`.
+    pub call: String,
+    pub deadline_ms: u64,
+    pub at: UnixMillis,
 }
 
 /// Everything the health report shows, written in one piece at the end of each refresher run.

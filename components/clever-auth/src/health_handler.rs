@@ -6,7 +6,7 @@ use crate::bindings::wasi::http::types::{
 use crate::{clock, config, kv::Kv};
 use clever_auth_core::health::{self, HealthInputs, CONTENT_TYPE};
 use clever_auth_core::settings::SettingError;
-use clever_auth_core::status::{keys, HostSecretsStatus, StatusSnapshot};
+use clever_auth_core::status::{keys, HostDeadlineStatus, HostSecretsStatus, StatusSnapshot};
 use serde_json::json;
 
 const HEALTH_PATH: &str = "/health/clever-auth";
@@ -49,11 +49,12 @@ fn health_body() -> (u16, String) {
         Ok((
             kv.get::<StatusSnapshot>(keys::STATUS)?,
             kv.get::<HostSecretsStatus>(keys::HOST_SECRETS)?,
+            kv.get::<HostDeadlineStatus>(keys::HOST_DEADLINES)?,
         ))
     });
-    let (snapshot, secrets, store_error) = match read {
-        Ok((s, h)) => (s, h, None),
-        Err(e) => (None, None, Some(e)),
+    let (snapshot, secrets, deadlines, store_error) = match read {
+        Ok((s, h, d)) => (s, h, d, None),
+        Err(e) => (None, None, None, Some(e)),
     };
     let service = snapshot.as_ref().map(|s| &s.service);
     let districts: Vec<_> = snapshot
@@ -77,6 +78,7 @@ fn health_body() -> (u16, String) {
         expiry_skew_ms: skew_ms,
         secrets: secrets.as_ref(),
     });
+    let report = health::with_host_deadlines(report, now, deadlines.as_ref());
     (report.http_status(), report.body.to_string())
 }
 

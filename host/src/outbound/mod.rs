@@ -3,6 +3,7 @@
 //! `send_request` hook. A 401 from the token endpoint is reported to the secrets room, which
 //! re-reads the Clever credentials.
 
+mod body_timeout;
 mod policy;
 mod send;
 pub mod tls;

@@ -3,7 +3,16 @@
 //! Shaped after wasmtime-wasi-http's `default_send_request`, which hard-codes its own rustls
 //! configuration; this one takes ours (TLS ≥ 1.2, extra CA) and reports TLS failures with
 //! their cause so the component can show it.
+//!
+//! Deadlines, so that one attempt ends within the component's timeout whatever the server
+//! does: TCP connect, TLS and the HTTP handshake share ONE deadline (`connect-timeout` from
+//! the attempt's start; three separate timeouts let a "10 s" attempt last 30 s); the response
+//! head must arrive within `first-byte-timeout` of the attempt's start, not of the end of the
+//! handshake; after the head, the body fails when `between-bytes-timeout` passes without a
+//! byte. A server trickling one byte per gap is bounded by the component's body-size cap and,
+//! for the refresher, by the wall-clock bound on the whole component call.
 
+use super::body_timeout::BetweenBytes;
 use crate::telemetry::spans;
 use http::uri::Scheme;
 use http::{Request, Response};
@@ -95,46 +104,23 @@ async fn send_inner(
         .port_u16()
         .unwrap_or(if use_tls { 443 } else { 80 });
     let host = authority.host().trim_matches(['[', ']']).to_string();
-    let connect_timeout = options
-        .and_then(|o| o.connect_timeout)
-        .unwrap_or(DEFAULT_TIMEOUT);
-    let first_byte_timeout = options
-        .and_then(|o| o.first_byte_timeout)
+    let started = tokio::time::Instant::now();
+    let connect_deadline = started
+        + options
+            .and_then(|o| o.connect_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+    let head_deadline = started
+        + options
+            .and_then(|o| o.first_byte_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+    let between_bytes = options
+        .and_then(|o| o.between_bytes_timeout)
         .unwrap_or(DEFAULT_TIMEOUT);
 
-    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect((host.as_str(), port)))
+    let connect = connect(&host, port, use_tls, tls);
+    let (mut sender, conn) = tokio::time::timeout_at(connect_deadline.min(head_deadline), connect)
         .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(Error::ConnectionRefused)
-        }
-        Ok(Err(e)) => return Err(Error::Connect(e)),
-        Err(_) => return Err(Error::ConnectionTimeout),
-    };
-    let stream: Box<dyn Stream> = if use_tls {
-        let connector = tokio_rustls::TlsConnector::from(tls);
-        let handshake = connector.connect(server_name(&host)?, tcp);
-        match tokio::time::timeout(connect_timeout, handshake).await {
-            Ok(Ok(s)) => Box::new(s),
-            Ok(Err(e)) => {
-                tracing::warn!(host = %host, error = %e, operation = "outbound_tls", "TLS handshake failed");
-                return Err(Error::InternalError(Some(format!(
-                    "TLS handshake with {host} failed: {e}"
-                ))));
-            }
-            Err(_) => return Err(Error::ConnectionTimeout),
-        }
-    } else {
-        Box::new(tcp)
-    };
-    let (mut sender, conn) = tokio::time::timeout(
-        connect_timeout,
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
-    )
-    .await
-    .map_err(|_| Error::ConnectionTimeout)??;
-
+        .map_err(|_| Error::ConnectionTimeout)??;
     // The request line carries only path and query when not talking to a proxy.
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     *req.uri_mut() = http::Uri::builder()
@@ -143,10 +129,22 @@ async fn send_inner(
         .map_err(|_| Error::HttpRequestUriInvalid)?;
 
     let driver = tokio::spawn(conn);
-    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(req))
-        .await
-        .map_err(|_| Error::ConnectionReadTimeout)??;
-    let response = response.map(|b| b.map_err(Error::from).boxed_unsync());
+    let response = match tokio::time::timeout_at(head_deadline, sender.send_request(req)).await {
+        Ok(Ok(response)) => response,
+        // Nothing else will read from this connection: close it now, not when the server does.
+        Ok(Err(e)) => {
+            driver.abort();
+            return Err(e.into());
+        }
+        Err(_) => {
+            driver.abort();
+            return Err(Error::ConnectionReadTimeout);
+        }
+    };
+    let response = response.map(|b| {
+        let body = b.map_err(Error::from).boxed_unsync();
+        BetweenBytes::new(body, between_bytes).boxed_unsync()
+    });
     let io = async move {
         match driver.await {
             Ok(Ok(())) => Ok(()),
@@ -155,4 +153,254 @@ async fn send_inner(
         }
     };
     Ok((response, io))
+}
+
+type Handshake = (
+    hyper::client::conn::http1::SendRequest<WasiBody>,
+    hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, WasiBody>,
+);
+
+/// TCP, TLS and the HTTP/1 handshake: one future, so the caller bounds them with one deadline.
+async fn connect(
+    host: &str,
+    port: u16,
+    use_tls: bool,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Handshake, Error> {
+    let tcp = match TcpStream::connect((host, port)).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(Error::ConnectionRefused)
+        }
+        Err(e) => return Err(Error::Connect(e)),
+    };
+    let stream: Box<dyn Stream> = if use_tls {
+        let connector = tokio_rustls::TlsConnector::from(tls);
+        match connector.connect(server_name(host)?, tcp).await {
+            Ok(s) => Box::new(s),
+            Err(e) => {
+                tracing::warn!(host = %host, error = %e, operation = "outbound_tls", "TLS handshake failed");
+                return Err(Error::InternalError(Some(format!(
+                    "TLS handshake with {host} failed: {e}"
+                ))));
+            }
+        }
+    } else {
+        Box::new(tcp)
+    };
+    Ok(hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Real sockets on loopback, each playing one way a server can hold an attempt: the
+    //! attempt must end within [timeout, timeout + margin] whatever it does.
+
+    use super::*;
+    use http_body_util::Empty;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    const TIMEOUT: Duration = Duration::from_millis(400);
+    /// Generous: timers and a loaded 2-core machine, but well below a second stage's timeout.
+    const MARGIN: Duration = Duration::from_millis(350);
+
+    fn options() -> Option<RequestOptions> {
+        Some(RequestOptions {
+            connect_timeout: Some(TIMEOUT),
+            first_byte_timeout: Some(TIMEOUT),
+            between_bytes_timeout: Some(TIMEOUT),
+        })
+    }
+
+    fn request(scheme: &str, port: u16) -> Request<WasiBody> {
+        let body = Empty::<bytes::Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        Request::builder()
+            .uri(format!("{scheme}://localhost:{port}/oauth/tokens"))
+            .body(body)
+            .expect("a valid request")
+    }
+
+    struct TestTls {
+        client: Arc<rustls::ClientConfig>,
+        acceptor: tokio_rustls::TlsAcceptor,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A throw-away CA (trusted by the client through `--extra-ca`, as in production) and a
+    /// server certificate for `localhost` signed by it.
+    fn test_tls() -> anyhow::Result<TestTls> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_params = CertificateParams::new(vec!["localhost".to_string()])?;
+        let leaf_key = KeyPair::generate()?;
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+        let dir = tempfile::tempdir()?;
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca_cert.pem())?;
+        let client = crate::outbound::tls::client_config(Some(&ca_path))?;
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )?;
+        Ok(TestTls {
+            client,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            _dir: dir,
+        })
+    }
+
+    /// Reads until the end of a request head (the test requests have no body).
+    async fn read_head<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<()> {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    }
+
+    /// Runs one attempt to its end: the head, then the whole body. Returns whether it
+    /// succeeded and how long it took.
+    async fn attempt(
+        req: Request<WasiBody>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> (Result<(), String>, Duration) {
+        let started = Instant::now();
+        let result = async {
+            let (response, _io) = send_inner(req, options(), tls)
+                .await
+                .map_err(|e| e.to_string())?;
+            response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        .await;
+        (result, started.elapsed())
+    }
+
+    fn assert_within_deadline(result: &Result<(), String>, took: Duration) {
+        assert!(result.is_err(), "the attempt succeeded after {took:?}");
+        assert!(
+            took >= TIMEOUT && took <= TIMEOUT + MARGIN,
+            "the attempt ended after {took:?}, outside [{TIMEOUT:?}, {:?}]: {result:?}",
+            TIMEOUT + MARGIN
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_sends_headers_then_stalls_ends_the_attempt_after_the_gap(
+    ) -> anyhow::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await?;
+            read_head(&mut stream).await?;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"data\":")
+                .await?;
+            // Stalls with the connection open, as a wedged server or proxy would.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(stream);
+            std::io::Result::Ok(())
+        });
+        let (result, took) = attempt(request("http", port), test_tls()?.client).await;
+        server.abort();
+        assert_within_deadline(&result, took);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_completes_tls_ends_the_attempt_at_the_timeout(
+    ) -> anyhow::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await?;
+            // Takes the ClientHello and never answers.
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await?;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            std::io::Result::Ok(())
+        });
+        let (result, took) = attempt(request("https", port), test_tls()?.client).await;
+        server.abort();
+        assert_within_deadline(&result, took);
+        Ok(())
+    }
+
+    /// Each stage alone stays under the timeout; together they exceed it. With a timeout per
+    /// stage this attempt succeeded after ≈ 1.5 × the timeout.
+    #[tokio::test]
+    async fn slow_tls_then_a_slow_head_share_one_deadline() -> anyhow::Result<()> {
+        let tls = test_tls()?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let stage = TIMEOUT * 3 / 4;
+        let acceptor = tls.acceptor.clone();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await?;
+            tokio::time::sleep(stage).await;
+            let mut stream = acceptor.accept(stream).await?;
+            read_head(&mut stream).await?;
+            tokio::time::sleep(stage).await;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await?;
+            stream.flush().await?;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            std::io::Result::Ok(())
+        });
+        let (result, took) = attempt(request("https", port), tls.client.clone()).await;
+        server.abort();
+        assert_within_deadline(&result, took);
+        Ok(())
+    }
+
+    /// The deadlines bound an attempt; they do not cut a healthy one short: a body that keeps
+    /// arriving, chunk by chunk, for longer than the gap in total is read whole.
+    #[tokio::test]
+    async fn a_body_that_keeps_arriving_is_read_whole() -> anyhow::Result<()> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await?;
+            read_head(&mut stream).await?;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n")
+                .await?;
+            for chunk in [b"ab", b"cd", b"ef"] {
+                tokio::time::sleep(TIMEOUT / 2).await;
+                stream.write_all(chunk).await?;
+                stream.flush().await?;
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            std::io::Result::Ok(())
+        });
+        let (result, took) = attempt(request("http", port), test_tls()?.client).await;
+        server.abort();
+        assert!(result.is_ok(), "{result:?} after {took:?}");
+        assert!(took >= TIMEOUT * 3 / 2, "the body arrived after {took:?}");
+        Ok(())
+    }
 }

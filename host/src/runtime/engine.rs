@@ -13,6 +13,9 @@ const MAX_MEMORY_BYTES: usize = 64 << 20;
 
 pub fn engine() -> Result<Engine> {
     let mut config = Config::new();
+    // Every component call has a wall-clock bound (see `deadline`); the guest checks the
+    // epoch in its loops and calls.
+    config.epoch_interruption(true);
     let mut pool = PoolingAllocationConfig::default();
     // A Rust wasip2 component is several core instances (the program plus adapter shims),
     // each possibly with its own memory and table: size those per component instance.

@@ -1,5 +1,6 @@
 //! The wasmtime engine, the loaded component and its pre-instantiations.
 
+pub mod deadline;
 mod engine;
 pub mod precompiled;
 
@@ -20,6 +21,8 @@ pub struct Runtime {
     pub proxy: ProxyPre<HostState>,
     pub platform: PlatformPre<HostState>,
     pub shared: Arc<Shared>,
+    /// The wall-clock bound on each component call.
+    pub deadlines: deadline::CallDeadlines,
 }
 
 impl Runtime {
@@ -31,6 +34,7 @@ impl Runtime {
         shared: Arc<Shared>,
     ) -> Result<(Runtime, precompiled::Origin)> {
         let engine = engine::engine()?;
+        deadline::start_ticker(&engine).context("starting the epoch ticker thread")?;
         let bytes = read_component(component_path)?;
         let (component, origin) =
             anyhow::Context::with_context(precompiled::load(&engine, &bytes, cache_dir), || {
@@ -59,13 +63,18 @@ impl Runtime {
                 proxy,
                 platform,
                 shared,
+                deadlines: deadline::CallDeadlines::default(),
             },
             origin,
         ))
     }
 
+    /// A store armed with the health deadline, so instantiating is bounded too (a store's
+    /// epoch deadline is "now" until set); each call arms it again with its own clock.
     pub fn new_store(&self) -> Store<HostState> {
-        Store::new(self.proxy.engine(), HostState::new(self.shared.clone()))
+        let mut store = Store::new(self.proxy.engine(), HostState::new(self.shared.clone()));
+        deadline::arm(&mut store, deadline::CallClock::health(&self.deadlines));
+        store
     }
 }
 

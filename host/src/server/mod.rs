@@ -1,30 +1,37 @@
 //! The HTTP/1.1 server: accepts connections, routes, drains on shutdown.
 
+mod guarded_io;
 mod instances;
 mod invoke;
+pub mod limits;
 mod scrub;
 
 pub use instances::MAX_IN_FLIGHT;
 pub mod routing;
 
 use crate::cli::InstanceMode;
+use crate::runtime::deadline::DeadlineExceeded;
 use crate::runtime::Runtime;
 use crate::telemetry;
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use guarded_io::{GuardedIo, InProgress};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 use instances::Instances;
+pub use limits::ListenerLimits;
 use routing::Route;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -39,9 +46,10 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open connections finish
-/// for at most `drain`.
+/// for at most `drain`. `limits` bound what this listener's clients can hold.
 pub async fn serve(
     listener: TcpListener,
+    limits: ListenerLimits,
     runtime: Runtime,
     mode: InstanceMode,
     shutdown: impl Future<Output = ()>,
@@ -52,32 +60,62 @@ pub async fn serve(
         instances: Instances::new(mode),
     });
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let mut refused = RefusalLog::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    // Per-connection failures (e.g. the peer reset before accept) are not fatal.
+                    // Per-connection failures (e.g. the peer reset before accept) are not fatal;
+                    // running out of descriptors is, for a moment: do not spin on it.
                     tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        // Over the cap: closed at once, before any task, buffer or timer exists for it.
+        let Ok(slot) = connections.clone().try_acquire_owned() else {
+            drop(stream);
+            refused.one(limits.max_connections);
+            continue;
+        };
+        // Best effort: without it the connection still has every other limit.
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer_bytes);
+        let in_progress = InProgress::default();
+        let io = GuardedIo::new(
+            stream,
+            in_progress.clone(),
+            limits.idle_timeout,
+            limits.write_timeout,
+        );
         let app = app.clone();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&app, req).await) }
+            // Held while the request is served, so the idle clock does not run meanwhile.
+            let serving = in_progress.start();
+            async move {
+                let response = handle(&app, req).await;
+                drop(serving);
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
+            .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(limits.max_head_bytes)
+            .max_buf_size(limits.read_buffer())
+            .serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -90,6 +128,36 @@ pub async fn serve(
         () = tokio::time::sleep(drain) => tracing::warn!("drain timed out; closing remaining connections"),
     }
     Ok(())
+}
+
+/// After a failed accept (e.g. EMFILE), before the next.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
+/// Refused connections are logged at most once a second, with a count: an attack must not
+/// turn into a log flood.
+#[derive(Default)]
+struct RefusalLog {
+    since_last: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl RefusalLog {
+    fn one(&mut self, cap: usize) {
+        self.since_last += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                refused = self.since_last,
+                max_connections = cap,
+                "connection cap reached: new connections are closed at once"
+            );
+            self.since_last = 0;
+            self.last = Some(now);
+        }
+    }
 }
 
 /// What every connection shares.
@@ -144,6 +212,11 @@ async fn respond(
         }
         Route::Component => match component_answer(app, req).await {
             Ok(r) => r,
+            // Already logged as an overrun.
+            Err(e) if e.is::<DeadlineExceeded>() => plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"fail","error":{"code":"component_deadline","message":"the component did not answer in time; see the host log"}}"#,
+            ),
             Err(e) => {
                 tracing::error!(
                     error = format!("{e:#}"),
@@ -163,8 +236,7 @@ async fn component_answer(
     app: &App,
     req: hyper::Request<Incoming>,
 ) -> Result<Response<HyperOutgoingBody>> {
-    let response = invoke::call_component(&app.runtime, &app.instances, req).await?;
-    scrub::scrubbed(response).await
+    invoke::call_component(&app.runtime, &app.instances, req).await
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
