@@ -2,9 +2,10 @@
 //! component produces, computed per request from the same records in the host's own
 //! in-memory key-value store type, with settings read through the host's own config source.
 //!
-//! Per request it does what `components/clever-auth/src/health_handler.rs` does: read the
-//! settings and the credentials' presence, read and deserialise the status snapshot and the
-//! host's secrets status, build the report with `clever_auth_core::health`, serialise it, and
+//! Per request it does what `components/clever-auth/src/health_handler.rs` does for the public
+//! answer: read the settings and the credentials' presence, read and deserialise the
+//! precomputed health record (the status snapshot only when it cannot answer) and the host's
+//! secrets status, build the report with `clever_auth_core::health`, serialise it, and
 //! answer with the same headers. What it leaves out is exactly the wasm layer: a fresh
 //! instance, the WASI HTTP bridge, the component's copies across the boundary (and the
 //! component's after-response check whether a refresh is due, which is not health work).
@@ -12,10 +13,13 @@
 use crate::seed;
 use anyhow::Context as _;
 use bytes::Bytes;
-use clever_auth_core::health::{self, CredentialPresence, HealthInputs, CONTENT_TYPE};
+use clever_auth_core::health::{
+    self, CredentialPresence, Districts, HealthInputs, View, CONTENT_TYPE,
+};
+use clever_auth_core::health_summary::HealthSummary;
 use clever_auth_core::secret::Secret;
 use clever_auth_core::settings::{self, SettingError, CLIENT_ID, CLIENT_SECRET};
-use clever_auth_core::status::{keys, HostSecretsStatus, StatusSnapshot};
+use clever_auth_core::status::{keys, HostInstance, HostSecretsStatus, StatusSnapshot};
 use clever_auth_host::config::{ConfigSource, EnvProvider, Provider};
 use clever_auth_host::keyvalue::{MemoryStore, DEFAULT_LABEL};
 use http_body_util::Full;
@@ -105,6 +109,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         ),
         kv,
     });
+    precompute_with_configured_skew(&state);
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -169,6 +174,23 @@ fn plain(status: StatusCode, body: String, allow: bool) -> Response<Full<Bytes>>
     r
 }
 
+/// The seed's precomputed record assumes the default expiry margin; redone with the configured
+/// one, as the component's status write does.
+fn precompute_with_configured_skew(state: &State) {
+    let skew_ms = settings::load(|key: &str| state.config.get(key))
+        .map_or(30_000, |s| s.expiry_skew_secs.saturating_mul(1000));
+    let snapshot: Option<StatusSnapshot> = state
+        .kv
+        .get(DEFAULT_LABEL, keys::STATUS)
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(snapshot) = snapshot {
+        let summary = HealthSummary::compute(&snapshot, seed::now_ms(), skew_ms);
+        if let Ok(bytes) = serde_json::to_vec(&summary) {
+            state.kv.set(DEFAULT_LABEL, keys::HEALTH_SUMMARY, bytes);
+        }
+    }
+}
+
 /// `health_handler::health_body`, natively.
 fn health_body(state: &State) -> (u16, String) {
     let now = seed::now_ms();
@@ -182,28 +204,56 @@ fn health_body(state: &State) -> (u16, String) {
         client_id: present(CLIENT_ID),
         client_secret: present(CLIENT_SECRET),
     };
-    let snapshot: Option<StatusSnapshot> = state
+    // The public answer, as the component gives it on the public listener: the precomputed
+    // record, and the whole snapshot only when that record cannot answer.
+    let summary: Option<HealthSummary> = state
         .kv
-        .get(DEFAULT_LABEL, keys::STATUS)
-        .and_then(|b| serde_json::from_slice(&b).ok());
+        .get(DEFAULT_LABEL, keys::HEALTH_SUMMARY)
+        .and_then(|b| serde_json::from_slice::<HealthSummary>(&b).ok())
+        .filter(|s| s.counts_at(now, skew_ms).is_some());
+    let snapshot: Option<StatusSnapshot> = match summary {
+        Some(_) => None,
+        None => state
+            .kv
+            .get(DEFAULT_LABEL, keys::STATUS)
+            .and_then(|b| serde_json::from_slice(&b).ok()),
+    };
     let secrets: Option<HostSecretsStatus> = state
         .kv
         .get(DEFAULT_LABEL, keys::HOST_SECRETS)
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let service = snapshot.as_ref().map(|s| &s.service);
-    let districts: Vec<_> = snapshot
+    let instance: Option<HostInstance> = state
+        .kv
+        .get(DEFAULT_LABEL, keys::HOST_INSTANCE)
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let records: Vec<_> = snapshot
         .iter()
         .flat_map(|s| s.districts.values().cloned())
         .collect();
+    let (service, districts) = match &summary {
+        Some(s) => (
+            Some(&s.service),
+            Districts::Counted {
+                counts: s.counts_at(now, skew_ms).unwrap_or_default(),
+                latest_error: s.latest_error.as_ref(),
+            },
+        ),
+        None => (
+            snapshot.as_ref().map(|s| &s.service),
+            Districts::Records(&records),
+        ),
+    };
     let settings_errors: Vec<SettingError> = settings_errors;
     let report = health::report(&HealthInputs {
         now,
         settings_errors: &settings_errors,
         credentials,
         service,
-        districts: &districts,
+        districts,
         expiry_skew_ms: skew_ms,
         secrets: secrets.as_ref(),
+        instance_id: instance.as_ref().and_then(|i| i.instance_id.as_deref()),
+        view: View::Public,
     });
     (report.http_status(), report.body.to_string())
 }

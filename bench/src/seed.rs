@@ -106,6 +106,9 @@ pub fn seed(store: &MemoryStore, districts: &[String], now: UnixMillis) -> anyho
         );
     }
     put(store, keys::STATUS, &snapshot)?;
+    // As the component's status write does: the public answer's precomputed record.
+    let summary = clever_auth_core::health_summary::HealthSummary::compute(&snapshot, now, 30_000);
+    put(store, keys::HEALTH_SUMMARY, &summary)?;
     put(
         store,
         keys::HOST_SECRETS,

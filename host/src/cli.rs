@@ -124,6 +124,12 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_NO_SCHEDULER")]
     pub no_scheduler: bool,
 
+    /// Serve the per-district health detail on `--listen` (district ids, the secrets source,
+    /// rate-limit state, full error text). Off: that listener gives the public answer only.
+    /// Only for a listener that untrusted clients cannot reach.
+    #[arg(long, env = "CLEVER_AUTH_HEALTH_DETAIL")]
+    pub health_detail: bool,
+
     /// On SIGTERM/SIGINT, how long open connections may take to finish.
     #[arg(long, env = "CLEVER_AUTH_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,

@@ -32,8 +32,14 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     refuse_secrets_in_settings(source_kind)?;
     let tls = outbound::tls::client_config(cli.extra_ca.as_deref())?;
     let kv = keyvalue::MemoryStore::new([keyvalue::DEFAULT_LABEL.to_string()]);
+    record_instance(&kv);
     telemetry::metrics::watch_tokens(kv.clone());
 
+    // App Service's identity header authenticates to the identity endpoint: masked from the
+    // start, before any request could echo it.
+    if let Ok(h) = std::env::var("IDENTITY_HEADER") {
+        redact::pin(redact::Pin::IdentityHeader, &h);
+    }
     let source = secret_source(&cli, source_kind, &tls)?;
     let cache = source
         .as_ref()
@@ -114,6 +120,11 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
         cli.listener_limits(),
         runtime,
         cli.instance_mode,
+        if cli.health_detail {
+            server::HealthView::Detail
+        } else {
+            server::HealthView::Public
+        },
         shutdown,
         Duration::from_secs(cli.drain_secs),
     )
@@ -123,6 +134,17 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     }
     tracing::info!("stopped");
     result
+}
+
+/// Tells the component which App Service instance this is, for its health answer.
+fn record_instance(kv: &keyvalue::MemoryStore) {
+    use clever_auth_core::status::{keys, HostInstance};
+    let record = HostInstance {
+        instance_id: logging::instance_id().map(str::to_string),
+    };
+    if let Ok(bytes) = serde_json::to_vec(&record) {
+        kv.set(keyvalue::DEFAULT_LABEL, keys::HOST_INSTANCE, bytes);
+    }
 }
 
 /// Secret values belong in Key Vault, not in app settings: with any provider but the explicit

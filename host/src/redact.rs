@@ -8,7 +8,7 @@
 
 use aho_corasick::AhoCorasick;
 use std::borrow::Cow;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 /// What a scrubbed value becomes.
@@ -20,44 +20,139 @@ pub const MIN_LEN: usize = 8;
 
 /// Old tokens stay secret after rotation (they may still be valid for a while), but the set
 /// must not grow without bound: with hundreds of districts refreshing every hour this keeps
-/// several days of history.
+/// several days of history. The current secrets ([`pin`]) are kept apart and never evicted.
 const MAX_VALUES: usize = 16_384;
+
+/// The current value of each pinned kind of secret (client secret, managed-identity token, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pin {
+    ClientSecret,
+    /// The Basic credential built from the client id and secret.
+    ClientBasic,
+    ManagedIdentityToken,
+    IdentityHeader,
+}
 
 #[derive(Default)]
 struct Known {
-    /// In registration order, so the oldest goes first when the set is full.
-    values: VecDeque<String>,
-    /// The same values, for the membership check every outbound request makes.
-    index: HashSet<String>,
+    /// Pinned values, one per kind: never evicted while current.
+    pinned: HashMap<Pin, String>,
+    /// The other values, each with the tick of its last registration.
+    recent: HashMap<String, u64>,
+    /// `recent` by tick, so the least recently registered goes first when the set is full.
+    by_tick: BTreeMap<u64, String>,
+    tick: u64,
     /// Rebuilt lazily: registrations come in bursts (one per district per cycle), scrubs often.
-    matcher: Option<Arc<AhoCorasick>>,
+    matcher: Option<Arc<Matcher>>,
+}
+
+/// The compiled patterns: every value in the forms it can take in output.
+struct Matcher {
+    ac: AhoCorasick,
+    /// The longest pattern, in bytes: a cut this far from a value's start cannot split it.
+    longest: usize,
+}
+
+impl Known {
+    fn contains(&self, value: &str) -> bool {
+        self.recent.contains_key(value) || self.pinned.values().any(|v| v == value)
+    }
+
+    /// Registers `value` as recently seen (a repeat refreshes it), evicting the least recently
+    /// registered unpinned value when full.
+    fn touch(&mut self, value: &str) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(old) = self.recent.insert(value.to_string(), tick) {
+            self.by_tick.remove(&old);
+        } else {
+            self.matcher = None;
+        }
+        self.by_tick.insert(tick, value.to_string());
+        while self.recent.len() > MAX_VALUES {
+            let Some((_, oldest)) = self.by_tick.pop_first() else {
+                break;
+            };
+            self.recent.remove(&oldest);
+            self.matcher = None;
+        }
+    }
+
+    fn pin(&mut self, kind: Pin, value: &str) {
+        match self.pinned.insert(kind, value.to_string()) {
+            Some(old) if old == value => return,
+            // The previous value may still be valid for a while: it stays masked, as a
+            // recent value that can age out.
+            Some(old) => self.touch(&old),
+            None => {}
+        }
+        if let Some(tick) = self.recent.remove(value) {
+            self.by_tick.remove(&tick);
+        }
+        self.matcher = None;
+    }
+
+    fn patterns(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for value in self.pinned.values().chain(self.recent.keys()) {
+            out.extend(forms(value));
+        }
+        out
+    }
+}
+
+/// `value` as it can appear in output: raw, JSON-escaped once (a string in a JSON line) and
+/// twice (a JSON line quoted inside another one), without duplicates.
+fn forms(value: &str) -> Vec<String> {
+    let escape = |v: &str| {
+        let quoted = serde_json::Value::from(v).to_string();
+        quoted[1..quoted.len() - 1].to_string()
+    };
+    let once = escape(value);
+    let twice = escape(&once);
+    let mut out = vec![value.to_string()];
+    for f in [once, twice] {
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
 }
 
 static KNOWN: LazyLock<RwLock<Known>> = LazyLock::new(RwLock::default);
 
-/// Remembers a value that must never be emitted. Idempotent; short values are ignored.
+/// Remembers a value that must never be emitted; registering it again counts as recent use.
+/// Short values are ignored.
 pub fn register(value: &str) {
     let value = value.trim();
     if value.len() < MIN_LEN {
         return;
     }
-    {
-        let known = KNOWN.read().unwrap_or_else(PoisonError::into_inner);
-        if known.index.contains(value) {
-            return;
-        }
-    }
-    let mut known = KNOWN.write().unwrap_or_else(PoisonError::into_inner);
-    if !known.index.insert(value.to_string()) {
+    KNOWN
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .touch(value);
+}
+
+/// Remembers the current value of `kind`, which is never evicted while current; the value it
+/// replaces stays masked as an ordinary (evictable) value.
+pub fn pin(kind: Pin, value: &str) {
+    let value = value.trim();
+    if value.len() < MIN_LEN {
         return;
     }
-    if known.values.len() >= MAX_VALUES {
-        if let Some(oldest) = known.values.pop_front() {
-            known.index.remove(&oldest);
-        }
-    }
-    known.values.push_back(value.to_string());
-    known.matcher = None;
+    KNOWN
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pin(kind, value);
+}
+
+/// Whether `value` is currently masked (for tests and the registry's own checks).
+pub fn is_known(value: &str) -> bool {
+    KNOWN
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(value.trim())
 }
 
 /// Remembers an `Authorization` header value: the whole credential after the scheme, and for
@@ -81,11 +176,13 @@ pub fn register_authorization(header: &str) {
     }
 }
 
-/// Remembers a client id/secret pair: the secret and the Basic credential built from both.
+/// Remembers a client id/secret pair: the secret and the Basic credential built from both,
+/// pinned as the current ones.
 pub fn register_client_credentials(client_id: &str, client_secret: &str) {
     use base64::Engine as _;
-    register(client_secret);
-    register(
+    pin(Pin::ClientSecret, client_secret);
+    pin(
+        Pin::ClientBasic,
         &base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}")),
     );
 }
@@ -98,10 +195,10 @@ pub fn register_token_record(record: &[u8]) {
     }
 }
 
-fn matcher() -> Option<Arc<AhoCorasick>> {
+fn matcher() -> Option<Arc<Matcher>> {
     {
         let known = KNOWN.read().unwrap_or_else(PoisonError::into_inner);
-        if known.values.is_empty() {
+        if known.recent.is_empty() && known.pinned.is_empty() {
             return None;
         }
         if let Some(m) = &known.matcher {
@@ -110,14 +207,34 @@ fn matcher() -> Option<Arc<AhoCorasick>> {
     }
     let mut known = KNOWN.write().unwrap_or_else(PoisonError::into_inner);
     if known.matcher.is_none() {
+        let patterns = known.patterns();
         // Leftmost-longest, so a value containing another is masked whole.
-        let built = aho_corasick::AhoCorasick::builder()
+        let ac = aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-            .build(&known.values)
+            .build(&patterns)
             .ok()?;
-        known.matcher = Some(Arc::new(built));
+        let longest = patterns.iter().map(String::len).max().unwrap_or(0);
+        known.matcher = Some(Arc::new(Matcher { ac, longest }));
     }
     known.matcher.clone()
+}
+
+/// Where `bytes` (the start of a longer stream) may be cut so that no known value is split:
+/// the bytes after the cut are fewer than the longest value, so whatever value begins there is
+/// still whole in the next piece, and a complete value across the cut moves the cut past it.
+/// `bytes.len()` when nothing is known.
+pub fn safe_cut(bytes: &[u8]) -> usize {
+    let Some(m) = matcher() else {
+        return bytes.len();
+    };
+    let mut cut = bytes.len().saturating_sub(m.longest.saturating_sub(1));
+    for found in m.ac.find_iter(bytes) {
+        if found.start() >= cut {
+            break;
+        }
+        cut = cut.max(found.end());
+    }
+    cut
 }
 
 /// `text` with every known value replaced by [`MASK`]; borrowed when there was nothing to hide.
@@ -125,11 +242,11 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     let Some(m) = matcher() else {
         return Cow::Borrowed(text);
     };
-    if !m.is_match(text) {
+    if !m.ac.is_match(text) {
         return Cow::Borrowed(text);
     }
-    let masks = vec![MASK; m.patterns_len()];
-    Cow::Owned(m.replace_all(text, &masks))
+    let masks = vec![MASK; m.ac.patterns_len()];
+    Cow::Owned(m.ac.replace_all(text, &masks))
 }
 
 /// [`scrub`] for bytes that may not be UTF-8 (a body, a raw stderr line). Invalid sequences
@@ -138,11 +255,11 @@ pub fn scrub_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     let Some(m) = matcher() else {
         return Cow::Borrowed(bytes);
     };
-    if !m.is_match(bytes) {
+    if !m.ac.is_match(bytes) {
         return Cow::Borrowed(bytes);
     }
-    let masks = vec![MASK.as_bytes(); m.patterns_len()];
-    Cow::Owned(m.replace_all_bytes(bytes, &masks))
+    let masks = vec![MASK.as_bytes(); m.ac.patterns_len()];
+    Cow::Owned(m.ac.replace_all_bytes(bytes, &masks))
 }
 
 #[cfg(test)]
@@ -214,5 +331,92 @@ mod tests {
             scrub("x canary-FFFF-6666-longer-token y"),
             format!("x {MASK} y")
         );
+    }
+
+    #[test]
+    fn pinned_secrets_survive_any_number_of_other_values() {
+        let mut k = Known::default();
+        k.pin(Pin::ClientSecret, "pinned-secret-0001");
+        k.touch("first-token-000001");
+        for i in 0..MAX_VALUES + 10 {
+            k.touch(&format!("token-{i:08}"));
+        }
+        assert!(k.contains("pinned-secret-0001"));
+        assert!(
+            !k.contains("first-token-000001"),
+            "the oldest other value went"
+        );
+        assert_eq!(k.recent.len(), MAX_VALUES);
+        assert_eq!(k.by_tick.len(), MAX_VALUES);
+    }
+
+    #[test]
+    fn registering_again_makes_a_value_recent() {
+        let mut k = Known::default();
+        k.touch("kept-by-reuse-0001");
+        k.touch("not-reused-00000001");
+        for i in 0..MAX_VALUES - 2 {
+            k.touch(&format!("token-{i:08}"));
+        }
+        k.touch("kept-by-reuse-0001");
+        k.touch("one-more-000000001");
+        k.touch("one-more-000000002");
+        assert!(k.contains("kept-by-reuse-0001"));
+        assert!(!k.contains("not-reused-00000001"));
+        assert_eq!(k.recent.len(), MAX_VALUES);
+    }
+
+    #[test]
+    fn a_replaced_pin_stays_masked_until_it_ages_out() {
+        let mut k = Known::default();
+        k.pin(Pin::ManagedIdentityToken, "mi-token-old-00001");
+        k.pin(Pin::ManagedIdentityToken, "mi-token-new-00001");
+        assert!(k.contains("mi-token-old-00001") && k.contains("mi-token-new-00001"));
+        for i in 0..MAX_VALUES {
+            k.touch(&format!("token-{i:08}"));
+        }
+        assert!(!k.contains("mi-token-old-00001"));
+        assert!(k.contains("mi-token-new-00001"));
+    }
+
+    #[test]
+    fn json_escaped_forms_are_masked() {
+        let secret = r#"canary"quote\back-GGGG-7777"#;
+        register(secret);
+        let once = serde_json::json!({ "m": secret }).to_string();
+        assert!(!once.contains(secret), "the escaped form differs: {once}");
+        assert_eq!(scrub(&once), format!(r#"{{"m":"{MASK}"}}"#));
+        let twice = serde_json::json!({ "line": once }).to_string();
+        assert_eq!(scrub(&twice).matches(MASK).count(), 1, "{twice}");
+        assert!(!scrub(&twice).contains("GGGG"));
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_known_value() {
+        let secret = "canary-cut-HHHH-8888-long-value";
+        register(secret);
+        let mut line = "x".repeat(100);
+        line.push_str(secret);
+        line.push_str("tail");
+        let bytes = line.as_bytes();
+        // However much of the stream has arrived, the piece before the cut holds the value
+        // whole or not at all; the rest is kept for the next piece.
+        for arrived in 0..=bytes.len() {
+            let cut = safe_cut(&bytes[..arrived]);
+            assert!(cut <= arrived);
+            let head = String::from_utf8_lossy(&bytes[..cut]);
+            let rest = String::from_utf8_lossy(&bytes[cut..]);
+            assert!(
+                head.contains(secret) || rest.contains(secret),
+                "cut at {cut} of {arrived} splits the value"
+            );
+        }
+    }
+
+    #[test]
+    fn pinned_values_are_masked() {
+        pin(Pin::IdentityHeader, "identity-header-IIII-9999");
+        assert!(is_known("identity-header-IIII-9999"));
+        assert_eq!(scrub("h=identity-header-IIII-9999"), format!("h={MASK}"));
     }
 }

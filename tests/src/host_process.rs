@@ -27,6 +27,9 @@ pub struct HostOptions {
     pub env: Vec<(String, String)>,
     /// Do not pass `--listen 127.0.0.1:0` (to test PORT handling).
     pub no_listen_flag: bool,
+    /// Do not pass `--health-detail`: the listener gives the public health answer, as in
+    /// production. Most tests assert on per-district checks, so the detail is the default.
+    pub public_health: bool,
 }
 
 impl HostOptions {
@@ -37,6 +40,12 @@ impl HostOptions {
 
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// The listener gives the public health answer (see [`HostOptions::public_health`]).
+    pub fn public_health(mut self) -> Self {
+        self.public_health = true;
         self
     }
 
@@ -64,6 +73,28 @@ impl Output {
     pub fn text(&self) -> String {
         self.lines().join("\n")
     }
+
+    /// Polls until a line printed after the first `from` lines satisfies `pred` (pass
+    /// `lines().len()` taken before the action under test, so an old line cannot satisfy the
+    /// wait); the error shows what was printed.
+    pub async fn wait_for_line(
+        &self,
+        from: usize,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.lines().iter().skip(from).find(|l| pred(l)) {
+                return Ok(line.clone());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no line {what} within {timeout:?}:\n{}", self.text());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 pub struct HostProcess {
@@ -86,6 +117,9 @@ fn command(opts: &HostOptions) -> Command {
     cmd.args(["--log-format", "json"]);
     if !opts.no_listen_flag {
         cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    if !opts.public_health {
+        cmd.arg("--health-detail");
     }
     cmd.args(&opts.args);
     cmd.envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));

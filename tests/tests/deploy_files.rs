@@ -7,6 +7,7 @@
 //! run everywhere `cargo test` does.
 
 use clap::CommandFactory;
+use clever_auth_core::health_view::DETAIL_SETTING;
 use clever_auth_core::settings::{SettingSpec, SETTINGS};
 use clever_auth_host::cli::Cli;
 use clever_auth_host::server::routing::HEALTH_PATH;
@@ -475,7 +476,12 @@ fn spin_key_vault_manifest_binds_every_setting_with_vault_compatible_names() {
     let bound = m["component"]["clever-auth"]["variables"]
         .as_table()
         .expect("component variables");
-    assert_eq!(bound.len(), SETTINGS.len());
+    assert_eq!(bound.len(), SETTINGS.len() + 1);
+    assert_eq!(
+        bound[DETAIL_SETTING].as_str(),
+        Some("always"),
+        "local development gets the health detail"
+    );
     // Every application variable is looked up in the vault, and a failed lookup fails the
     // read: only the secrets may be variables, all with names the vault can hold.
     assert_eq!(vars.len(), SETTINGS.iter().filter(|s| s.secret).count());

@@ -304,6 +304,19 @@ async fn fault_matrix(
         }
     }
 
+    // Not circular: the scrubber above is registered with the very values searched for, so
+    // the search proves the scrubber. The component must not need it: the host reports every
+    // component line and every health body it had to mask, and there must be none.
+    let ev = events(&stdout_and_stderr);
+    for needed in ["component_output_scrubbed", "response_scrubbed"] {
+        let hits = find(&ev, needed);
+        assert!(
+            hits.is_empty(),
+            "{} component outputs needed the host's scrubber ({needed}): {hits:?}",
+            hits.len()
+        );
+    }
+
     // And what happened is visible, with the shared field names.
     let ev = events(&stdout_and_stderr);
     let retry = find(&ev, "acquisition_retry");

@@ -1,6 +1,7 @@
 //! spin.toml and runtime-config.toml agree with the code: same component file, every setting
 //! exposed with its documented default, tokens kept in memory.
 
+use clever_auth_core::health_view::DETAIL_SETTING;
 use clever_auth_core::settings::SETTINGS;
 use std::path::PathBuf;
 
@@ -45,7 +46,13 @@ fn every_setting_is_a_variable_with_the_documented_default() {
     let bound = m["component"]["clever-auth"]["variables"]
         .as_table()
         .expect("component variables");
-    assert_eq!(vars.len(), SETTINGS.len());
+    // The settings, plus the health view (not a Clever setting; Spin's signal for the detail).
+    assert_eq!(vars.len(), SETTINGS.len() + 1);
+    assert_eq!(vars[DETAIL_SETTING]["default"].as_str(), Some("always"));
+    assert_eq!(
+        bound[DETAIL_SETTING].as_str(),
+        Some(format!("{{{{ {DETAIL_SETTING} }}}}").as_str())
+    );
     for spec in SETTINGS {
         let var = vars
             .get(spec.name)

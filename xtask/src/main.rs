@@ -77,6 +77,9 @@ enum Cmd {
         /// Host starts for the first-token median.
         #[arg(long, default_value_t = 5)]
         first_token_runs: u32,
+        /// Run one part only: `scale10k` (10,000 districts on one instance).
+        #[arg(long, value_parser = ["scale10k"])]
+        only: Option<String>,
     },
     /// Build everything and run the whole test suite.
     Test {
@@ -116,6 +119,7 @@ fn main() -> Result<()> {
             gen_threads,
             max_requests,
             first_token_runs,
+            only,
         } => bench::run(
             &root,
             &bench::Options {
@@ -126,6 +130,7 @@ fn main() -> Result<()> {
                 gen_threads,
                 max_requests,
                 first_token_runs,
+                only,
             },
         )?,
     }
@@ -184,6 +189,8 @@ fn demo(root: &Path, listen: &str) -> Result<()> {
         listen,
     )
     .args(["--log-format", "text"])
+    // A local demo: the per-district detail, as under `spin up`.
+    .arg("--health-detail")
     .status()
     .context("starting clever-auth-host");
     let _ = fake.kill();

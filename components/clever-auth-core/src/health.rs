@@ -5,6 +5,7 @@
 //! Status rules follow App Service's health check: `warn` is still HTTP 200 (the instance can
 //! serve); 503 means this instance has no usable token or cannot get one.
 
+pub use crate::health_summary::DistrictCounts;
 use crate::settings::SettingError;
 use crate::status::{
     CredentialState, DistrictRecord, ErrorRecord, HostDeadlineStatus, HostSecretsStatus,
@@ -48,6 +49,33 @@ pub struct CredentialPresence {
     pub client_secret: bool,
 }
 
+/// Which answer to render. The public one is safe for anyone who can reach the endpoint; the
+/// detail names districts, the secrets source, rate-limit state and full error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Public,
+    /// One page (1-based) of [`DETAIL_PAGE_SIZE`] districts.
+    Detail {
+        page: u32,
+    },
+}
+
+/// Districts per detail page: the detail answer stays below ~100 KB however many districts
+/// there are.
+pub const DETAIL_PAGE_SIZE: usize = 250;
+
+/// Where the district part of the report comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Districts<'a> {
+    /// Every district's record (the detail view, or when the precomputed record cannot answer).
+    Records(&'a [DistrictRecord]),
+    /// The precomputed counts ([`crate::health_summary`]) and the newest error among them.
+    Counted {
+        counts: DistrictCounts,
+        latest_error: Option<&'a ErrorRecord>,
+    },
+}
+
 /// Everything the report is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct HealthInputs<'a> {
@@ -55,10 +83,13 @@ pub struct HealthInputs<'a> {
     pub settings_errors: &'a [SettingError],
     pub credentials: CredentialPresence,
     pub service: Option<&'a ServiceStatus>,
-    pub districts: &'a [DistrictRecord],
+    pub districts: Districts<'a>,
     pub expiry_skew_ms: u64,
     /// The native host's secrets provider status, when there is one.
     pub secrets: Option<&'a HostSecretsStatus>,
+    /// Which instance answers (`WEBSITE_INSTANCE_ID` on App Service), when known.
+    pub instance_id: Option<&'a str>,
+    pub view: View,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +101,18 @@ pub struct HealthReport {
 impl HealthReport {
     pub fn http_status(&self) -> u16 {
         self.status.http_status()
+    }
+}
+
+/// A district's status at `now`: `fail` without a usable token, `warn` while its refreshes
+/// fail or it is rate limited, else `pass`.
+pub fn district_status(d: &DistrictRecord, now: UnixMillis, skew_ms: u64) -> Status {
+    if !d.has_usable_token(now, skew_ms) {
+        Status::Fail
+    } else if d.consecutive_failures > 0 || d.rate_limited_until.is_some_and(|t| t > now) {
+        Status::Warn
+    } else {
+        Status::Pass
     }
 }
 
@@ -117,49 +160,37 @@ pub fn report(input: &HealthInputs<'_>) -> HealthReport {
     let rate_status = rate_limit_check(input, &mut checks);
 
     let skew = input.expiry_skew_ms;
-    let mut district_checks = Vec::with_capacity(input.districts.len());
-    let mut any_usable = false;
-    let mut worst_district = Status::Pass;
-    for d in input.districts {
-        let usable = d.has_usable_token(now, skew);
-        any_usable |= usable;
-        let rate_limited = d.rate_limited_until.is_some_and(|t| t > now);
-        let status = if !usable {
-            Status::Fail
-        } else if d.consecutive_failures > 0 || rate_limited {
-            Status::Warn
-        } else {
-            Status::Pass
-        };
-        worst_district = worst_district.max(status);
-        district_checks.push(json!({
-            "componentId": d.district_id,
-            "componentType": "district",
-            "status": status.as_str(),
-            "time": rfc3339(now),
-            "expiresAt": d.expires_at.map(rfc3339),
-            "refreshAt": d.refresh_at.map(rfc3339),
-            "lastSuccess": d.last_success.map(rfc3339),
-            "lastError": d.last_error.as_ref().map(error_json),
-            "consecutiveFailures": d.consecutive_failures,
-            "rateLimitedUntil": d.rate_limited_until.filter(|t| *t > now).map(rfc3339),
-        }));
+    let (counts, district_error) = match input.districts {
+        Districts::Records(records) => (
+            DistrictCounts::of(records, now, skew),
+            records
+                .iter()
+                .filter_map(|d| d.last_error.as_ref())
+                .max_by_key(|e| e.at),
+        ),
+        Districts::Counted {
+            counts,
+            latest_error,
+        } => (counts, latest_error),
+    };
+    let mut page_info = None;
+    if let (View::Detail { page }, Districts::Records(records)) = (input.view, input.districts) {
+        let (district_checks, info) = district_page(records, page, now, skew);
+        checks.insert(
+            "clever:districtTokens".into(),
+            Value::Array(district_checks),
+        );
+        page_info = Some(info);
     }
-    if district_checks.is_empty() {
-        district_checks.push(json!({
-            "componentType": "district",
-            "status": "fail",
-            "time": rfc3339(now),
-            "output": "no district token has been obtained yet",
-        }));
-    }
-    checks.insert(
-        "clever:districtTokens".into(),
-        Value::Array(district_checks),
-    );
 
-    let last_error = latest_error(input);
-    if !any_usable {
+    let last_error = input
+        .service
+        .and_then(|s| s.last_error.as_ref())
+        .into_iter()
+        .chain(district_error)
+        .max_by_key(|e| e.at)
+        .cloned();
+    if !counts.any_usable() {
         let message = match &last_error {
             Some(e) => format!("no valid token; last error: {}", e.message),
             None => "no valid token has been obtained yet".to_string(),
@@ -170,7 +201,7 @@ pub fn report(input: &HealthInputs<'_>) -> HealthReport {
     let status = if blocking.is_some() {
         Status::Fail
     } else if [
-        worst_district,
+        counts.worst(),
         cred_status,
         version_status,
         rate_status,
@@ -189,15 +220,32 @@ pub fn report(input: &HealthInputs<'_>) -> HealthReport {
         Status::Pass => None,
     };
 
-    let body = json!({
+    let mut body = json!({
         "status": status.as_str(),
         "serviceId": "clever-auth",
         "description": "Clever API authentication: a valid token per district",
         "time": rfc3339(now),
         "lastSuccessfulAuth": input.service.and_then(|s| s.last_successful_auth).map(rfc3339),
-        "error": error.as_ref().map(error_json),
-        "checks": Value::Object(checks),
+        "instanceId": input.instance_id,
+        "districts": {
+            "total": counts.total(),
+            "pass": counts.pass,
+            "warn": counts.warn,
+            "fail": counts.fail,
+        },
     });
+    match input.view {
+        View::Public => {
+            body["error"] = error.as_ref().map(public_error_json).into();
+        }
+        View::Detail { .. } => {
+            body["error"] = error.as_ref().map(error_json).into();
+            body["checks"] = Value::Object(checks);
+            if let Some(info) = page_info {
+                body["districtsPage"] = info;
+            }
+        }
+    }
     HealthReport { status, body }
 }
 
@@ -255,6 +303,81 @@ pub fn with_host_deadlines(
         }
     }
     report
+}
+
+/// One page of the per-district checks, and where the page sits among all of them.
+fn district_page(
+    records: &[DistrictRecord],
+    page: u32,
+    now: UnixMillis,
+    skew: u64,
+) -> (Vec<Value>, Value) {
+    let pages = records.len().div_ceil(DETAIL_PAGE_SIZE).max(1);
+    let page = usize::try_from(page).unwrap_or(usize::MAX).clamp(1, pages);
+    let mut checks: Vec<Value> = records
+        .iter()
+        .skip((page - 1) * DETAIL_PAGE_SIZE)
+        .take(DETAIL_PAGE_SIZE)
+        .map(|d| {
+            json!({
+                "componentId": d.district_id,
+                "componentType": "district",
+                "status": district_status(d, now, skew).as_str(),
+                "time": rfc3339(now),
+                "expiresAt": d.expires_at.map(rfc3339),
+                "refreshAt": d.refresh_at.map(rfc3339),
+                "lastSuccess": d.last_success.map(rfc3339),
+                "lastError": d.last_error.as_ref().map(error_json),
+                "consecutiveFailures": d.consecutive_failures,
+                "rateLimitedUntil": d.rate_limited_until.filter(|t| *t > now).map(rfc3339),
+            })
+        })
+        .collect();
+    if checks.is_empty() {
+        checks.push(json!({
+            "componentType": "district",
+            "status": "fail",
+            "time": rfc3339(now),
+            "output": "no district token has been obtained yet",
+        }));
+    }
+    let info = json!({
+        "page": page,
+        "pages": pages,
+        "pageSize": DETAIL_PAGE_SIZE,
+        "total": records.len(),
+    });
+    (checks, info)
+}
+
+/// What the public answer says about an error: its stable code and a fixed description of
+/// that code. The recorded message may name hosts, districts or Clever's own words; those stay
+/// in the detail view.
+pub fn public_message(code: &str) -> &'static str {
+    match code {
+        "credentials_missing" => "the Clever client credentials are not available yet",
+        "settings_invalid" => "a setting has an unusable value",
+        "no_valid_token" => "no valid Clever token is available",
+        "version_unsupported" => "Clever does not support the configured API version",
+        "bad_credentials" => "Clever rejected the client credentials",
+        "timeout" => "a call to Clever timed out",
+        "connection_error" => "Clever could not be reached",
+        "rate_limited" => "Clever is rate limiting this application",
+        "server_error" => "Clever answered with a server error",
+        "malformed_response" => "Clever's response could not be used",
+        "token_revoked" => "Clever refused a district token",
+        "outbound_denied" => "the outbound policy refused a call",
+        "component_deadline" => "a component call overran its deadline",
+        "bad_request" | "forbidden" | "not_found" | "payload_too_large" | "not_implemented"
+        | "client_error" | "unexpected_status" | "request_invalid" => {
+            "Clever refused a request; it is not retried"
+        }
+        _ => "see the detail view of the health answer",
+    }
+}
+
+fn public_error_json(e: &ErrorRecord) -> Value {
+    json!({ "code": e.code, "message": public_message(&e.code), "at": rfc3339(e.at) })
 }
 
 fn credentials_check(
@@ -394,16 +517,6 @@ fn rate_limit_check(input: &HealthInputs<'_>, checks: &mut Map<String, Value>) -
     status
 }
 
-fn latest_error(input: &HealthInputs<'_>) -> Option<ErrorRecord> {
-    input
-        .service
-        .and_then(|s| s.last_error.as_ref())
-        .into_iter()
-        .chain(input.districts.iter().filter_map(|d| d.last_error.as_ref()))
-        .max_by_key(|e| e.at)
-        .cloned()
-}
-
 fn error_json(e: &ErrorRecord) -> Value {
     json!({ "code": e.code, "message": e.message, "at": rfc3339(e.at) })
 }
@@ -428,9 +541,11 @@ mod tests {
             settings_errors: &[],
             credentials,
             service,
-            districts,
+            districts: Districts::Records(districts),
             expiry_skew_ms: 30_000,
             secrets: None,
+            instance_id: None,
+            view: View::Detail { page: 1 },
         }
     }
 
@@ -649,6 +764,26 @@ mod tests {
         }
     }
 
+    fn public(i: HealthInputs<'_>) -> HealthReport {
+        report(&HealthInputs {
+            view: View::Public,
+            ..i
+        })
+    }
+
+    /// Every string in the body, keys included, for "does not mention" checks.
+    fn strings(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+            Value::Object(o) => o.iter().for_each(|(k, x)| {
+                out.push(k.clone());
+                strings(x, out);
+            }),
+            _ => {}
+        }
+    }
+
     #[test]
     fn a_recent_deadline_overrun_turns_pass_into_warn_with_its_own_code() {
         let r = with_host_deadlines(passing(), NOW, Some(&overran(60_000)));
@@ -684,5 +819,151 @@ mod tests {
         assert_eq!(r.status, Status::Fail);
         assert_eq!(r.body["error"], failing.body["error"]);
         assert_eq!(r.body["checks"]["host:deadlines"][0]["status"], "warn");
+    }
+
+    #[test]
+    fn the_public_answer_has_the_spec_fields_and_counts_and_nothing_internal() {
+        let svc = ServiceStatus {
+            last_successful_auth: Some(NOW - 1000),
+            rate_limited_until: Some(NOW + 5_000),
+            rate_limit: Some(crate::ratelimit::Bucket {
+                name: Some("per-token-bucket".into()),
+                limit: Some(1200),
+                remaining: Some(3),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut bad = district("d-secret-district", 600_000);
+        bad.consecutive_failures = 1;
+        bad.last_error = Some(ErrorRecord {
+            code: "connection_error".into(),
+            message: "probe: connection to 10.1.2.3:443 refused".into(),
+            at: NOW - 5,
+        });
+        let ds = [district("d-other", 3_600_000), bad, district("d-gone", -1)];
+        let secrets = HostSecretsStatus {
+            provider: "keyvault".into(),
+            source: "contoso-kv.vault.azure.net".into(),
+            last_success: Some(NOW - 10),
+            ..Default::default()
+        };
+        let mut i = inputs(BOTH, Some(&svc), &ds);
+        i.secrets = Some(&secrets);
+        i.instance_id = Some("inst-7");
+        let r = public(i);
+        assert_eq!((r.status, r.http_status()), (Status::Warn, 200));
+        let mut keys: Vec<&str> = r
+            .body
+            .as_object()
+            .map_or(vec![], |o| o.keys().map(String::as_str).collect::<Vec<_>>());
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "description",
+                "districts",
+                "error",
+                "instanceId",
+                "lastSuccessfulAuth",
+                "serviceId",
+                "status",
+                "time"
+            ]
+        );
+        assert_eq!(
+            r.body["districts"],
+            json!({"total": 3, "pass": 1, "warn": 1, "fail": 1})
+        );
+        assert_eq!(r.body["error"]["code"], "connection_error");
+        assert_eq!(r.body["error"]["message"], "Clever could not be reached");
+        assert_eq!(r.body["instanceId"], "inst-7");
+        let mut all = Vec::new();
+        strings(&r.body, &mut all);
+        for needle in [
+            "d-secret-district",
+            "d-other",
+            "contoso",
+            "10.1.2.3",
+            "per-token",
+            "keyvault",
+        ] {
+            assert!(
+                all.iter().all(|s| !s.contains(needle)),
+                "{needle} in {}",
+                r.body
+            );
+        }
+        // The same inputs in detail show what the public answer leaves out.
+        let d = report(&i);
+        assert_eq!(d.status, r.status);
+        assert!(d.body.to_string().contains("d-secret-district"));
+        assert!(d.body.to_string().contains("contoso-kv.vault.azure.net"));
+    }
+
+    #[test]
+    fn counts_from_the_summary_give_the_same_answer_as_the_records() {
+        use crate::health_summary::HealthSummary;
+        use crate::status::StatusSnapshot;
+        let mut failing = district("b", 120_000);
+        failing.consecutive_failures = 2;
+        failing.last_error = Some(ErrorRecord {
+            code: "server_error".into(),
+            message: "x".into(),
+            at: NOW - 2,
+        });
+        let cases: Vec<Vec<DistrictRecord>> = vec![
+            vec![],
+            vec![district("a", 3_600_000)],
+            vec![district("a", 3_600_000), failing.clone()],
+            vec![district("a", -1), failing],
+        ];
+        for ds in cases {
+            let snap = StatusSnapshot {
+                districts: ds
+                    .iter()
+                    .map(|d| (d.district_id.clone(), d.clone()))
+                    .collect(),
+                ..Default::default()
+            };
+            let summary = HealthSummary::compute(&snap, NOW - 1_000, 30_000);
+            for t in [NOW, NOW + 100_000, NOW + 4_000_000] {
+                let mut from_records = inputs(BOTH, Some(&summary.service), &ds);
+                from_records.now = t;
+                let mut from_summary = from_records;
+                from_summary.districts = Districts::Counted {
+                    counts: summary.counts_at(t, 30_000).unwrap_or_default(),
+                    latest_error: summary.latest_error.as_ref(),
+                };
+                assert_eq!(public(from_records), public(from_summary), "{ds:?} at {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_detail_view_is_paged() {
+        let ds: Vec<DistrictRecord> = (0..DETAIL_PAGE_SIZE * 2 + 3)
+            .map(|i| district(&format!("d-{i:05}"), 3_600_000))
+            .collect();
+        let mut i = inputs(BOTH, None, &ds);
+        let first = report(&i);
+        let page = |r: &HealthReport| {
+            r.body["checks"]["clever:districtTokens"]
+                .as_array()
+                .map_or(0, Vec::len)
+        };
+        assert_eq!(page(&first), DETAIL_PAGE_SIZE);
+        assert_eq!(first.body["districtsPage"]["pages"], 3);
+        assert_eq!(first.body["districts"]["total"], ds.len());
+        i.view = View::Detail { page: 3 };
+        let last = report(&i);
+        assert_eq!(page(&last), 3);
+        assert_eq!(
+            last.body["checks"]["clever:districtTokens"][0]["componentId"],
+            format!("d-{:05}", DETAIL_PAGE_SIZE * 2)
+        );
+        // Out of range pages clamp instead of failing.
+        i.view = View::Detail { page: 99 };
+        assert_eq!(report(&i).body["districtsPage"]["page"], 3);
     }
 }

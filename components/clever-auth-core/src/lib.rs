@@ -10,6 +10,8 @@ pub type UnixMillis = u64;
 
 pub mod alerts;
 pub mod health;
+pub mod health_summary;
+pub mod health_view;
 pub mod lifecycle;
 pub mod refresher;
 pub mod settings;

@@ -17,6 +17,11 @@ pub mod keys {
     pub const CYCLE: &str = "clever-auth/v1/cycle";
     /// Written by the native host: where the Clever credentials come from and how that goes.
     pub const HOST_SECRETS: &str = "clever-auth/v1/host/secrets";
+    /// What the public health answer reads ([`crate::health_summary::HealthSummary`]), written
+    /// together with [`STATUS`] so its size does not grow with the number of districts.
+    pub const HEALTH_SUMMARY: &str = "clever-auth/v1/health-summary";
+    /// Written by the native host at start-up ([`super::HostInstance`]).
+    pub const HOST_INSTANCE: &str = "clever-auth/v1/host/instance";
     /// The lease that lets one instance at a time acquire tokens.
     pub const LEASE: &str = "clever-auth/v1/lease/acquire";
     /// Written by the gateway when Clever refused a district's token (401) or a district has no
@@ -136,6 +141,15 @@ pub struct DeadlineOverrun {
     pub call: String,
     pub deadline_ms: u64,
     pub at: UnixMillis,
+}
+
+/// Which process this is, as the native host reports it: on App Service scale-out each
+/// instance has its own store, so health says which one answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostInstance {
+    /// `WEBSITE_INSTANCE_ID` on App Service; absent elsewhere.
+    pub instance_id: Option<String>,
 }
 
 /// Everything the health report shows, written in one piece at the end of each refresher run.

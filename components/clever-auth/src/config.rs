@@ -16,6 +16,13 @@ pub fn settings() -> Result<Settings, Vec<SettingError>> {
     settings::load(get)
 }
 
+/// The health view setting (`clever_auth_core::health_view::DETAIL_SETTING`), if any.
+pub fn health_detail_setting() -> Option<String> {
+    get(clever_auth_core::health_view::DETAIL_SETTING)
+        .ok()
+        .flatten()
+}
+
 /// Whether each secret is available right now, without keeping its value.
 pub fn credential_presence() -> CredentialPresence {
     let present = |key| matches!(get(key), Ok(Some(v)) if !v.trim().is_empty());

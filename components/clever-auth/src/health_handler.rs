@@ -1,12 +1,20 @@
-//! `GET /health/clever-auth`, answered from the key-value store only.
+//! `GET /health/clever-auth`, answered from the key-value store only: the public answer from
+//! the small precomputed record, the detail (see `clever_auth_core::health_view`) from the full
+//! status snapshot.
 
 use crate::bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
-use crate::{clock, config, kv::Kv};
-use clever_auth_core::health::{self, HealthInputs, CONTENT_TYPE};
+use crate::kv::{Kv, KvError};
+use crate::{clock, config};
+use clever_auth_core::health::{self, Districts, HealthInputs, View, CONTENT_TYPE};
+use clever_auth_core::health_summary::HealthSummary;
+use clever_auth_core::health_view;
 use clever_auth_core::settings::SettingError;
-use clever_auth_core::status::{keys, HostDeadlineStatus, HostSecretsStatus, StatusSnapshot};
+use clever_auth_core::status::{
+    keys, HostDeadlineStatus, HostInstance, HostSecretsStatus, StatusSnapshot,
+};
+use clever_auth_core::UnixMillis;
 use serde_json::json;
 
 const HEALTH_PATH: &str = "/health/clever-auth";
@@ -14,8 +22,11 @@ const HEALTH_PATH: &str = "/health/clever-auth";
 const WRITE_CHUNK: usize = 4096;
 
 pub fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-    let path = request.path_with_query().unwrap_or_default();
-    let path = path.split('?').next().unwrap_or_default();
+    let path_and_query = request.path_with_query().unwrap_or_default();
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query.as_str(), None),
+    };
     let (status, content_type, body, allow) = if path != HEALTH_PATH {
         let body = json!({"error": "not found", "path": path}).to_string();
         (404, "application/json", body, false)
@@ -23,7 +34,14 @@ pub fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let body = json!({"error": "method not allowed", "allow": "GET, HEAD"}).to_string();
         (405, "application/json", body, true)
     } else {
-        let (code, body) = health_body();
+        let header = request
+            .headers()
+            .get(health_view::DETAIL_HEADER)
+            .into_iter()
+            .next();
+        let setting = config::health_detail_setting();
+        let view = health_view::decide(setting.as_deref(), header.as_deref(), query);
+        let (code, body) = health_body(view);
         (code, CONTENT_TYPE, body, false)
     };
     let head = matches!(request.method(), Method::Head);
@@ -36,50 +54,102 @@ pub fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     );
 }
 
+/// What the store holds for one health answer.
+#[derive(Default)]
+struct Stored {
+    summary: Option<HealthSummary>,
+    snapshot: Option<StatusSnapshot>,
+    secrets: Option<HostSecretsStatus>,
+    instance: Option<HostInstance>,
+    deadlines: Option<HostDeadlineStatus>,
+}
+
+/// Reads what `view` needs: the public answer reads the small precomputed record, and the
+/// whole snapshot only when that record cannot answer for `now` (see `health_summary`).
+fn read_store(view: View, now: UnixMillis, skew_ms: u64) -> Result<Stored, KvError> {
+    let kv = Kv::open()?;
+    let mut stored = Stored {
+        secrets: kv.get(keys::HOST_SECRETS)?,
+        instance: kv.get(keys::HOST_INSTANCE)?,
+        deadlines: kv.get(keys::HOST_DEADLINES)?,
+        ..Default::default()
+    };
+    if view == View::Public {
+        stored.summary = kv
+            .get::<HealthSummary>(keys::HEALTH_SUMMARY)?
+            .filter(|s| s.counts_at(now, skew_ms).is_some());
+    }
+    if stored.summary.is_none() {
+        stored.snapshot = kv.get(keys::STATUS)?;
+    }
+    Ok(stored)
+}
+
 /// Builds the report. A store that cannot be read is itself a `fail`, reported in the body.
-fn health_body() -> (u16, String) {
+fn health_body(view: View) -> (u16, String) {
     let now = clock::now();
-    let (settings_errors, skew_ms) = match config::settings() {
+    let (mut settings_errors, skew_ms) = match config::settings() {
         Ok(s) => (Vec::new(), s.expiry_skew_secs.saturating_mul(1000)),
         // Unusable settings: assume the documented skew so the token checks still make sense.
         Err(errors) => (errors, 30_000),
     };
     let credentials = config::credential_presence();
-    let read = Kv::open().and_then(|kv| {
-        Ok((
-            kv.get::<StatusSnapshot>(keys::STATUS)?,
-            kv.get::<HostSecretsStatus>(keys::HOST_SECRETS)?,
-            kv.get::<HostDeadlineStatus>(keys::HOST_DEADLINES)?,
-        ))
-    });
-    let (snapshot, secrets, deadlines, store_error) = match read {
-        Ok((s, h, d)) => (s, h, d, None),
-        Err(e) => (None, None, None, Some(e)),
-    };
-    let service = snapshot.as_ref().map(|s| &s.service);
-    let districts: Vec<_> = snapshot
-        .iter()
-        .flat_map(|s| s.districts.values().cloned())
-        .collect();
-    let mut settings_errors = settings_errors;
-    if let Some(e) = store_error {
+    let stored = read_store(view, now, skew_ms).unwrap_or_else(|e| {
         // Surfaced through the same "named problem" channel as settings.
         settings_errors.push(SettingError {
             setting: "key_value_stores",
             message: e.to_string(),
         });
-    }
+        Stored::default()
+    });
+    let records: Vec<_> = stored
+        .snapshot
+        .iter()
+        .flat_map(|s| s.districts.values().cloned())
+        .collect();
+    let (service, districts) = match &stored.summary {
+        Some(summary) => (
+            Some(&summary.service),
+            Districts::Counted {
+                counts: summary.counts_at(now, skew_ms).unwrap_or_default(),
+                latest_error: summary.latest_error.as_ref(),
+            },
+        ),
+        None => (
+            stored.snapshot.as_ref().map(|s| &s.service),
+            Districts::Records(&records),
+        ),
+    };
     let report = health::report(&HealthInputs {
         now,
         settings_errors: &settings_errors,
         credentials,
         service,
-        districts: &districts,
+        districts,
         expiry_skew_ms: skew_ms,
-        secrets: secrets.as_ref(),
+        secrets: stored.secrets.as_ref(),
+        instance_id: stored
+            .instance
+            .as_ref()
+            .and_then(|i| i.instance_id.as_deref()),
+        view,
     });
-    let report = health::with_host_deadlines(report, now, deadlines.as_ref());
+    let report = health::with_host_deadlines(report, now, stored.deadlines.as_ref());
     (report.http_status(), report.body.to_string())
+}
+
+/// Prepares the public answer's record from the snapshot just stored; called by the one
+/// function that writes the status (`refresh::save`), so the two never disagree for long.
+pub fn store_summary(kv: &Kv, snapshot: &StatusSnapshot) {
+    let skew_ms = config::settings().map_or(30_000, |s| s.expiry_skew_secs.saturating_mul(1000));
+    let summary = HealthSummary::compute(snapshot, clock::now(), skew_ms);
+    if let Err(e) = kv.put(keys::HEALTH_SUMMARY, &summary) {
+        crate::log::event(
+            "error",
+            "store_write_failed",
+            json!({ "key": keys::HEALTH_SUMMARY, "error": e.to_string() }),
+        );
+    }
 }
 
 fn respond(out: ResponseOutparam, status: u16, content_type: &str, allow: bool, body: &str) {

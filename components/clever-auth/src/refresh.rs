@@ -276,6 +276,7 @@ fn save(kv: &Kv, status: &StatusSnapshot, cycle: Option<&Cycle>) {
             json!({ "key": keys::STATUS, "error": e.to_string() }),
         );
     }
+    crate::health_handler::store_summary(kv, status);
     if let Some(c) = cycle {
         if let Err(e) = kv.put(keys::CYCLE, c) {
             log::event(

@@ -134,6 +134,19 @@ mod tests {
     }
 
     #[test]
+    fn the_health_view_setting_is_never_answered_so_only_the_listener_decides() {
+        let settings = MapProvider(
+            "settings",
+            HashMap::from([(clever_auth_core::health_view::DETAIL_SETTING, "always")]),
+        );
+        let s = ConfigSource::new(Arc::new(settings), Arc::new(NoProvider));
+        assert_eq!(
+            s.get(clever_auth_core::health_view::DETAIL_SETTING),
+            Ok(None)
+        );
+    }
+
+    #[test]
     fn provider_errors_name_the_provider() {
         struct Broken;
         impl Provider for Broken {

@@ -25,15 +25,25 @@ struct LineBuffer(Mutex<Vec<u8>>);
 
 impl LineBuffer {
     fn push(&self, bytes: &[u8]) {
+        self.push_to(bytes, &mut |line| reemit(line));
+    }
+
+    fn push_to(&self, bytes: &[u8], emit: &mut impl FnMut(&[u8])) {
         let mut buf = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         buf.extend_from_slice(bytes);
         while let Some(end) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=end).collect();
-            reemit(&line[..end]);
+            emit(&line[..end]);
         }
         if buf.len() > MAX_LINE {
-            let piece = std::mem::take(&mut *buf);
-            reemit(&piece);
+            // Each piece is scrubbed on its own, so the cut must not split a known value:
+            // what could be the start of one stays for the next piece (the buffer then holds
+            // up to one value's length more than MAX_LINE).
+            let cut = crate::redact::safe_cut(&buf);
+            if cut >= MAX_LINE {
+                let piece: Vec<u8> = buf.drain(..cut).collect();
+                emit(&piece);
+            }
         }
     }
 }
@@ -195,8 +205,19 @@ macro_rules! emit {
 }
 
 /// Re-emits one stderr line of the component as a host event.
+///
+/// The line is scrubbed here, before parsing, and a line that needed it is reported
+/// (`component_output_scrubbed`, never the value): the component's own sanitiser should have
+/// kept every secret out, so this event means it missed one. The leak test fails on it.
 pub fn reemit(raw: &[u8]) {
-    let line = String::from_utf8_lossy(raw);
+    let scrubbed = crate::redact::scrub_bytes(raw);
+    if matches!(scrubbed, std::borrow::Cow::Owned(_)) {
+        tracing::warn!(
+            event = "component_output_scrubbed",
+            "a known secret value was masked in a component log line"
+        );
+    }
+    let line = String::from_utf8_lossy(&scrubbed);
     let line = line.trim_end_matches('\r');
     if line.trim().is_empty() {
         return;
@@ -265,5 +286,31 @@ mod tests {
         );
         buf.push(b"ent\":\"b\"}\n");
         assert!(buf.0.lock().map(|b| b.is_empty()).unwrap_or(false));
+    }
+
+    #[test]
+    fn a_long_line_is_never_cut_inside_a_known_value() {
+        let secret = "canary-stderr-JJJJ-0000-a-long-secret-value";
+        crate::redact::register(secret);
+        // The value straddles the 64 KiB mark, written in small pieces as a guest would.
+        let mut line = vec![b'x'; MAX_LINE - 10];
+        line.extend_from_slice(secret.as_bytes());
+        line.extend_from_slice(&[b'y'; 100]);
+        let buf = LineBuffer::default();
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        for chunk in line.chunks(7) {
+            buf.push_to(chunk, &mut |p| pieces.push(p.to_vec()));
+        }
+        buf.push_to(b"\n", &mut |p| pieces.push(p.to_vec()));
+        assert!(pieces.len() >= 2, "the line was cut");
+        assert_eq!(pieces.concat(), line, "nothing lost or repeated");
+        let whole = pieces
+            .iter()
+            .filter(|p| String::from_utf8_lossy(p).contains(secret))
+            .count();
+        assert_eq!(whole, 1, "the value arrives whole in exactly one piece");
+        assert!(pieces
+            .iter()
+            .all(|p| p.len() <= MAX_LINE + 8 * secret.len()));
     }
 }

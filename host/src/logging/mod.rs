@@ -18,6 +18,18 @@ pub mod fields {
     pub const COMPONENT_SOURCE: &str = "clever-auth-component";
 }
 
+/// This App Service instance (`WEBSITE_INSTANCE_ID`), when there is one: every JSON line and
+/// the health answer carry it so scaled-out instances can be told apart.
+pub fn instance_id() -> Option<&'static str> {
+    static ID: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
+        std::env::var("WEBSITE_INSTANCE_ID")
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    });
+    ID.as_deref()
+}
+
 /// The subscriber the telemetry layers are added to.
 pub type Base = Layered<EnvFilter, Registry>;
 

@@ -66,6 +66,7 @@ struct Traced {
 #[async_trait::async_trait]
 impl HttpClient for Traced {
     async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        register_credentials(request);
         let url = request.url();
         let span = spans::client(
             self.dependency,
@@ -89,6 +90,22 @@ impl HttpClient for Traced {
             }
         }
         result
+    }
+}
+
+/// The managed-identity access token (the bearer sent to Key Vault) and the identity header
+/// (sent to the identity endpoint) are the current credentials of their kind: pinned in the
+/// scrubber before the request leaves, so nothing the host emits afterwards can show them.
+fn register_credentials(request: &Request) {
+    use azure_core::http::headers::{HeaderName, AUTHORIZATION};
+    const IDENTITY_HEADER: HeaderName = HeaderName::from_static("x-identity-header");
+    let headers = request.headers();
+    if let Some(auth) = headers.get_optional_str(&AUTHORIZATION) {
+        let token = auth.split_once(' ').map_or(auth, |(_, t)| t);
+        crate::redact::pin(crate::redact::Pin::ManagedIdentityToken, token);
+    }
+    if let Some(value) = headers.get_optional_str(&IDENTITY_HEADER) {
+        crate::redact::pin(crate::redact::Pin::IdentityHeader, value);
     }
 }
 

@@ -1,11 +1,13 @@
 //! The HTTP/1.1 server: accepts connections, routes, drains on shutdown.
 
 mod guarded_io;
+pub mod health_view;
 mod instances;
 mod invoke;
 pub mod limits;
 mod scrub;
 
+pub use health_view::HealthView;
 pub use instances::MAX_IN_FLIGHT;
 pub mod routing;
 
@@ -52,12 +54,14 @@ pub async fn serve(
     limits: ListenerLimits,
     runtime: Runtime,
     mode: InstanceMode,
+    view: HealthView,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> Result<()> {
     let app = Arc::new(App {
         runtime,
         instances: Instances::new(mode),
+        view,
     });
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
@@ -164,10 +168,13 @@ impl RefusalLog {
 struct App {
     runtime: Runtime,
     instances: Arc<Instances>,
+    /// Which health answer this listener gives.
+    view: HealthView,
 }
 
-async fn handle(app: &App, req: hyper::Request<Incoming>) -> Response<HyperOutgoingBody> {
+async fn handle(app: &App, mut req: hyper::Request<Incoming>) -> Response<HyperOutgoingBody> {
     let started = std::time::Instant::now();
+    health_view::apply(req.headers_mut(), app.view);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let route = routing::route(&method, &path);

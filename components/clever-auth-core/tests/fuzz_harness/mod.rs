@@ -26,7 +26,8 @@ use clever_auth_core::clever_wire::{
     is_valid_district_id, parse_district_tokens, parse_token_response, DistrictTokenListing,
     SkipReason, TokenResponse, WireError, MAX_SUMMARY_CHARS,
 };
-use clever_auth_core::health::{self, CredentialPresence, HealthInputs, Status};
+use clever_auth_core::health::{self, CredentialPresence, Districts, HealthInputs, Status, View};
+use clever_auth_core::health_summary::HealthSummary;
 use clever_auth_core::lifecycle::TokenEntry;
 use clever_auth_core::ratelimit::{Bucket, RateLimitInfo, MAX_WARNINGS};
 use clever_auth_core::secret::AccessToken;
@@ -1146,11 +1147,14 @@ fn check_health(case: &HealthCase) {
         settings_errors: &case.settings_errors,
         credentials: case.credentials,
         service,
-        districts: &districts,
+        districts: Districts::Records(&districts),
         expiry_skew_ms: case.skew_ms,
         secrets: case.secrets.as_ref(),
+        instance_id: None,
+        view: View::Detail { page: 1 },
     };
     let report = health::report(&inputs);
+    check_public(case, &inputs, &report);
     assert_eq!(
         report,
         health::report(&inputs),
@@ -1226,7 +1230,10 @@ fn check_health(case: &HealthCase) {
     let district_checks = checks["clever:districtTokens"]
         .as_array()
         .expect("district checks");
-    assert_eq!(district_checks.len(), districts.len().max(1));
+    assert_eq!(
+        district_checks.len(),
+        districts.len().clamp(1, health::DETAIL_PAGE_SIZE)
+    );
     for (d, entry) in districts.iter().zip(district_checks) {
         assert_eq!(entry["status"] == "fail", !usable(d), "{}", d.district_id);
         assert_eq!(entry["componentId"], d.district_id.as_str());
@@ -1239,5 +1246,33 @@ fn check_health(case: &HealthCase) {
             !text.contains(MARKER),
             "a stored secret reached the health body"
         );
+    }
+}
+
+/// The public answer agrees with the detail on status and error code, shows no checks, and is
+/// the same whether built from the records or from the precomputed record.
+fn check_public(case: &HealthCase, detail_inputs: &HealthInputs<'_>, detail: &health::HealthReport) {
+    let public_inputs = HealthInputs {
+        view: View::Public,
+        ..*detail_inputs
+    };
+    let public = health::report(&public_inputs);
+    assert_eq!(public.status, detail.status);
+    assert_eq!(public.body["error"]["code"], detail.body["error"]["code"]);
+    assert!(public.body.get("checks").is_none());
+    assert_eq!(public.body["districts"], detail.body["districts"]);
+    let Some(snapshot) = case.snapshot.as_ref() else {
+        return;
+    };
+    let summary = HealthSummary::compute(snapshot, case.now, case.skew_ms);
+    if let Some(counts) = summary.counts_at(case.now, case.skew_ms) {
+        let from_summary = health::report(&HealthInputs {
+            districts: Districts::Counted {
+                counts,
+                latest_error: summary.latest_error.as_ref(),
+            },
+            ..public_inputs
+        });
+        assert_eq!(from_summary, public, "the precomputed record answers alike");
     }
 }
