@@ -4,7 +4,8 @@
 
 use super::clever::{Class, ProbeFault, SimClever, Storm, API_URL, TOKEN_URL};
 use super::rng::Rng;
-use clever_auth_core::health::{self, CredentialPresence, HealthInputs, Status};
+use clever_auth_core::health::{self, CredentialPresence, Districts, HealthInputs, Status, View};
+use clever_auth_core::health_summary::HealthSummary;
 use clever_auth_core::lifecycle::TokenEntry;
 use clever_auth_core::refresher::{
     credentials_fingerprint, Action, Cycle, Inputs, Machine, Request, SecretsView,
@@ -730,7 +731,10 @@ impl World {
         }
         let districts: Vec<DistrictRecord> = self.status.districts.values().cloned().collect();
         let present = self.svc_creds.is_some();
-        let report = health::report(&HealthInputs {
+        // Both answers: the detail from the records, the public one from the record the
+        // shell precomputes at save time, as production renders them.
+        let summary = HealthSummary::compute(&self.status, now, self.skew_ms);
+        let inputs = |districts, view| HealthInputs {
             now,
             settings_errors: &[],
             credentials: CredentialPresence {
@@ -738,10 +742,32 @@ impl World {
                 client_secret: present,
             },
             service: Some(&self.status.service),
-            districts: &districts,
+            districts,
             expiry_skew_ms: self.skew_ms,
             secrets: None,
-        });
+            instance_id: None,
+            view,
+        };
+        let report = health::report(&inputs(
+            Districts::Records(&districts),
+            View::Detail { page: 1 },
+        ));
+        // When the record cannot answer for `now`, production renders from the records.
+        if let Some(counts) = summary.counts_at(now, self.skew_ms) {
+            let public = health::report(&inputs(
+                Districts::Counted {
+                    counts,
+                    latest_error: summary.latest_error.as_ref(),
+                },
+                View::Public,
+            ));
+            self.check(public.status == report.status, || {
+                format!(
+                    "public health says {:?}, detail says {:?}",
+                    public.status, report.status
+                )
+            })?;
+        }
         let none_usable = store.is_empty();
         let code = report.body["error"]["code"]
             .as_str()
