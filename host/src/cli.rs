@@ -51,6 +51,17 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_LISTEN")]
     pub listen: Option<SocketAddr>,
 
+    /// Address of the Clever gateway's listener (GET/HEAD /clever/{district}/{version}/...),
+    /// loopback only: sync code next to the host calls Clever through it without holding a
+    /// token. `off` disables it.
+    #[arg(
+        long,
+        env = "CLEVER_AUTH_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8081",
+        value_parser = parse_gateway_listen
+    )]
+    pub gateway_listen: GatewayListen,
+
     /// Where the Clever client id and secret come from [default: keyvault when KEYVAULT_URL
     /// is set, else none]. `env` (CLEVER_CLIENT_ID, CLEVER_CLIENT_SECRET) is for local
     /// development only.
@@ -150,6 +161,32 @@ pub struct Cli {
     pub telemetry_interval_ms: Option<u64>,
 }
 
+/// The gateway listener's address, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayListen {
+    Off,
+    On(SocketAddr),
+}
+
+/// `off`, or a loopback socket address: the gateway hands out Clever access with the
+/// service's tokens, so it must never be reachable from another machine (App Service sidecars
+/// share localhost with the main container).
+fn parse_gateway_listen(value: &str) -> Result<GatewayListen, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(GatewayListen::Off);
+    }
+    let addr: SocketAddr = value.parse().map_err(|_| {
+        format!("`{value}` is not `off` or an address like 127.0.0.1:8081")
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: the gateway listens on 127.0.0.1 or [::1] only"
+        ));
+    }
+    Ok(GatewayListen::On(addr))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InstanceMode {
     Fresh,
@@ -237,5 +274,23 @@ mod tests {
         );
         let err = default_listen(env(&[("PORT", "http")])).expect_err("invalid");
         assert!(err.contains("PORT=\"http\""), "{err}");
+    }
+
+    #[test]
+    fn the_gateway_listens_on_loopback_only() {
+        let on = |a: &str| GatewayListen::On(a.parse().expect("addr"));
+        assert_eq!(parse_gateway_listen("127.0.0.1:8081"), Ok(on("127.0.0.1:8081")));
+        assert_eq!(parse_gateway_listen("[::1]:0"), Ok(on("[::1]:0")));
+        assert_eq!(parse_gateway_listen("127.5.6.7:1"), Ok(on("127.5.6.7:1")));
+        assert_eq!(parse_gateway_listen("off"), Ok(GatewayListen::Off));
+        assert_eq!(parse_gateway_listen("OFF"), Ok(GatewayListen::Off));
+        for bad in ["0.0.0.0:8081", "[::]:8081", "10.0.0.4:8081", "192.168.1.2:80"] {
+            let e = parse_gateway_listen(bad).expect_err(bad);
+            assert!(e.contains("loopback"), "{e}");
+        }
+        assert!(parse_gateway_listen("localhost:8081").is_err());
+        let cli = Cli::try_parse_from(["clever-auth-host"]).expect("defaults");
+        assert_eq!(cli.gateway_listen, on("127.0.0.1:8081"));
+        assert!(Cli::try_parse_from(["x", "--gateway-listen", "0.0.0.0:1"]).is_err());
     }
 }

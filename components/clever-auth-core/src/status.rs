@@ -19,10 +19,22 @@ pub mod keys {
     pub const HOST_SECRETS: &str = "clever-auth/v1/host/secrets";
     /// The lease that lets one instance at a time acquire tokens.
     pub const LEASE: &str = "clever-auth/v1/lease/acquire";
+    /// Written by the gateway when Clever refused a district's token (401) or a district has no
+    /// usable token: asks the refresher for a new listing.
+    pub const RELIST_REQUEST: &str = "clever-auth/v1/relist-request";
 
     pub fn token(id: &str) -> String {
         format!("{TOKEN_PREFIX}{id}")
     }
+}
+
+/// See [`keys::RELIST_REQUEST`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelistRequest {
+    pub at: UnixMillis,
+    pub district: Option<String>,
+    pub reason: String,
 }
 
 /// A failure as shown to operators: a stable code, a sanitised message, and when it happened.

@@ -3,7 +3,11 @@
 use crate::bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
-use crate::{clock, config, kv::Kv};
+use crate::kv::{Kv, KvError};
+use crate::{clock, config};
+use clever_auth_core::gateway::figures::{self, GatewayFigures};
+use clever_auth_core::gateway::keys as gateway_keys;
+use clever_auth_core::gateway::versions::{self, VersionObservation};
 use clever_auth_core::health::{self, HealthInputs, CONTENT_TYPE};
 use clever_auth_core::settings::SettingError;
 use clever_auth_core::status::{keys, HostSecretsStatus, StatusSnapshot};
@@ -39,22 +43,37 @@ pub fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
 /// Builds the report. A store that cannot be read is itself a `fail`, reported in the body.
 fn health_body() -> (u16, String) {
     let now = clock::now();
-    let (settings_errors, skew_ms) = match config::settings() {
-        Ok(s) => (Vec::new(), s.expiry_skew_secs.saturating_mul(1000)),
+    let (settings_errors, skew_ms, api_version) = match config::settings() {
+        Ok(s) => (
+            Vec::new(),
+            s.expiry_skew_secs.saturating_mul(1000),
+            s.api_version,
+        ),
         // Unusable settings: assume the documented skew so the token checks still make sense.
-        Err(errors) => (errors, 30_000),
+        Err(errors) => (errors, 30_000, "v3.0".to_string()),
     };
     let credentials = config::credential_presence();
-    let read = Kv::open().and_then(|kv| {
+    let kv = Kv::open();
+    let read = kv.as_ref().map_err(|e| KvError(e.0.clone())).and_then(|kv| {
         Ok((
             kv.get::<StatusSnapshot>(keys::STATUS)?,
             kv.get::<HostSecretsStatus>(keys::HOST_SECRETS)?,
         ))
     });
-    let (snapshot, secrets, store_error) = match read {
+    let (mut snapshot, secrets, store_error) = match read {
         Ok((s, h)) => (s, h, None),
         Err(e) => (None, None, Some(e)),
     };
+    let gateway_figures = kv.as_ref().map(gateway_figures).unwrap_or_default();
+    // API versions seen on gateway traffic count like the probes' (the newer wins).
+    if let (Ok(kv), Some(s)) = (&kv, snapshot.as_mut()) {
+        let observed = kv
+            .get::<VersionObservation>(gateway_keys::VERSIONS)
+            .ok()
+            .flatten();
+        s.service.api_version =
+            versions::merge(s.service.api_version.as_ref(), observed.as_ref(), &api_version);
+    }
     let service = snapshot.as_ref().map(|s| &s.service);
     let districts: Vec<_> = snapshot
         .iter()
@@ -77,7 +96,23 @@ fn health_body() -> (u16, String) {
         expiry_skew_ms: skew_ms,
         secrets: secrets.as_ref(),
     });
-    (report.http_status(), report.body.to_string())
+    let status = report.http_status();
+    let mut body = report.body;
+    figures::annotate(&mut body, &gateway_figures, now);
+    (status, body.to_string())
+}
+
+/// Each district's gateway figures (only districts the gateway has served have any).
+fn gateway_figures(kv: &Kv) -> Vec<(String, GatewayFigures)> {
+    let Ok(keys) = kv.keys_with_prefix(gateway_keys::FIGURES_PREFIX) else {
+        return Vec::new();
+    };
+    keys.iter()
+        .filter_map(|k| {
+            let district = k.strip_prefix(gateway_keys::FIGURES_PREFIX)?.to_string();
+            Some((district, kv.get::<GatewayFigures>(k).ok().flatten()?))
+        })
+        .collect()
 }
 
 fn respond(out: ResponseOutparam, status: u16, content_type: &str, allow: bool, body: &str) {

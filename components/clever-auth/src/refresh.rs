@@ -18,8 +18,8 @@ use clever_auth_core::lifecycle::{self, Timing, TokenEntry, APP_TOKEN_ID};
 use clever_auth_core::ratelimit::RateLimitInfo;
 use clever_auth_core::settings::{Grant, Settings};
 use clever_auth_core::status::{
-    keys, CredentialState, DistrictRecord, ErrorRecord, HostSecretsStatus, StatusSnapshot,
-    VersionRecord, VersionState,
+    keys, CredentialState, DistrictRecord, ErrorRecord, HostSecretsStatus, RelistRequest,
+    StatusSnapshot, VersionRecord, VersionState,
 };
 use clever_auth_core::UnixMillis;
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,11 @@ const BAD_CREDENTIALS_PAUSE_MS: u64 = 300_000;
 const SECRETS_SETTLING_MS: u64 = 50;
 /// How soon to look again when another instance holds the lease.
 const LEASE_BUSY_MS: u64 = 200;
+/// Gateway relist requests (a refused or missing token) are honoured at most this often, and
+/// never while a retry is pending or the bad-credentials pause runs: a burst of 401s makes
+/// one listing, not a stampede. (Interim rule of the gateway branch; the refresher rewrite
+/// owns it.)
+const RELIST_MIN_SPACING_MS: u64 = 1_000;
 /// Marks that a host scheduler drives the refresher (so health requests need not).
 const SCHEDULER_KEY: &str = "clever-auth/v1/scheduler";
 /// How long past its announced next call a scheduler still counts as alive.
@@ -64,6 +69,8 @@ struct Cycle {
     /// The next acquisition was brought forward because a probe failed: it re-probes only
     /// what changed or failed, not every district again.
     relist_for_failures: bool,
+    /// When the last acquisition began; a gateway relist request older than this is served.
+    relist_served_at: UnixMillis,
 }
 
 /// The `clever:auth/refresher.run-due` export, called by the native host's scheduler.
@@ -100,7 +107,11 @@ pub fn run_if_due() {
         .unwrap_or_default();
     let credentials_arrived = !cycle.credentials_seen && config::credentials().is_some();
     let rotated = cycle.secrets_generation != secrets_generation(&kv);
-    if credentials_arrived || rotated || cycle.next_due_at <= clock::now() {
+    if credentials_arrived
+        || rotated
+        || cycle.next_due_at <= clock::now()
+        || relist_due(&kv, &cycle, clock::now())
+    {
         run_due();
     }
 }
@@ -159,7 +170,7 @@ pub fn run_due() -> u64 {
         save(&kv, &status, Some(&cycle));
         return RECHECK_MS;
     };
-    if !due(&cycle, now, generation) {
+    if !due(&cycle, now, generation) && !relist_due(&kv, &cycle, now) {
         return cycle.next_due_at - now;
     }
 
@@ -173,11 +184,15 @@ pub fn run_due() -> u64 {
         .ok()
         .flatten()
         .unwrap_or_default();
-    if !due(&cycle, now, generation) {
+    let relist = relist_due(&kv, &cycle, now);
+    if !due(&cycle, now, generation) && !relist {
         return cycle.next_due_at.saturating_sub(now);
     }
     // Decided before the cycle records this generation: a new one means acquire now.
-    let acquire = acquisition_due(&cycle, now, generation);
+    let acquire = acquisition_due(&cycle, now, generation) || relist;
+    if acquire {
+        cycle.relist_served_at = now;
+    }
     if cycle.secrets_generation != generation && cycle.credentials_seen {
         log::event(
             "info",
@@ -204,10 +219,45 @@ pub fn run_due() -> u64 {
     run.probe_pending();
     let next_due_at = run.next_due_at();
     run.cycle.next_due_at = next_due_at;
+    fold_gateway_versions(&kv, &mut run.status, &settings);
     update_alerts(&mut run.status, &settings, clock::now().max(now));
     save(&kv, &run.status, Some(&run.cycle));
     drop(lease);
     next_due_at.saturating_sub(clock::now())
+}
+
+/// The gateway asked for a new listing since the last acquisition began, and the spacing,
+/// the retry schedule and the bad-credentials pause allow one now.
+fn relist_due(kv: &Kv, cycle: &Cycle, now: UnixMillis) -> bool {
+    let Some(request) = kv
+        .get::<RelistRequest>(keys::RELIST_REQUEST)
+        .ok()
+        .flatten()
+    else {
+        return false;
+    };
+    cycle.credentials_seen
+        && request.at > cycle.relist_served_at
+        && now >= cycle.relist_served_at.saturating_add(RELIST_MIN_SPACING_MS)
+        && !cycle.retry.is_pending()
+        && load_status(kv).service.credentials != Some(CredentialState::Rejected)
+}
+
+/// API versions seen on gateway traffic feed the same check and alerts as the probes: the
+/// newer of the two records is kept. (Gateway branch; the refresher rewrite should keep this
+/// call before `update_alerts`.)
+fn fold_gateway_versions(kv: &Kv, status: &mut StatusSnapshot, settings: &Settings) {
+    let observed = kv
+        .get::<clever_auth_core::gateway::versions::VersionObservation>(
+            clever_auth_core::gateway::keys::VERSIONS,
+        )
+        .ok()
+        .flatten();
+    status.service.api_version = clever_auth_core::gateway::versions::merge(
+        status.service.api_version.as_ref(),
+        observed.as_ref(),
+        &settings.api_version,
+    );
 }
 
 /// An acquisition (rather than only a batch of pending probes) is due.

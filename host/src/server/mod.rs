@@ -19,7 +19,7 @@ use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use instances::Instances;
-use routing::Route;
+use routing::{Route, Routes};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,10 +38,12 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         })
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets open connections finish
-/// for at most `drain`.
+/// Serves `routes` until `shutdown` resolves, then stops accepting and lets open connections
+/// finish for at most `drain`. Each listener has its own instances and admission count, so
+/// gateway requests waiting on Clever never hold up health.
 pub async fn serve(
     listener: TcpListener,
+    routes: Routes,
     runtime: Runtime,
     mode: InstanceMode,
     shutdown: impl Future<Output = ()>,
@@ -50,6 +52,7 @@ pub async fn serve(
     let app = Arc::new(App {
         runtime,
         instances: Instances::new(mode),
+        routes,
     });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -96,23 +99,31 @@ pub async fn serve(
 struct App {
     runtime: Runtime,
     instances: Arc<Instances>,
+    routes: Routes,
 }
 
 async fn handle(app: &App, req: hyper::Request<Incoming>) -> Response<HyperOutgoingBody> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let route = routing::route(&method, &path);
-    // Unmatched paths are not recorded: they are whatever a client sent.
+    let route = routing::route(app.routes, &method, &path);
+    // Unmatched paths are not recorded: they are whatever a client sent. Gateway requests are
+    // named by their template: district ids and Clever paths stay out of telemetry names.
     let span = telemetry::spans::server(
         method.as_str(),
-        (route != Route::NotFound).then_some(routing::HEALTH_PATH),
+        match route {
+            Route::NotFound => None,
+            Route::Gateway => Some(routing::GATEWAY_ROUTE),
+            Route::Component | Route::MethodNotAllowed => Some(routing::HEALTH_PATH),
+        },
     );
     let response = respond(app, req, route).instrument(span.clone()).await;
     let status = response.status().as_u16();
     telemetry::spans::record_server_status(&span, status);
-    if route == Route::Component {
-        telemetry::metrics::record_health(started.elapsed(), status);
+    match route {
+        Route::Component => telemetry::metrics::record_health(started.elapsed(), status),
+        Route::Gateway => telemetry::metrics::record_gateway(started.elapsed(), status),
+        Route::NotFound | Route::MethodNotAllowed => {}
     }
     tracing::debug!(
         method = %method,
@@ -142,6 +153,25 @@ async fn respond(
             );
             r
         }
+        // The component sees only the path; an absolute-form target (`GET http://x/...`)
+        // would have its authority silently ignored, so it is refused here.
+        Route::Gateway if req.uri().authority().is_some() => gateway_error(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":{"code":"bad_request","message":"absolute URLs are not accepted: send the path /clever/{district}/{version}/{path}"}}"#,
+        ),
+        Route::Gateway => match invoke::call_component(&app.runtime, &app.instances, req).await {
+            Ok(r) => scrub::streamed(r),
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "gateway request failed inside the component"
+                );
+                gateway_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    r#"{"error":{"code":"component_error","message":"the gateway failed; see the host log"}}"#,
+                )
+            }
+        },
         Route::Component => match component_answer(app, req).await {
             Ok(r) => r,
             Err(e) => {
@@ -165,6 +195,16 @@ async fn component_answer(
 ) -> Result<Response<HyperOutgoingBody>> {
     let response = invoke::call_component(&app.runtime, &app.instances, req).await?;
     scrub::scrubbed(response).await
+}
+
+/// An error the host answers for the gateway, marked as the gateway's own.
+fn gateway_error(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
+    let mut r = plain(status, body);
+    r.headers_mut().insert(
+        "x-clever-auth-source",
+        hyper::header::HeaderValue::from_static("gateway"),
+    );
+    r
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
