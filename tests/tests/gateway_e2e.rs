@@ -382,7 +382,7 @@ async fn server_errors_are_retried_on_the_backoff_schedule() -> Result<()> {
 
 #[tokio::test]
 async fn an_upstream_that_never_answers_is_504_at_the_deadline() -> Result<()> {
-    let s = ready(&[("CLEVER_GATEWAY_DEADLINE_MS", "1500")]).await?;
+    let s = ready(&[("CLEVER_GATEWAY_DEADLINE_MS", "1500"), ("RUST_LOG", "debug")]).await?;
     s.fake.set_persistent_fault(
         RouteMatch::route(Route::Data).for_district("d-alpha"),
         Fault::Hang,
@@ -394,7 +394,7 @@ async fn an_upstream_that_never_answers_is_504_at_the_deadline() -> Result<()> {
     assert_source(&reply, "gateway");
     assert_eq!(gateway_error(&reply)?.0, "upstream_timeout");
     assert!(took >= Duration::from_millis(1_400), "{took:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}\n{}", s.logs());
     Ok(())
 }
 
@@ -434,7 +434,7 @@ async fn a_50_mb_page_streams_through_with_bounded_memory() -> Result<()> {
         Some(SIZE.to_string().as_str())
     );
     let mut body = resp.into_body();
-    let pattern = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_\\n";
+    let pattern = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_\n";
     let mut received = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame?;

@@ -171,6 +171,14 @@ fn serve(
             timeout_ms,
         });
         let now = clock::now();
+        log::event(
+            "debug",
+            "gateway_attempt",
+            json!({ "district": district, "attempt": trace.attempts, "timeout_ms": timeout_ms,
+                    "status": sent.as_ref().ok().map(|r| r.status),
+                    "error": sent.as_ref().err().map(ToString::to_string),
+                    "elapsed_ms": now.saturating_sub(started) }),
+        );
         let (response, failure) = match sent {
             Ok(r) => (Some(r), Upstream::Connection),
             Err(Failure::Timeout) => (None, Upstream::Timeout),
