@@ -368,7 +368,7 @@ async fn fault_matrix(
     assert!(!find(&ev, "tokens_acquired").is_empty());
     assert!(find(&ev, "gateway_request")
         .iter()
-        .any(|e| e["district"] == "d-alpha" && e["status"] == 200 && e["attempts"].is_u64()));
+        .any(|e| e["district"] == "d-alpha" && e["status"] == 200 && e["duration_ms"].is_u64()));
     assert!(
         ev.iter().all(|e| e["event"] != "component_output"),
         "every component line should parse as an event"

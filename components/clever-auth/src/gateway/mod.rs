@@ -237,9 +237,13 @@ fn serve(
                     json!({ "district": district, "status": 401 }),
                 );
                 token::drop_refused(&kv, district, &token);
-                token::request_relist(&kv, district, "token_refused");
+                let relist_asked_at = token::request_relist(&kv, district, "token_refused");
                 progress.replayed = true;
-                token = obtain(&kv, &settings, district, Some(&token), deadline, trace)?;
+                let refused = token::Refused {
+                    token: &token,
+                    relist_asked_at,
+                };
+                token = obtain(&kv, &settings, district, Some(&refused), deadline, trace)?;
             }
             Next::RetryAt(at) => {
                 if let Some(r) = response {
@@ -262,7 +266,7 @@ fn obtain(
     kv: &Kv,
     settings: &Settings,
     district: &str,
-    refused: Option<&AccessToken>,
+    refused: Option<&token::Refused<'_>>,
     deadline: UnixMillis,
     trace: &mut Trace,
 ) -> Result<AccessToken, GatewayError> {

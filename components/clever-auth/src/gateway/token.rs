@@ -19,8 +19,19 @@ const POLL_MS: u64 = 25;
 const RERUN_MS: u64 = 1_000;
 
 pub fn usable(kv: &Kv, district: &str, skew_ms: u64) -> Option<AccessToken> {
+    usable_entry(kv, district, skew_ms).map(|e| e.token)
+}
+
+fn usable_entry(kv: &Kv, district: &str, skew_ms: u64) -> Option<TokenEntry> {
     let entry = kv.get::<TokenEntry>(&keys::token(district)).ok().flatten();
-    lifecycle::hand_out(entry.as_ref(), district, clock::now(), skew_ms).cloned()
+    lifecycle::hand_out(entry.as_ref(), district, clock::now(), skew_ms)?;
+    entry
+}
+
+/// A token Clever refused, and when the new listing was asked for.
+pub struct Refused<'a> {
+    pub token: &'a AccessToken,
+    pub relist_asked_at: UnixMillis,
 }
 
 /// True when the district certainly has no token to wait for: the grant or the allow-list
@@ -42,10 +53,11 @@ pub fn unknown(kv: &Kv, settings: &Settings, district: &str) -> bool {
 }
 
 /// Asks the refresher for a new listing (contract with the refresher: it honours the request
-/// as soon as its schedule, rate limits and credential pause allow).
-pub fn request_relist(kv: &Kv, district: &str, reason: &str) {
+/// as soon as its schedule, rate limits and credential pause allow). Returns when it asked.
+pub fn request_relist(kv: &Kv, district: &str, reason: &str) -> UnixMillis {
+    let at = clock::now();
     let request = RelistRequest {
-        at: clock::now(),
+        at,
         district: Some(district.to_string()),
         reason: reason.to_string(),
     };
@@ -56,15 +68,18 @@ pub fn request_relist(kv: &Kv, district: &str, reason: &str) {
             json!({ "key": keys::RELIST_REQUEST, "error": e.to_string() }),
         );
     }
+    at
 }
 
-/// Waits until the district has a usable token other than `refused`, running the refresher
-/// when it is due; `None` at the deadline, or as soon as the district turns out unknown.
+/// Waits until the district has a usable token, running the refresher when it is due. After a
+/// refusal the token must be another one, or come from a listing made after the refusal
+/// (Clever listing the same token again: it gets its one replay). Fails at the deadline, or
+/// as soon as the district turns out unknown.
 pub fn wait_for_new(
     kv: &Kv,
     settings: &Settings,
     district: &str,
-    refused: Option<&AccessToken>,
+    refused: Option<&Refused<'_>>,
     deadline: UnixMillis,
     waited_ms: &mut u64,
 ) -> Result<AccessToken, Missing> {
@@ -77,9 +92,12 @@ pub fn wait_for_new(
             crate::refresh::run_due();
             next_run = clock::now().saturating_add(RERUN_MS);
         }
-        if let Some(token) = usable(kv, district, skew_ms) {
-            if refused.is_none_or(|r| r.expose() != token.expose()) {
-                break Ok(token);
+        if let Some(entry) = usable_entry(kv, district, skew_ms) {
+            let fresh = refused.is_none_or(|r| {
+                r.token.expose() != entry.token.expose() || entry.obtained_at >= r.relist_asked_at
+            });
+            if fresh {
+                break Ok(entry.token);
             }
         }
         if unknown(kv, settings, district) {
