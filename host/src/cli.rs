@@ -176,9 +176,9 @@ fn parse_gateway_listen(value: &str) -> Result<GatewayListen, String> {
     if value.eq_ignore_ascii_case("off") {
         return Ok(GatewayListen::Off);
     }
-    let addr: SocketAddr = value.parse().map_err(|_| {
-        format!("`{value}` is not `off` or an address like 127.0.0.1:8081")
-    })?;
+    let addr: SocketAddr = value
+        .parse()
+        .map_err(|_| format!("`{value}` is not `off` or an address like 127.0.0.1:8081"))?;
     if !addr.ip().is_loopback() {
         return Err(format!(
             "{addr} is not a loopback address: the gateway listens on 127.0.0.1 or [::1] only"
@@ -279,12 +279,20 @@ mod tests {
     #[test]
     fn the_gateway_listens_on_loopback_only() {
         let on = |a: &str| GatewayListen::On(a.parse().expect("addr"));
-        assert_eq!(parse_gateway_listen("127.0.0.1:8081"), Ok(on("127.0.0.1:8081")));
+        assert_eq!(
+            parse_gateway_listen("127.0.0.1:8081"),
+            Ok(on("127.0.0.1:8081"))
+        );
         assert_eq!(parse_gateway_listen("[::1]:0"), Ok(on("[::1]:0")));
         assert_eq!(parse_gateway_listen("127.5.6.7:1"), Ok(on("127.5.6.7:1")));
         assert_eq!(parse_gateway_listen("off"), Ok(GatewayListen::Off));
         assert_eq!(parse_gateway_listen("OFF"), Ok(GatewayListen::Off));
-        for bad in ["0.0.0.0:8081", "[::]:8081", "10.0.0.4:8081", "192.168.1.2:80"] {
+        for bad in [
+            "0.0.0.0:8081",
+            "[::]:8081",
+            "10.0.0.4:8081",
+            "192.168.1.2:80",
+        ] {
             let e = parse_gateway_listen(bad).expect_err(bad);
             assert!(e.contains("loopback"), "{e}");
         }

@@ -91,7 +91,10 @@ fn command(opts: &HostOptions) -> Command {
     }
     // Tests run hosts side by side: each gets its own gateway port unless it chose one.
     let gateway_chosen = opts.args.iter().any(|a| a.starts_with("--gateway-listen"))
-        || opts.env.iter().any(|(k, _)| k == "CLEVER_AUTH_GATEWAY_LISTEN");
+        || opts
+            .env
+            .iter()
+            .any(|(k, _)| k == "CLEVER_AUTH_GATEWAY_LISTEN");
     if !gateway_chosen {
         cmd.args(["--gateway-listen", "127.0.0.1:0"]);
     }
@@ -192,7 +195,9 @@ impl HostProcess {
 
     /// A URL on the gateway listener (panics when the test turned the gateway off).
     pub fn gateway_url(&self, path: &str) -> String {
-        let addr = self.gateway_addr.expect("the host was started without a gateway");
+        let addr = self
+            .gateway_addr
+            .expect("the host was started without a gateway");
         format!("http://{addr}{path}")
     }
 

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clever_auth_tests::fake_clever::{
-    Fault, FakeClever, Outcome, RateLimitBucket, RateLimitConfig, RequestRecord, Route, RouteMatch,
+    FakeClever, Fault, Outcome, RateLimitBucket, RateLimitConfig, RequestRecord, Route, RouteMatch,
 };
 use clever_auth_tests::host_process::{HostOptions, HostProcess};
 use clever_auth_tests::http_client::{self, Reply};
@@ -26,14 +26,22 @@ async fn get(s: &Scenario, path: &str) -> Result<Reply> {
 fn data_requests(fake: &FakeClever, district: &str) -> Vec<RequestRecord> {
     fake.requests_for(RouteMatch::route(Route::Data))
         .into_iter()
-        .filter(|r| r.district.as_deref() == Some(district) && r.path_and_query.contains("/schools"))
+        .filter(|r| {
+            r.district.as_deref() == Some(district) && r.path_and_query.contains("/schools")
+        })
         .collect()
 }
 
 fn gateway_error(reply: &Reply) -> Result<(String, String)> {
     let v = reply.json()?;
-    let code = v["error"]["code"].as_str().context("error.code")?.to_string();
-    let message = v["error"]["message"].as_str().context("error.message")?.to_string();
+    let code = v["error"]["code"]
+        .as_str()
+        .context("error.code")?
+        .to_string();
+    let message = v["error"]["message"]
+        .as_str()
+        .context("error.message")?
+        .to_string();
     Ok((code, message))
 }
 
@@ -61,9 +69,15 @@ async fn a_get_reaches_clever_with_that_districts_token_and_passes_back_whole() 
 
     let seen = data_requests(&s.fake, "d-alpha");
     let last = seen.last().context("the fake saw the request")?;
-    assert_eq!(last.path_and_query, "/v3.0/districts/d-alpha/schools?limit=100");
+    assert_eq!(
+        last.path_and_query,
+        "/v3.0/districts/d-alpha/schools?limit=100"
+    );
     let token = s.fake.district_token("d-alpha").context("token")?;
-    assert_eq!(last.auth.fingerprint.as_deref(), Some(s.fake.fingerprint(&token).as_str()));
+    assert_eq!(
+        last.auth.fingerprint.as_deref(),
+        Some(s.fake.fingerprint(&token).as_str())
+    );
 
     // The other district's request carries the other token.
     let beta = get(&s, "/clever/d-beta/v3.0/districts/d-beta/schools").await?;
@@ -79,7 +93,11 @@ async fn a_get_reaches_clever_with_that_districts_token_and_passes_back_whole() 
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(
-        s.fake.requests().last().map(|r| r.method.clone()).as_deref(),
+        s.fake
+            .requests()
+            .last()
+            .map(|r| r.method.clone())
+            .as_deref(),
         Some("HEAD")
     );
     Ok(())
@@ -186,9 +204,11 @@ async fn malformed_targets_get_400_before_anything_is_sent() -> Result<()> {
         assert_eq!(status, 400, "{target}: {text}");
     }
     // A control character in the target: refused by the HTTP layer or the gateway, never sent.
-    let (status, _) =
-        http_client::raw(addr, b"GET /clever/d-alpha/v3.0/x\x01y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            .await?;
+    let (status, _) = http_client::raw(
+        addr,
+        b"GET /clever/d-alpha/v3.0/x\x01y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await?;
     assert_eq!(status, 400);
     let sent: Vec<String> = s.fake.requests()[before..]
         .iter()
@@ -290,7 +310,10 @@ async fn a_token_refused_again_after_the_relisting_is_not_replayed_twice() -> Re
         other => panic!("{other}: {}", reply.text()),
     }
     let attempts = data_requests(&s.fake, "d-alpha").len();
-    assert!((1..=2).contains(&attempts), "{attempts} attempts: one replay at most");
+    assert!(
+        (1..=2).contains(&attempts),
+        "{attempts} attempts: one replay at most"
+    );
     Ok(())
 }
 
@@ -323,11 +346,17 @@ async fn a_429_beyond_the_deadline_is_the_gateways_429_and_holds_the_district() 
     );
     let started = Instant::now();
     let reply = get(&s, SCHOOLS).await?;
-    assert!(started.elapsed() < Duration::from_secs(2), "answered at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at once"
+    );
     assert_eq!(reply.status, 429);
     assert_source(&reply, "gateway");
     assert_eq!(gateway_error(&reply)?.0, "rate_limited");
-    let retry_after: u64 = reply.header("retry-after").context("retry-after")?.parse()?;
+    let retry_after: u64 = reply
+        .header("retry-after")
+        .context("retry-after")?
+        .parse()?;
     assert!((18..=21).contains(&retry_after), "{retry_after}");
     // The hold is shared: the next request is refused without calling Clever.
     let again = get(&s, SCHOOLS).await?;
@@ -358,7 +387,11 @@ async fn an_exhausted_bucket_paces_requests_until_the_reset_without_429s() -> Re
     let limited = seen.iter().filter(|r| r.status() == Some(429)).count();
     assert_eq!(limited, 0, "the gateway held back instead of earning 429s");
     // Ten requests at four per window span at least two window boundaries.
-    assert!(started.elapsed() >= Duration::from_millis(2_000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_000),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(started.elapsed() < Duration::from_secs(15));
     Ok(())
 }
@@ -381,14 +414,22 @@ async fn server_errors_are_retried_on_the_backoff_schedule() -> Result<()> {
     let reply = get(&s, SCHOOLS).await?;
     assert_eq!(reply.status, 502);
     assert_source(&reply, "clever");
-    assert_eq!(data_requests(&s.fake, "d-alpha").len(), 3 + 6, "1 + 5 retries");
+    assert_eq!(
+        data_requests(&s.fake, "d-alpha").len(),
+        3 + 6,
+        "1 + 5 retries"
+    );
     s.fake.clear_faults();
     Ok(())
 }
 
 #[tokio::test]
 async fn an_upstream_that_never_answers_is_504_at_the_deadline() -> Result<()> {
-    let s = ready(&[("CLEVER_GATEWAY_DEADLINE_MS", "1500"), ("RUST_LOG", "debug")]).await?;
+    let s = ready(&[
+        ("CLEVER_GATEWAY_DEADLINE_MS", "1500"),
+        ("RUST_LOG", "debug"),
+    ])
+    .await?;
     s.fake.set_persistent_fault(
         RouteMatch::route(Route::Data).for_district("d-alpha"),
         Fault::Hang,
@@ -420,11 +461,16 @@ async fn a_50_mb_page_streams_through_with_bounded_memory() -> Result<()> {
     let s = ready(&[]).await?;
     let pid = s.host.pid().context("pid")?;
     // Warm up the gateway path once, so the baseline includes its instances.
-    assert_eq!(get(&s, "/clever/d-alpha/v3.0/bytes/1024").await?.status, 200);
+    assert_eq!(
+        get(&s, "/clever/d-alpha/v3.0/bytes/1024").await?.status,
+        200
+    );
     let before = peak_rss_kib(pid)?;
 
     const SIZE: usize = 50 << 20;
-    let url = s.host.gateway_url(&format!("/clever/d-alpha/v3.0/bytes/{SIZE}"));
+    let url = s
+        .host
+        .gateway_url(&format!("/clever/d-alpha/v3.0/bytes/{SIZE}"));
     let uri: hyper::Uri = url.parse()?;
     let stream = tokio::net::TcpStream::connect(uri.authority().context("a")?.as_str()).await?;
     let (mut sender, conn) =
@@ -436,7 +482,9 @@ async fn a_50_mb_page_streams_through_with_bounded_memory() -> Result<()> {
     let resp = sender.send_request(req).await?;
     assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.headers().get("content-length").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()),
         Some(SIZE.to_string().as_str())
     );
     let mut body = resp.into_body();
@@ -456,7 +504,10 @@ async fn a_50_mb_page_streams_through_with_bounded_memory() -> Result<()> {
     assert_eq!(received, SIZE);
     let grown_mib = peak_rss_kib(pid)?.saturating_sub(before) / 1024;
     // Buffering the page whole would cost at least 50 MiB.
-    assert!(grown_mib < 24, "the host's peak memory grew by {grown_mib} MiB");
+    assert!(
+        grown_mib < 24,
+        "the host's peak memory grew by {grown_mib} MiB"
+    );
     Ok(())
 }
 
@@ -504,7 +555,10 @@ async fn each_request_logs_one_event_and_health_shows_gateway_figures() -> Resul
         assert!(text.contains(field), "{field} missing: {text}");
     }
     assert!(text.contains("/v3.0/districts/d-alpha/schools"));
-    assert!(!text.contains("limit=100"), "the query stays out of logs: {text}");
+    assert!(
+        !text.contains("limit=100"),
+        "the query stays out of logs: {text}"
+    );
     assert_eq!(events[1]["error_code"], "rate_limited");
 
     let health = s.health().await?;

@@ -301,10 +301,7 @@ async fn fault_matrix(
     let bodies = bodies.lock().map(|b| b.clone()).unwrap_or_default();
     let health_polls = bodies.len();
     let bodies: Vec<String> = bodies.into_iter().chain(gateway_replies).collect();
-    assert!(
-        health_polls > 20,
-        "health was polled {health_polls} times"
-    );
+    assert!(health_polls > 20, "health was polled {health_polls} times");
     // SIGTERM flushed what was queued; every envelope that arrived is searched.
     let telemetry: Vec<String> = ai.envelopes().iter().map(|e| e.to_string()).collect();
     assert!(

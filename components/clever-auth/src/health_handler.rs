@@ -54,12 +54,15 @@ fn health_body() -> (u16, String) {
     };
     let credentials = config::credential_presence();
     let kv = Kv::open();
-    let read = kv.as_ref().map_err(|e| KvError(e.0.clone())).and_then(|kv| {
-        Ok((
-            kv.get::<StatusSnapshot>(keys::STATUS)?,
-            kv.get::<HostSecretsStatus>(keys::HOST_SECRETS)?,
-        ))
-    });
+    let read = kv
+        .as_ref()
+        .map_err(|e| KvError(e.0.clone()))
+        .and_then(|kv| {
+            Ok((
+                kv.get::<StatusSnapshot>(keys::STATUS)?,
+                kv.get::<HostSecretsStatus>(keys::HOST_SECRETS)?,
+            ))
+        });
     let (mut snapshot, secrets, store_error) = match read {
         Ok((s, h)) => (s, h, None),
         Err(e) => (None, None, Some(e)),
@@ -71,8 +74,11 @@ fn health_body() -> (u16, String) {
             .get::<VersionObservation>(gateway_keys::VERSIONS)
             .ok()
             .flatten();
-        s.service.api_version =
-            versions::merge(s.service.api_version.as_ref(), observed.as_ref(), &api_version);
+        s.service.api_version = versions::merge(
+            s.service.api_version.as_ref(),
+            observed.as_ref(),
+            &api_version,
+        );
     }
     let service = snapshot.as_ref().map(|s| &s.service);
     let districts: Vec<_> = snapshot

@@ -229,11 +229,7 @@ pub fn run_due() -> u64 {
 /// The gateway asked for a new listing since the last acquisition began, and the spacing,
 /// the retry schedule and the bad-credentials pause allow one now.
 fn relist_due(kv: &Kv, cycle: &Cycle, now: UnixMillis) -> bool {
-    let Some(request) = kv
-        .get::<RelistRequest>(keys::RELIST_REQUEST)
-        .ok()
-        .flatten()
-    else {
+    let Some(request) = kv.get::<RelistRequest>(keys::RELIST_REQUEST).ok().flatten() else {
         return false;
     };
     cycle.credentials_seen

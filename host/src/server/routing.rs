@@ -53,7 +53,10 @@ mod tests {
         assert_eq!(health(&Method::GET, HEALTH_PATH), Route::Component);
         assert_eq!(health(&Method::HEAD, HEALTH_PATH), Route::Component);
         assert_eq!(health(&Method::POST, HEALTH_PATH), Route::MethodNotAllowed);
-        assert_eq!(health(&Method::DELETE, HEALTH_PATH), Route::MethodNotAllowed);
+        assert_eq!(
+            health(&Method::DELETE, HEALTH_PATH),
+            Route::MethodNotAllowed
+        );
     }
 
     #[test]

@@ -114,7 +114,9 @@ pub fn install(provider: &SdkMeterProvider) {
     let gateway = meter
         .f64_histogram(GATEWAY_HISTOGRAM)
         .with_unit("ms")
-        .with_description("Time to the response head of a gateway request, waits and retries included")
+        .with_description(
+            "Time to the response head of a gateway request, waits and retries included",
+        )
         .build();
     let _ = INSTRUMENTS.set(Instruments {
         meter,

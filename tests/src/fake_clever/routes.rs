@@ -232,7 +232,10 @@ pub(crate) async fn handle(
         .map(|(n, v)| {
             let value = if *n == header::AUTHORIZATION {
                 let v = v.to_str().unwrap_or_default();
-                v.split_once(' ').map_or("?", |(scheme, _)| scheme).to_string() + " <present>"
+                v.split_once(' ')
+                    .map_or("?", |(scheme, _)| scheme)
+                    .to_string()
+                    + " <present>"
             } else {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
             };

@@ -72,8 +72,9 @@ pub fn response_headers(upstream: &[Header], head: bool) -> Vec<Header> {
         .iter()
         .filter(|(n, _)| {
             let lower = n.to_ascii_lowercase();
-            !(hop_by_hop(n, &listed) && !(lower == "content-length" && !head))
-                && lower != super::SOURCE_HEADER
+            // A GET's length is kept: the body that follows is Clever's, byte for byte.
+            let kept_length = lower == "content-length" && !head;
+            (kept_length || !hop_by_hop(n, &listed)) && lower != super::SOURCE_HEADER
         })
         .cloned()
         .collect()
@@ -96,7 +97,12 @@ mod tests {
 
     #[test]
     fn a_caller_authorization_is_refused_in_any_case() {
-        for name in ["Authorization", "authorization", "AUTHORIZATION", "Proxy-Authorization"] {
+        for name in [
+            "Authorization",
+            "authorization",
+            "AUTHORIZATION",
+            "Proxy-Authorization",
+        ] {
             let e = request_headers(&h(&[(name, "Bearer x")])).expect_err(name);
             assert_eq!(e.code, super::super::ErrorCode::BadRequest);
             assert!(!e.message.contains("Bearer x"));

@@ -73,7 +73,10 @@ pub fn after_attempt(
     };
     match upstream {
         Upstream::Answered { status: 401, .. } if !progress.replayed => Next::ReplayWithNewToken,
-        Upstream::Answered { status: 429, limits } => {
+        Upstream::Answered {
+            status: 429,
+            limits,
+        } => {
             let hinted = limits.wait_until(429);
             let at = match hinted {
                 Some(at) => Some(at.max(now.saturating_add(MIN_RETRY_GAP_MS))),
@@ -164,7 +167,11 @@ mod tests {
     fn success_and_client_errors_pass_through() {
         let l = limits(&[]);
         for s in [200, 204, 304, 400, 403, 404, 410] {
-            assert_eq!(answered(s, &l, Progress::default(), NOW + 30_000), Next::Deliver, "{s}");
+            assert_eq!(
+                answered(s, &l, Progress::default(), NOW + 30_000),
+                Next::Deliver,
+                "{s}"
+            );
         }
     }
 
@@ -253,13 +260,20 @@ mod tests {
         assert_eq!(at(0), Next::RetryAt(NOW + 100));
         assert_eq!(at(1), Next::RetryAt(NOW + 200));
         assert_eq!(at(2), Next::RetryAt(NOW + 400));
-        assert_eq!(at(3), Next::Deliver, "retries exhausted: Clever's 5xx passes");
+        assert_eq!(
+            at(3),
+            Next::Deliver,
+            "retries exhausted: Clever's 5xx passes"
+        );
     }
 
     #[test]
     fn no_retry_starts_at_or_after_the_deadline() {
         let l = limits(&[]);
-        assert_eq!(answered(500, &l, Progress::default(), NOW + 100), Next::Deliver);
+        assert_eq!(
+            answered(500, &l, Progress::default(), NOW + 100),
+            Next::Deliver
+        );
         assert_eq!(
             answered(500, &l, Progress::default(), NOW + 101),
             Next::RetryAt(NOW + 100)
@@ -291,8 +305,14 @@ mod tests {
                 0.0,
             )
         };
-        assert_eq!(next(Upstream::Timeout, 0, NOW + 5_000), Next::RetryAt(NOW + 100));
-        assert_eq!(next(Upstream::Connection, 1, NOW + 5_000), Next::RetryAt(NOW + 200));
+        assert_eq!(
+            next(Upstream::Timeout, 0, NOW + 5_000),
+            Next::RetryAt(NOW + 100)
+        );
+        assert_eq!(
+            next(Upstream::Connection, 1, NOW + 5_000),
+            Next::RetryAt(NOW + 200)
+        );
         match next(Upstream::Timeout, 3, NOW + 5_000) {
             Next::Fail(e) => assert_eq!(e.code, ErrorCode::UpstreamTimeout),
             other => panic!("{other:?}"),

@@ -121,7 +121,10 @@ mod tests {
             until: NOW + 2_000,
             bucket: None,
         };
-        assert_eq!(gate(Some(&r), NOW, NOW + 30_000), Gate::WaitUntil(NOW + 2_000));
+        assert_eq!(
+            gate(Some(&r), NOW, NOW + 30_000),
+            Gate::WaitUntil(NOW + 2_000)
+        );
         match gate(Some(&r), NOW, NOW + 1_000) {
             Gate::Refuse(e) => {
                 assert_eq!(e.code, ErrorCode::RateLimited);

@@ -95,10 +95,7 @@ pub fn parse(path_with_query: &str) -> Result<Target, GatewayError> {
             "the request target is longer than {MAX_TARGET_LEN} bytes"
         )));
     }
-    if let Some(b) = path_with_query
-        .bytes()
-        .find(|b| !(0x21..=0x7e).contains(b))
-    {
+    if let Some(b) = path_with_query.bytes().find(|b| !(0x21..=0x7e).contains(b)) {
         return Err(bad(format!(
             "the request target holds a control, space or non-ASCII byte (0x{b:02x})"
         )));
@@ -259,7 +256,9 @@ mod tests {
     fn only_get_and_head_pass() {
         assert_eq!(check_method("GET"), Ok(Method::Get));
         assert_eq!(check_method("HEAD"), Ok(Method::Head));
-        for m in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get", "CONNECT"] {
+        for m in [
+            "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get", "CONNECT",
+        ] {
             assert_eq!(
                 check_method(m).map_err(|e| e.code),
                 Err(ErrorCode::MethodNotAllowed),

@@ -154,7 +154,10 @@ mod tests {
         assert_eq!(merged.state, VersionState::Mismatch);
         assert_eq!(merged.at, 200);
         let older = VersionObservation { at: 50, ..newer };
-        assert_eq!(merge(Some(&probe), Some(&older), "v3.0"), Some(probe.clone()));
+        assert_eq!(
+            merge(Some(&probe), Some(&older), "v3.0"),
+            Some(probe.clone())
+        );
         let unsupported = VersionObservation {
             seen: vec![],
             unsupported: true,

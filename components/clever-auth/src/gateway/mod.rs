@@ -61,9 +61,7 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
                 .is_none_or(|v| v.trim().eq_ignore_ascii_case("identity"));
             let passed = respond::pass(out, upstream, &headers, head);
             let observed = (identity && !head)
-                .then(|| {
-                    versions::observe(status, &passed.prefix, passed.complete, clock::now())
-                })
+                .then(|| versions::observe(status, &passed.prefix, passed.complete, clock::now()))
                 .flatten();
             let code = passed.broken.then_some("body_interrupted");
             (status, code, observed)
@@ -103,7 +101,11 @@ fn serve(
             ErrorCode::NoValidToken,
             format!(
                 "the service's settings are invalid ({}); see the health endpoint",
-                errors.iter().map(|e| e.setting).collect::<Vec<_>>().join(", ")
+                errors
+                    .iter()
+                    .map(|e| e.setting)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
         .retry_after(5_000)
@@ -126,9 +128,8 @@ fn serve(
         }
     };
     let url = target.upstream_url(&settings.api_base_url);
-    let url = url::Url::parse(&url).map_err(|e| {
-        GatewayError::bad_request(format!("the upstream URL cannot be built: {e}"))
-    })?;
+    let url = url::Url::parse(&url)
+        .map_err(|e| GatewayError::bad_request(format!("the upstream URL cannot be built: {e}")))?;
     let policy = RetryPolicy {
         max_retries: settings.retry_max,
         base_ms: settings.retry_base_ms,

@@ -1,10 +1,12 @@
 //! Writing the gateway's answer: its own JSON errors, or Clever's response streamed through
 //! in pieces (the body is never held whole), with the first bytes kept for version checks.
 
-use clever_auth_core::gateway as gw;
-use crate::bindings::wasi::http::types::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use crate::bindings::wasi::http::types::{
+    Fields, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 use crate::bindings::wasi::io::streams::StreamError;
 use crate::http_out::Streaming;
+use clever_auth_core::gateway as gw;
 use gw::versions::OBSERVE_LIMIT;
 use gw::{GatewayError, SOURCE_HEADER};
 
