@@ -528,6 +528,14 @@ async fn api_versions_seen_on_gateway_traffic_feed_the_version_check() -> Result
         .unwrap_or_default()
         .to_string();
     assert!(output.contains("v3.1"), "{output}");
+    // The probes' event, logged once for the change, not once per request.
+    assert_eq!(get(&s, SCHOOLS).await?.status, 200);
+    let problems = s
+        .logs()
+        .lines()
+        .filter(|l| l.contains("api_version_problem") && l.contains("gateway"))
+        .count();
+    assert_eq!(problems, 1, "{}", s.logs());
     Ok(())
 }
 

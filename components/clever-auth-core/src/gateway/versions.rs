@@ -109,6 +109,21 @@ pub fn merge(
     }
 }
 
+/// `mismatch` or `unsupported` when an observation is a problem for the configured version.
+pub fn problem(observed: &VersionObservation, configured: &str) -> Option<&'static str> {
+    match merge(None, Some(observed), configured)?.state {
+        VersionState::Mismatch => Some("mismatch"),
+        VersionState::Unsupported => Some("unsupported"),
+        VersionState::Match | VersionState::Unknown => None,
+    }
+}
+
+/// Whether an observation says something other than the one before (worth one log line,
+/// not one per request).
+pub fn changed(previous: Option<&VersionObservation>, now: &VersionObservation) -> bool {
+    previous.is_none_or(|p| p.seen != now.seen || p.unsupported != now.unsupported)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +150,25 @@ mod tests {
         assert!(o.unsupported);
         assert!(observe(200, b"{\"note\":\"version not supported\"}", true, 5).is_none());
         assert!(observe(200, b"not json at all", true, 5).is_none());
+    }
+
+    #[test]
+    fn problems_are_named_and_reported_once_per_change() {
+        let o = |seen: &[&str], unsupported| VersionObservation {
+            seen: seen.iter().map(|s| s.to_string()).collect(),
+            unsupported,
+            at: 1,
+        };
+        assert_eq!(problem(&o(&["v3.1"], false), "v3.0"), Some("mismatch"));
+        assert_eq!(problem(&o(&[], true), "v3.0"), Some("unsupported"));
+        assert_eq!(problem(&o(&["v3.0"], false), "v3.0"), None);
+        let a = o(&["v3.1"], false);
+        assert!(changed(None, &a));
+        assert!(!changed(
+            Some(&a),
+            &VersionObservation { at: 9, ..a.clone() }
+        ));
+        assert!(changed(Some(&a), &o(&["v3.0"], false)));
     }
 
     #[test]

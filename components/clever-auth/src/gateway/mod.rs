@@ -29,6 +29,8 @@ pub use target::PREFIX;
 #[derive(Default)]
 struct Trace {
     district: Option<String>,
+    /// The configured API version, once the settings were read.
+    api_version: Option<String>,
     path: Option<String>,
     attempts: u32,
     waited_ms: u64,
@@ -113,6 +115,7 @@ fn serve(
     let kv = Kv::open().map_err(|e| {
         GatewayError::new(ErrorCode::NoValidToken, e.to_string()).retry_after(5_000)
     })?;
+    trace.api_version = Some(settings.api_version.clone());
     let deadline = started.saturating_add(settings.gateway_deadline_ms);
     let district = target.district.as_str();
     let skew_ms = settings.expiry_skew_secs.saturating_mul(1000);
@@ -321,7 +324,24 @@ fn finish(
             let _ = kv.put(&key, &f);
         }
         if let Some(o) = &observed {
+            let previous = kv
+                .get::<versions::VersionObservation>(keys::VERSIONS)
+                .ok()
+                .flatten();
             let _ = kv.put(keys::VERSIONS, o);
+            // The same event as the probes', once per change: the log alert and the
+            // api_version_problems counter see real traffic at once.
+            let configured = trace.api_version.as_deref().unwrap_or_default();
+            if versions::changed(previous.as_ref(), o) {
+                if let Some(problem) = versions::problem(o, configured) {
+                    log::event(
+                        "error",
+                        "api_version_problem",
+                        json!({ "problem": problem, "configured": configured, "seen": o.seen,
+                                "operation": "gateway" }),
+                    );
+                }
+            }
         }
     }
     let level = if status >= 500 { "warn" } else { "info" };
