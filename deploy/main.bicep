@@ -144,6 +144,9 @@ param cleverAlertAuthFailingSecs string = '900'
 @description('clever_alert_rate_limited_secs: rate limiting this long raises rate_limited_prolonged.')
 param cleverAlertRateLimitedSecs string = '600'
 
+@description('clever_gateway_deadline_ms: how long one gateway request may take in all.')
+param cleverGatewayDeadlineMs string = '30000'
+
 // ---- names and constants ------------------------------------------------------------------
 
 var useRegistry = !empty(containerRegistryName)
@@ -405,6 +408,10 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
         {
           name: 'CLEVER_ALERT_RATE_LIMITED_SECS'
           value: cleverAlertRateLimitedSecs
+        }
+        {
+          name: 'CLEVER_GATEWAY_DEADLINE_MS'
+          value: cleverGatewayDeadlineMs
         }
       ]
     }

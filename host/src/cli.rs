@@ -52,6 +52,17 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_LISTEN")]
     pub listen: Option<SocketAddr>,
 
+    /// Address of the Clever gateway's listener (GET/HEAD /clever/{district}/{version}/...),
+    /// loopback only: sync code next to the host calls Clever through it without holding a
+    /// token. `off` disables it.
+    #[arg(
+        long,
+        env = "CLEVER_AUTH_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8081",
+        value_parser = parse_gateway_listen
+    )]
+    pub gateway_listen: GatewayListen,
+
     /// Where the Clever client id and secret come from [default: keyvault when KEYVAULT_URL
     /// is set, else none]. `env` (CLEVER_CLIENT_ID, CLEVER_CLIENT_SECRET) is for local
     /// development only.
@@ -169,6 +180,13 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_REFRESH_DEADLINE_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub refresh_deadline_ms: u64,
 
+    /// A gateway request's answer head must come from the component within this many
+    /// milliseconds, or the call is stopped, its instance dropped, and the client gets a 504
+    /// `upstream_timeout`. Keep it above the component's `clever_gateway_deadline_ms` (default
+    /// 30000), within which the gateway itself waits on Clever.
+    #[arg(long, env = "CLEVER_AUTH_GATEWAY_CALL_DEADLINE_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub gateway_deadline_ms: u64,
+
     /// Application Insights connection string (InstrumentationKey=…;IngestionEndpoint=https://…).
     /// When set, requests, dependencies, log records, alerts and clever_auth.* metrics are
     /// exported; an unusable value is a warning at start-up and the service runs without
@@ -190,6 +208,32 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub telemetry_interval_ms: Option<u64>,
+}
+
+/// The gateway listener's address, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayListen {
+    Off,
+    On(SocketAddr),
+}
+
+/// `off`, or a loopback socket address: the gateway hands out Clever access with the
+/// service's tokens, so it must never be reachable from another machine (App Service sidecars
+/// share localhost with the main container).
+fn parse_gateway_listen(value: &str) -> Result<GatewayListen, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(GatewayListen::Off);
+    }
+    let addr: SocketAddr = value
+        .parse()
+        .map_err(|_| format!("`{value}` is not `off` or an address like 127.0.0.1:8081"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: the gateway listens on 127.0.0.1 or [::1] only"
+        ));
+    }
+    Ok(GatewayListen::On(addr))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -240,6 +284,7 @@ impl Cli {
         crate::runtime::deadline::CallDeadlines {
             health: Duration::from_millis(self.health_deadline_ms),
             refresh: Duration::from_millis(self.refresh_deadline_ms),
+            gateway: Duration::from_millis(self.gateway_deadline_ms),
         }
     }
 
@@ -312,5 +357,31 @@ mod tests {
         );
         let err = default_listen(env(&[("PORT", "http")])).expect_err("invalid");
         assert!(err.contains("PORT=\"http\""), "{err}");
+    }
+
+    #[test]
+    fn the_gateway_listens_on_loopback_only() {
+        let on = |a: &str| GatewayListen::On(a.parse().expect("addr"));
+        assert_eq!(
+            parse_gateway_listen("127.0.0.1:8081"),
+            Ok(on("127.0.0.1:8081"))
+        );
+        assert_eq!(parse_gateway_listen("[::1]:0"), Ok(on("[::1]:0")));
+        assert_eq!(parse_gateway_listen("127.5.6.7:1"), Ok(on("127.5.6.7:1")));
+        assert_eq!(parse_gateway_listen("off"), Ok(GatewayListen::Off));
+        assert_eq!(parse_gateway_listen("OFF"), Ok(GatewayListen::Off));
+        for bad in [
+            "0.0.0.0:8081",
+            "[::]:8081",
+            "10.0.0.4:8081",
+            "192.168.1.2:80",
+        ] {
+            let e = parse_gateway_listen(bad).expect_err(bad);
+            assert!(e.contains("loopback"), "{e}");
+        }
+        assert!(parse_gateway_listen("localhost:8081").is_err());
+        let cli = Cli::try_parse_from(["clever-auth-host"]).expect("defaults");
+        assert_eq!(cli.gateway_listen, on("127.0.0.1:8081"));
+        assert!(Cli::try_parse_from(["x", "--gateway-listen", "0.0.0.0:1"]).is_err());
     }
 }

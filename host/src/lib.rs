@@ -76,6 +76,22 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
         "component loaded"
     );
     let listener = server::bind(addr).await?;
+    let gateway_listener = match cli.gateway_listen {
+        cli::GatewayListen::On(addr) => Some(server::bind(addr).await?),
+        cli::GatewayListen::Off => None,
+    };
+    match &gateway_listener {
+        Some(l) => {
+            let local = l.local_addr()?;
+            tracing::info!(
+                addr = %local,
+                gateway = format!("http://{local}/clever/{{district}}/{{version}}/{{path}}"),
+                "gateway listening"
+            );
+        }
+        None => tracing::info!("gateway off"),
+    }
+    // Announced last: whoever waits for this line finds the gateway's above it.
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, health = format!("http://{local}{}", server::routing::HEALTH_PATH), "listening");
 
@@ -115,9 +131,33 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     if scheduler.is_none() {
         tracing::info!("scheduler off: refreshes run only after health requests, as under Spin");
     }
+    // One shutdown signal, watched by both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let drain = Duration::from_secs(cli.drain_secs);
+    let gateway = gateway_listener.map(|l| {
+        tokio::spawn(server::serve(
+            l,
+            cli.listener_limits(),
+            server::routing::Routes::Gateway,
+            runtime.clone(),
+            cli.instance_mode,
+            // Loopback only: the per-district detail is safe here.
+            server::HealthView::Detail,
+            until_stopped(stopped.clone()),
+            drain,
+        ))
+    });
     let result = server::serve(
         listener,
         cli.listener_limits(),
+        server::routing::Routes::Health,
         runtime,
         cli.instance_mode,
         if cli.health_detail {
@@ -125,10 +165,17 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
         } else {
             server::HealthView::Public
         },
-        shutdown,
-        Duration::from_secs(cli.drain_secs),
+        until_stopped(stopped),
+        drain,
     )
     .await;
+    if let Some(gateway) = gateway {
+        match gateway.await {
+            Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "gateway listener failed"),
+            Err(e) => tracing::error!(error = %e, "gateway listener task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     for task in [scheduler, poller].into_iter().flatten() {
         task.abort();
     }

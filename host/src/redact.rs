@@ -262,9 +262,121 @@ pub fn scrub_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(m.ac.replace_all_bytes(bytes, &masks))
 }
 
+/// [`scrub_bytes`] over a body that arrives in pieces (the gateway streams Clever's answers):
+/// the last bytes of each piece are held back until the next one, so a value split across two
+/// pieces is still masked. What is held back is shorter than the longest registered value.
+#[derive(Debug, Default)]
+pub struct StreamScrubber {
+    carry: Vec<u8>,
+}
+
+impl StreamScrubber {
+    /// Takes the next piece; returns what can be passed on now.
+    pub fn push(&mut self, piece: &[u8]) -> Vec<u8> {
+        let Some(m) = matcher() else {
+            let mut out = std::mem::take(&mut self.carry);
+            out.extend_from_slice(piece);
+            return out;
+        };
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(piece);
+        let keep = m.longest.saturating_sub(1);
+        if buf.len() <= keep {
+            self.carry = buf;
+            return Vec::new();
+        }
+        // Every value starting before `safe` ends inside `buf`, so it is found whole here.
+        let safe = buf.len() - keep;
+        let mut out = Vec::with_capacity(buf.len());
+        let mut pos = 0;
+        let mut masked = false;
+        for found in m.ac.find_iter(&buf) {
+            if found.start() >= safe {
+                break;
+            }
+            out.extend_from_slice(&buf[pos..found.start()]);
+            out.extend_from_slice(&same_length_mask(found.end() - found.start()));
+            pos = found.end();
+            masked = true;
+        }
+        let cut = safe.max(pos);
+        out.extend_from_slice(&buf[pos..cut]);
+        self.carry = buf[cut..].to_vec();
+        if masked {
+            tracing::warn!(
+                event = "response_scrubbed",
+                "a known secret value was masked in a gateway response body"
+            );
+        }
+        out
+    }
+
+    /// The held-back end of the body, scrubbed.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let rest = std::mem::take(&mut self.carry);
+        let Some(m) = matcher() else {
+            return rest;
+        };
+        let mut out = Vec::with_capacity(rest.len());
+        let mut pos = 0;
+        for found in m.ac.find_iter(&rest) {
+            out.extend_from_slice(&rest[pos..found.start()]);
+            out.extend_from_slice(&same_length_mask(found.end() - found.start()));
+            pos = found.end();
+        }
+        out.extend_from_slice(&rest[pos..]);
+        out
+    }
+}
+
+/// A streamed body keeps its length (a `Content-Length` sent ahead stays true): the mask is
+/// padded with `*` to the masked value's length.
+fn same_length_mask(len: usize) -> Vec<u8> {
+    let mut mask: Vec<u8> = MASK.bytes().take(len).collect();
+    mask.resize(len, b'*');
+    mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_split_across_pieces_is_masked_in_a_stream() {
+        register("canary-stream-GGGG-7777");
+        let body = b"head canary-stream-GGGG-7777 middle canary-stream-GGGG-7777 tail".to_vec();
+        let mask = format!("{MASK}*************");
+        let expected = format!("head {mask} middle {mask} tail").into_bytes();
+        // Every way of cutting the body in two, and byte by byte.
+        for cut in 0..=body.len() {
+            let mut s = StreamScrubber::default();
+            let mut out = s.push(&body[..cut]);
+            out.extend(s.push(&body[cut..]));
+            out.extend(s.finish());
+            assert_eq!(out.len(), body.len(), "the length is kept");
+            assert_eq!(out, expected, "cut at {cut}");
+        }
+        let mut s = StreamScrubber::default();
+        let mut out = Vec::new();
+        for b in &body {
+            out.extend(s.push(std::slice::from_ref(b)));
+        }
+        out.extend(s.finish());
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn a_clean_stream_passes_unchanged() {
+        register("canary-stream-HHHH-8888");
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut s = StreamScrubber::default();
+        let mut out = Vec::new();
+        for piece in body.chunks(4096) {
+            out.extend(s.push(piece));
+        }
+        out.extend(s.finish());
+        assert_eq!(out, body);
+    }
 
     // The registry is process-wide, so each test uses values no other test registers.
 

@@ -100,6 +100,8 @@ impl Output {
 pub struct HostProcess {
     child: Child,
     pub addr: SocketAddr,
+    /// The gateway listener (`None` when the test turned it off).
+    pub gateway_addr: Option<SocketAddr>,
     pub output: Output,
 }
 
@@ -121,6 +123,15 @@ fn command(opts: &HostOptions) -> Command {
     if !opts.public_health {
         cmd.arg("--health-detail");
     }
+    // Tests run hosts side by side: each gets its own gateway port unless it chose one.
+    let gateway_chosen = opts.args.iter().any(|a| a.starts_with("--gateway-listen"))
+        || opts
+            .env
+            .iter()
+            .any(|(k, _)| k == "CLEVER_AUTH_GATEWAY_LISTEN");
+    if !gateway_chosen {
+        cmd.args(["--gateway-listen", "127.0.0.1:0"]);
+    }
     cmd.args(&opts.args);
     cmd.envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     cmd.stdin(Stdio::null())
@@ -138,6 +149,8 @@ impl HostProcess {
             .context("spawning clever-auth-host")?;
         let output = Output::default();
         let (tx, rx) = tokio::sync::oneshot::channel::<SocketAddr>();
+        let gateway_seen: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let gateway_note = gateway_seen.clone();
         let stdout = child.stdout.take().context("no stdout")?;
         let stderr = child.stderr.take().context("no stderr")?;
         let out = output.clone();
@@ -145,6 +158,11 @@ impl HostProcess {
             let mut tx = Some(tx);
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = addr_of(&line, "gateway listening") {
+                    if let Ok(mut g) = gateway_note.lock() {
+                        *g = Some(addr);
+                    }
+                }
                 if let Some(addr) = listening_addr(&line) {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
@@ -176,9 +194,12 @@ impl HostProcess {
                 output.text()
             ),
         };
+        // The gateway binds before the main listener announces itself, so its line came first.
+        let gateway_addr = gateway_seen.lock().ok().and_then(|g| *g);
         Ok(HostProcess {
             child,
             addr,
+            gateway_addr,
             output,
         })
     }
@@ -206,6 +227,14 @@ impl HostProcess {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A URL on the gateway listener (panics when the test turned the gateway off).
+    pub fn gateway_url(&self, path: &str) -> String {
+        let addr = self
+            .gateway_addr
+            .expect("the host was started without a gateway");
+        format!("http://{addr}{path}")
+    }
+
     /// SIGTERM, then wait (bounded) for a clean exit.
     pub async fn terminate(mut self) -> Result<ExitStatus> {
         let pid = self.child.id().context("host already reaped")?;
@@ -220,8 +249,13 @@ impl HostProcess {
 
 /// The `addr` of the host's JSON `listening` log line.
 fn listening_addr(line: &str) -> Option<SocketAddr> {
+    addr_of(line, "listening")
+}
+
+/// The `addr` of a JSON log line whose message is `message`.
+fn addr_of(line: &str, message: &str) -> Option<SocketAddr> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    if v.get("message")?.as_str()? != "listening" {
+    if v.get("message")?.as_str()? != message {
         return None;
     }
     v.get("addr")?.as_str()?.parse().ok()

@@ -53,6 +53,46 @@ pub async fn get_with(method: &str, url: &str, headers: &[(&str, &str)]) -> Resu
     send(&mut sender, req.body(Full::new(Bytes::new()))?).await
 }
 
+/// One request with extra headers (e.g. to see what the gateway forwards or refuses).
+pub async fn request_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply> {
+    let uri: hyper::Uri = url.parse().context("bad URL")?;
+    let authority = uri.authority().context("URL without host")?.clone();
+    let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header(hyper::header::HOST, authority.as_str());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    send(&mut sender, req.body(Full::new(Bytes::new()))?).await
+}
+
+/// Sends raw bytes as a request (for targets no HTTP library would send) and returns the
+/// status and the whole answer as text. The request should say `Connection: close`.
+pub async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(request).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
+        .await
+        .context("no complete answer within 30 s")??;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status line in {text:?}"))?;
+    Ok((status, text))
+}
+
 /// Sends one request (30 s bound) and reads the whole answer.
 async fn send(
     sender: &mut http1::SendRequest<Full<Bytes>>,

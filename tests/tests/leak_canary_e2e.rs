@@ -1,9 +1,10 @@
 //! Zero credential leaks, tried the hard way: canary credentials (a client secret and tokens
 //! with a recognisable prefix) go through the whole fault matrix — transient failures, rate
 //! limiting, a server that echoes credentials back in error bodies, malformed bodies, revoked
-//! tokens, an API version change, a hanging server, secret rotation and a Key Vault outage —
-//! while health is polled throughout. No canary may appear in the host's stdout or stderr, in
-//! any health body, or in any telemetry envelope sent to (a local look-alike of) Application
+//! tokens, an API version change, a hanging server, secret rotation and a Key Vault outage,
+//! with gateway traffic among them — while health is polled throughout. No canary may appear
+//! in the host's stdout or stderr, in any health body or gateway response, or in any telemetry
+//! envelope sent to (a local look-alike of) Application
 //! Insights; and every one of those incidents must be visible as a structured event.
 
 use base64::Engine as _;
@@ -204,6 +205,42 @@ async fn fault_matrix(
     })
     .await?;
 
+    // 4b. The gateway: ordinary traffic, a 200 whose body echoes the district's token (the
+    //     streaming scrubber must mask it), and a 401 carrying the token in its error
+    //     (dropped, relisted, replayed). Every gateway response is searched like health.
+    let gateway_get = |path: &str| {
+        let url = s.host.gateway_url(path);
+        async move { clever_auth_tests::http_client::get(&url).await }
+    };
+    let schools = "/clever/d-alpha/v3.0/districts/d-alpha/schools?limit=5";
+    let mut gateway_replies = Vec::new();
+    for _ in 0..3 {
+        let r = gateway_get(schools).await?;
+        gateway_replies.push(format!("{:?}\n{}", r.headers, r.text()));
+    }
+    for status in [200, 401] {
+        s.clever.push_fault(
+            Route::Data.for_district("d-alpha"),
+            Fault::Custom {
+                status,
+                content_type: Some("application/json".into()),
+                body: format!(
+                    r#"{{"error":"echo {} and {}"}}"#,
+                    token("d-alpha"),
+                    token("d-beta")
+                ),
+            },
+        );
+        let r = gateway_get(schools).await?;
+        gateway_replies.push(format!("{:?}\n{}", r.headers, r.text()));
+    }
+    let r = gateway_get("/clever/d-alpha/v3.0/echo/canary").await?;
+    gateway_replies.push(format!("{:?}\n{}", r.headers, r.text()));
+    wait_for("the gateway's request events", || {
+        find(&events(&logs()), "gateway_request").len() >= 6
+    })
+    .await?;
+
     // 5. Clever serves another API version than configured.
     s.clever.set_served_version(Some("v3.1"));
     wait_for("the version alert", || {
@@ -262,11 +299,9 @@ async fn fault_matrix(
     assert!(exit.success(), "host exit: {exit}");
     let stdout_and_stderr = output.text();
     let bodies = bodies.lock().map(|b| b.clone()).unwrap_or_default();
-    assert!(
-        bodies.len() > 20,
-        "health was polled {} times",
-        bodies.len()
-    );
+    let health_polls = bodies.len();
+    let bodies: Vec<String> = bodies.into_iter().chain(gateway_replies).collect();
+    assert!(health_polls > 20, "health was polled {health_polls} times");
     // SIGTERM flushed what was queued; every envelope that arrived is searched.
     let telemetry: Vec<String> = ai.envelopes().iter().map(|e| e.to_string()).collect();
     assert!(
@@ -293,7 +328,7 @@ async fn fault_matrix(
         for body in &bodies {
             assert!(
                 !body.contains(needle.as_str()),
-                "canary {needle} in a health body: {body}"
+                "canary {needle} in a health or gateway response: {body}"
             );
         }
         for envelope in &telemetry {
@@ -341,6 +376,9 @@ async fn fault_matrix(
         .iter()
         .any(|e| e["changed"] == true && e["duration_ms"].is_number()));
     assert!(!find(&ev, "tokens_acquired").is_empty());
+    assert!(find(&ev, "gateway_request")
+        .iter()
+        .any(|e| e["district"] == "d-alpha" && e["status"] == 200 && e["duration_ms"].is_u64()));
     assert!(
         ev.iter().all(|e| e["event"] != "component_output"),
         "every component line should parse as an event"

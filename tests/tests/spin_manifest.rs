@@ -20,6 +20,10 @@ fn manifest_is_v2_and_routes_health_to_the_built_component() {
     assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
     let trigger = &m["trigger"]["http"][0];
     assert_eq!(trigger["route"].as_str(), Some("/health/clever-auth"));
+    // The gateway, for sync components reaching it by service chaining.
+    let gateway = &m["trigger"]["http"][1];
+    assert_eq!(gateway["route"].as_str(), Some("/clever/..."));
+    assert_eq!(gateway["component"].as_str(), Some("clever-auth"));
     let component = &m["component"]["clever-auth"];
     assert_eq!(
         component["source"].as_str(),

@@ -274,6 +274,8 @@ fn host_command(
     cmd.args([
         "--listen",
         "127.0.0.1:0",
+        "--gateway-listen",
+        "127.0.0.1:0",
         "--secrets",
         "env",
         "--log-format",

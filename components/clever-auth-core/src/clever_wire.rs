@@ -636,7 +636,7 @@ pub fn version_from_header(value: &str) -> Option<String> {
 /// The version prefix of a URI's path (`/v3.0/districts/…` or
 /// `https://api.clever.com/v3.1/…`). In paths the `v` is required, so `/oauth/tokens` or an
 /// id segment never reads as a version.
-fn version_of_uri(uri: &str) -> Option<String> {
+pub(crate) fn version_of_uri(uri: &str) -> Option<String> {
     let path = match uri.split_once("://") {
         Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
         None => uri,

@@ -21,5 +21,6 @@ pub mod time_fmt;
 // --- Clever wire and resilience rules (retry schedule, rate-limit headers, Clever bodies) ---
 pub mod backoff;
 pub mod clever_wire;
+pub mod gateway;
 pub mod ratelimit;
 pub mod secret;

@@ -54,6 +54,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     SettingSpec { name: "clever_probe_pace_ms", default: Some("250"), secret: false, description: "Pause between two batches of connection probes." },
     SettingSpec { name: "clever_alert_auth_failing_secs", default: Some("900"), secret: false, description: "Authentication failing this long raises the `auth_failing` alert (rejected credentials raise it at once)." },
     SettingSpec { name: "clever_alert_rate_limited_secs", default: Some("600"), secret: false, description: "Rate limiting lasting this long raises the `rate_limited_prolonged` alert." },
+    SettingSpec { name: "clever_gateway_deadline_ms", default: Some("30000"), secret: false, description: "How long one gateway request may take in all, waits for a token, a rate limit or a retry included." },
 ];
 
 /// How tokens are obtained.
@@ -98,6 +99,7 @@ pub struct Settings {
     pub probe_pace_ms: u64,
     pub alert_auth_failing_secs: u64,
     pub alert_rate_limited_secs: u64,
+    pub gateway_deadline_ms: u64,
 }
 
 /// A setting whose value cannot be used. The message never contains the value of a secret.
@@ -164,6 +166,7 @@ where
     let probe_pace = raw("clever_probe_pace_ms");
     let alert_auth = raw("clever_alert_auth_failing_secs");
     let alert_rate = raw("clever_alert_rate_limited_secs");
+    let gateway_deadline = raw("clever_gateway_deadline_ms");
 
     let settings = Settings {
         token_url: reader.url("clever_token_url", &token_url),
@@ -208,6 +211,12 @@ where
             &alert_rate,
             0,
             31_536_000,
+        ),
+        gateway_deadline_ms: reader.int(
+            "clever_gateway_deadline_ms",
+            &gateway_deadline,
+            1,
+            600_000,
         ),
     };
     if settings.token_lifetime_secs <= settings.expiry_skew_secs {

@@ -7,6 +7,9 @@ use crate::bindings::wasi::http::types::{
 };
 use crate::kv::{Kv, KvError};
 use crate::{clock, config};
+use clever_auth_core::gateway::figures::{self, GatewayFigures};
+use clever_auth_core::gateway::keys as gateway_keys;
+use clever_auth_core::gateway::versions::{self, VersionObservation};
 use clever_auth_core::health::{self, Districts, HealthInputs, View, CONTENT_TYPE};
 use clever_auth_core::health_summary::HealthSummary;
 use clever_auth_core::health_view;
@@ -62,6 +65,11 @@ struct Stored {
     secrets: Option<HostSecretsStatus>,
     instance: Option<HostInstance>,
     deadlines: Option<HostDeadlineStatus>,
+    /// API versions seen on gateway traffic.
+    observed: Option<VersionObservation>,
+    /// Each district's gateway figures; read for the detail view only (their number grows
+    /// with the districts).
+    gateway: Vec<(String, GatewayFigures)>,
 }
 
 /// Reads what `view` needs: the public answer reads the small precomputed record, and the
@@ -72,8 +80,12 @@ fn read_store(view: View, now: UnixMillis, skew_ms: u64) -> Result<Stored, KvErr
         secrets: kv.get(keys::HOST_SECRETS)?,
         instance: kv.get(keys::HOST_INSTANCE)?,
         deadlines: kv.get(keys::HOST_DEADLINES)?,
+        observed: kv.get(gateway_keys::VERSIONS)?,
         ..Default::default()
     };
+    if view != View::Public {
+        stored.gateway = gateway_figures(&kv);
+    }
     if view == View::Public {
         stored.summary = kv
             .get::<HealthSummary>(keys::HEALTH_SUMMARY)?
@@ -88,13 +100,17 @@ fn read_store(view: View, now: UnixMillis, skew_ms: u64) -> Result<Stored, KvErr
 /// Builds the report. A store that cannot be read is itself a `fail`, reported in the body.
 fn health_body(view: View) -> (u16, String) {
     let now = clock::now();
-    let (mut settings_errors, skew_ms) = match config::settings() {
-        Ok(s) => (Vec::new(), s.expiry_skew_secs.saturating_mul(1000)),
+    let (mut settings_errors, skew_ms, api_version) = match config::settings() {
+        Ok(s) => (
+            Vec::new(),
+            s.expiry_skew_secs.saturating_mul(1000),
+            s.api_version,
+        ),
         // Unusable settings: assume the documented skew so the token checks still make sense.
-        Err(errors) => (errors, 30_000),
+        Err(errors) => (errors, 30_000, "v3.0".to_string()),
     };
     let credentials = config::credential_presence();
-    let stored = read_store(view, now, skew_ms).unwrap_or_else(|e| {
+    let mut stored = read_store(view, now, skew_ms).unwrap_or_else(|e| {
         // Surfaced through the same "named problem" channel as settings.
         settings_errors.push(SettingError {
             setting: "key_value_stores",
@@ -102,6 +118,21 @@ fn health_body(view: View) -> (u16, String) {
         });
         Stored::default()
     });
+    // API versions seen on gateway traffic count like the probes' (the newer wins).
+    let observed = stored.observed.take();
+    for service in [
+        stored.summary.as_mut().map(|s| &mut s.service),
+        stored.snapshot.as_mut().map(|s| &mut s.service),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        service.api_version = versions::merge(
+            service.api_version.as_ref(),
+            observed.as_ref(),
+            &api_version,
+        );
+    }
     let records: Vec<_> = stored
         .snapshot
         .iter()
@@ -135,7 +166,23 @@ fn health_body(view: View) -> (u16, String) {
         view,
     });
     let report = health::with_host_deadlines(report, now, stored.deadlines.as_ref());
-    (report.http_status(), report.body.to_string())
+    let status = report.http_status();
+    let mut body = report.body;
+    figures::annotate(&mut body, &stored.gateway, now);
+    (status, body.to_string())
+}
+
+/// Each district's gateway figures (only districts the gateway has served have any).
+fn gateway_figures(kv: &Kv) -> Vec<(String, GatewayFigures)> {
+    let Ok(keys) = kv.keys_with_prefix(gateway_keys::FIGURES_PREFIX) else {
+        return Vec::new();
+    };
+    keys.iter()
+        .filter_map(|k| {
+            let district = k.strip_prefix(gateway_keys::FIGURES_PREFIX)?.to_string();
+            Some((district, kv.get::<GatewayFigures>(k).ok().flatten()?))
+        })
+        .collect()
 }
 
 /// Prepares the public answer's record from the snapshot just stored; called by the one

@@ -3,9 +3,10 @@
 
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme,
 };
-use crate::bindings::wasi::io::streams::StreamError;
+use crate::bindings::wasi::io::streams::{InputStream, StreamError};
 
 /// Clever's bodies are small (a listing of hundreds of districts is well under 1 MiB).
 const MAX_BODY_BYTES: usize = 4 << 20;
@@ -77,6 +78,76 @@ fn from_error_code(e: ErrorCode) -> Failure {
 }
 
 pub fn send(req: Request<'_>) -> Result<Response, Failure> {
+    let response = dispatch(req)?;
+    let status = response.status();
+    let headers = response.headers().entries();
+    let incoming = response
+        .consume()
+        .map_err(|()| Failure::Connection("no response body".into()))?;
+    let body = read_body(&incoming)?;
+    let _ = IncomingBody::finish(incoming);
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A response whose body is still unread, for passing it on piece by piece (the gateway):
+/// memory stays bounded whatever the body's size.
+pub struct Streaming {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    // Field order is drop order: a child resource must go before its parent.
+    stream: Option<InputStream>,
+    body: Option<IncomingBody>,
+    _response: IncomingResponse,
+}
+
+impl Streaming {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The body's stream (taken once).
+    pub fn stream(&mut self) -> Option<&InputStream> {
+        if self.stream.is_none() {
+            self.stream = self.body.as_ref().and_then(|b| b.stream().ok());
+        }
+        self.stream.as_ref()
+    }
+
+    /// Done with the body (read whole or abandoned).
+    pub fn finish(mut self) {
+        self.stream = None;
+        if let Some(body) = self.body.take() {
+            let _ = IncomingBody::finish(body);
+        }
+    }
+}
+
+/// Sends the request and returns as soon as the status and headers are in.
+pub fn send_streaming(req: Request<'_>) -> Result<Streaming, Failure> {
+    let response = dispatch(req)?;
+    let status = response.status();
+    let headers = response.headers().entries();
+    let body = response
+        .consume()
+        .map_err(|()| Failure::Connection("no response body".into()))?;
+    Ok(Streaming {
+        status,
+        headers,
+        stream: None,
+        body: Some(body),
+        _response: response,
+    })
+}
+
+/// Sends the request; the response's body is left to the caller.
+fn dispatch(req: Request<'_>) -> Result<IncomingResponse, Failure> {
     let url = req.url;
     let scheme = match url.scheme() {
         "https" => Scheme::Https,
@@ -134,21 +205,9 @@ pub fn send(req: Request<'_>) -> Result<Response, Failure> {
             None => future.subscribe().block(),
         }
     };
-    let response = response
+    response
         .map_err(|()| Failure::Connection("response already taken".into()))?
-        .map_err(from_error_code)?;
-    let status = response.status();
-    let headers = response.headers().entries();
-    let incoming = response
-        .consume()
-        .map_err(|()| Failure::Connection("no response body".into()))?;
-    let body = read_body(&incoming)?;
-    let _ = IncomingBody::finish(incoming);
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+        .map_err(from_error_code)
 }
 
 fn read_body(incoming: &IncomingBody) -> Result<Vec<u8>, Failure> {

@@ -1,8 +1,10 @@
 //! The clever-auth WebAssembly component: the wasi-bound shell around `clever-auth-core`.
 //!
-//! It serves `GET /health/clever-auth` from what the refresher left in the key-value store and
-//! exports `clever:auth/refresher`, which the native host's scheduler calls. Under Spin, which
-//! has no scheduler, the health handler runs due refreshes itself after its response is sent.
+//! It serves `GET /health/clever-auth` from what the refresher left in the key-value store,
+//! the Clever gateway under `/clever/…` (Clever calls made with a district's token, which never
+//! leaves), and exports `clever:auth/refresher`, which the native host's scheduler calls. Under
+//! Spin, which has no scheduler, the health handler runs due refreshes itself after its
+//! response is sent.
 
 mod bindings {
     wit_bindgen::generate!({
@@ -16,6 +18,7 @@ mod clever_client;
 mod clock;
 mod config;
 mod entropy;
+mod gateway;
 mod health_handler;
 mod http_out;
 mod kv;
@@ -31,6 +34,13 @@ struct Component;
 
 impl incoming_handler::Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        if path.starts_with(gateway::PREFIX) {
+            gateway::handle(request, response_out);
+            // As after health: under Spin nothing else drives the refresher.
+            refresh::run_if_due();
+            return;
+        }
         health_handler::handle(request, response_out);
         // Responding first keeps health fast; the refresh (if one is due) runs afterwards.
         refresh::run_if_due();

@@ -138,7 +138,9 @@ pub fn run_due() -> u64 {
         relist,
         random: [entropy::random01(), entropy::random01()],
     };
-    let mut machine = Machine::start(inputs, cycle, load_status(&kv), load_tokens(&kv));
+    let mut status = load_status(&kv);
+    fold_gateway_versions(&kv, &mut status, &settings);
+    let mut machine = Machine::start(inputs, cycle, status, load_tokens(&kv));
     while let Some(action) = machine.poll_action() {
         match action {
             Action::Http(request) => {
@@ -170,6 +172,22 @@ pub fn run_due() -> u64 {
     save(&kv, &finished.status, Some(&finished.cycle));
     drop(lease);
     finished.next_due_at.saturating_sub(clock::now()).max(1)
+}
+
+/// API versions seen on gateway traffic feed the same check and alerts as the probes: the
+/// newer record wins, and the machine evaluates the alerts on the result.
+fn fold_gateway_versions(kv: &Kv, status: &mut StatusSnapshot, settings: &Settings) {
+    let observed = kv
+        .get::<clever_auth_core::gateway::versions::VersionObservation>(
+            clever_auth_core::gateway::keys::VERSIONS,
+        )
+        .ok()
+        .flatten();
+    status.service.api_version = clever_auth_core::gateway::versions::merge(
+        status.service.api_version.as_ref(),
+        observed.as_ref(),
+        &settings.api_version,
+    );
 }
 
 /// Long enough for one HTTP attempt and the writes after it; renewed before each attempt.

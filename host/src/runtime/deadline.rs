@@ -31,6 +31,9 @@ pub struct CallDeadlines {
     /// A `run-due` call, and a health call that goes on to refresh after answering (as
     /// under Spin, when no scheduler drives the refresher), must end within this.
     pub refresh: Duration,
+    /// A gateway request's answer head (it may wait on Clever: 429 waits and retries within
+    /// the component's `clever_gateway_deadline_ms`) must be set within this.
+    pub gateway: Duration,
 }
 
 impl Default for CallDeadlines {
@@ -38,6 +41,7 @@ impl Default for CallDeadlines {
         Self {
             health: Duration::from_secs(10),
             refresh: Duration::from_secs(300),
+            gateway: Duration::from_secs(60),
         }
     }
 }
@@ -77,6 +81,16 @@ impl CallClock {
             started: Instant::now(),
             before_answer: d.health,
             total: d.refresh.max(d.health),
+            answered: AtomicBool::new(false),
+            overran: AtomicBool::new(false),
+        })
+    }
+
+    pub fn gateway(d: &CallDeadlines) -> Arc<Self> {
+        Arc::new(Self {
+            started: Instant::now(),
+            before_answer: d.gateway,
+            total: d.refresh.max(d.gateway),
             answered: AtomicBool::new(false),
             overran: AtomicBool::new(false),
         })
@@ -262,6 +276,7 @@ mod tests {
         let clock = CallClock::run_due(&CallDeadlines {
             health: deadline,
             refresh: deadline,
+            gateway: deadline,
         });
         arm(&mut store, clock);
         let instance = wasmtime::Instance::new_async(&mut store, &module, &[]).await?;

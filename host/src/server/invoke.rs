@@ -1,4 +1,4 @@
-//! Hands one HTTP request to an instance of the component, within the health deadline.
+//! Hands one HTTP request to an instance of the component, within its call's deadline.
 
 use super::instances::Instances;
 use super::scrub;
@@ -11,19 +11,42 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
-const CALL: &str = "health";
+/// Which kind of request the component serves; each has its own deadline and body handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// A health answer: small, read whole and scrubbed within the health deadline.
+    Health,
+    /// A gateway answer: its head may wait on Clever (429 waits, retries) up to the gateway
+    /// deadline; its body streams through the scrubber, never held whole.
+    Gateway,
+}
 
-/// The component's answer, with every known secret value masked. The answer, body included,
-/// must be complete within the health deadline; the instance may go on working (a due refresh
-/// under Spin semantics) until the refresh deadline.
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Call::Health => "health",
+            Call::Gateway => "gateway",
+        }
+    }
+}
+
+/// The component's answer, with every known secret value masked. A health answer, body
+/// included, must be complete within the health deadline; a gateway answer's head within the
+/// gateway deadline. The instance may go on working (a due refresh under Spin semantics, or a
+/// gateway body still streaming) until the refresh deadline.
 pub async fn call_component(
     runtime: &Runtime,
     instances: &Arc<Instances>,
     req: hyper::Request<Incoming>,
+    kind: Call,
 ) -> Result<hyper::Response<HyperOutgoingBody>> {
+    let call_name = kind.name();
     let mut lease = instances.checkout(runtime).await?;
     // Waiting for a turn is not the component's time: the clock starts with the call.
-    let clock = CallClock::health(&runtime.deadlines);
+    let clock = match kind {
+        Call::Health => CallClock::health(&runtime.deadlines),
+        Call::Gateway => CallClock::gateway(&runtime.deadlines),
+    };
     deadline::arm(&mut lease.store, clock.clone());
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let req = lease
@@ -55,15 +78,15 @@ pub async fn call_component(
             }
             Ok(Err(e)) => {
                 if deadline::is_interrupt(&e) && task_clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, CALL, task_clock.deadline());
+                    deadline::report_overrun(&shared.kv, call_name, task_clock.deadline());
                 }
                 Err(anyhow::Error::from(e))
             }
             Err(_) => {
                 if task_clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, CALL, task_clock.total());
+                    deadline::report_overrun(&shared.kv, call_name, task_clock.total());
                 }
-                Err(DeadlineExceeded::new(CALL, task_clock.total()).into())
+                Err(DeadlineExceeded::new(call_name, task_clock.total()).into())
             }
         }
     });
@@ -78,14 +101,17 @@ pub async fn call_component(
                     Ok(Ok(())) => anyhow!("the component never set a response"),
                     Ok(Err(e)) if e.is::<DeadlineExceeded>() => e,
                     Ok(Err(e)) if deadline::is_interrupt_anyhow(&e) => {
-                        DeadlineExceeded::new(CALL, clock.answer_deadline()).into()
+                        DeadlineExceeded::new(call_name, clock.answer_deadline()).into()
                     }
                     Ok(Err(e)) => e.context("the component failed before responding"),
                     Err(e) => anyhow!("the component task failed: {e}"),
                 })
             }
         };
-        scrub::scrubbed(response).await
+        match kind {
+            Call::Health => scrub::scrubbed(response).await,
+            Call::Gateway => Ok(scrub::streamed(response)),
+        }
     };
     match tokio::time::timeout(clock.answer_deadline(), answer).await {
         Ok(result) => {
@@ -97,9 +123,9 @@ pub async fn call_component(
             // the body: no epoch check would stop it.
             stop.abort();
             if clock.first_overrun() {
-                deadline::report_overrun(&runtime.shared.kv, CALL, clock.answer_deadline());
+                deadline::report_overrun(&runtime.shared.kv, call_name, clock.answer_deadline());
             }
-            Err(DeadlineExceeded::new(CALL, clock.answer_deadline()).into())
+            Err(DeadlineExceeded::new(call_name, clock.answer_deadline()).into())
         }
     }
 }

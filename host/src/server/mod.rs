@@ -27,7 +27,7 @@ use hyper_util::rt::TokioTimer;
 use hyper_util::server::graceful::GracefulShutdown;
 use instances::Instances;
 pub use limits::ListenerLimits;
-use routing::Route;
+use routing::{Route, Routes};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,11 +47,15 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         })
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets open connections finish
-/// for at most `drain`. `limits` bound what this listener's clients can hold.
+/// Serves `routes` until `shutdown` resolves, then stops accepting and lets open connections
+/// finish for at most `drain`. `limits` bound what this listener's clients can hold. Each
+/// listener has its own instances and admission count, so gateway requests waiting on Clever
+/// never hold up health.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: TcpListener,
     limits: ListenerLimits,
+    routes: Routes,
     runtime: Runtime,
     mode: InstanceMode,
     view: HealthView,
@@ -62,6 +66,7 @@ pub async fn serve(
         runtime,
         instances: Instances::new(mode),
         view,
+        routes,
     });
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
@@ -170,6 +175,7 @@ struct App {
     instances: Arc<Instances>,
     /// Which health answer this listener gives.
     view: HealthView,
+    routes: Routes,
 }
 
 async fn handle(app: &App, mut req: hyper::Request<Incoming>) -> Response<HyperOutgoingBody> {
@@ -177,17 +183,24 @@ async fn handle(app: &App, mut req: hyper::Request<Incoming>) -> Response<HyperO
     health_view::apply(req.headers_mut(), app.view);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let route = routing::route(&method, &path);
-    // Unmatched paths are not recorded: they are whatever a client sent.
+    let route = routing::route(app.routes, &method, &path);
+    // Unmatched paths are not recorded: they are whatever a client sent. Gateway requests are
+    // named by their template: district ids and Clever paths stay out of telemetry names.
     let span = telemetry::spans::server(
         method.as_str(),
-        (route != Route::NotFound).then_some(routing::HEALTH_PATH),
+        match route {
+            Route::NotFound => None,
+            Route::Gateway => Some(routing::GATEWAY_ROUTE),
+            Route::Component | Route::MethodNotAllowed => Some(routing::HEALTH_PATH),
+        },
     );
     let response = respond(app, req, route).instrument(span.clone()).await;
     let status = response.status().as_u16();
     telemetry::spans::record_server_status(&span, status);
-    if route == Route::Component {
-        telemetry::metrics::record_health(started.elapsed(), status);
+    match route {
+        Route::Component => telemetry::metrics::record_health(started.elapsed(), status),
+        Route::Gateway => telemetry::metrics::record_gateway(started.elapsed(), status),
+        Route::NotFound | Route::MethodNotAllowed => {}
     }
     tracing::debug!(
         method = %method,
@@ -217,6 +230,37 @@ async fn respond(
             );
             r
         }
+        // The component sees only the path; an absolute-form target (`GET http://x/...`)
+        // would have its authority silently ignored, so it is refused here.
+        Route::Gateway if req.uri().authority().is_some() => gateway_error(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":{"code":"bad_request","message":"absolute URLs are not accepted: send the path /clever/{district}/{version}/{path}"}}"#,
+        ),
+        Route::Gateway => match invoke::call_component(
+            &app.runtime,
+            &app.instances,
+            without_connection_listed(req),
+            invoke::Call::Gateway,
+        )
+        .await
+        {
+            Ok(r) => r,
+            // Already logged as an overrun.
+            Err(e) if e.is::<DeadlineExceeded>() => gateway_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                r#"{"error":{"code":"upstream_timeout","message":"no answer within the gateway's call deadline"}}"#,
+            ),
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "gateway request failed inside the component"
+                );
+                gateway_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    r#"{"error":{"code":"component_error","message":"the gateway failed; see the host log"}}"#,
+                )
+            }
+        },
         Route::Component => match component_answer(app, req).await {
             Ok(r) => r,
             // Already logged as an overrun.
@@ -243,7 +287,35 @@ async fn component_answer(
     app: &App,
     req: hyper::Request<Incoming>,
 ) -> Result<Response<HyperOutgoingBody>> {
-    invoke::call_component(&app.runtime, &app.instances, req).await
+    invoke::call_component(&app.runtime, &app.instances, req, invoke::Call::Health).await
+}
+
+/// The headers a `Connection` header names are hop-by-hop (RFC 9110 §7.6.1). The component
+/// never sees `Connection` itself (wasi:http drops it), so they are removed here, before the
+/// gateway could forward them to Clever.
+fn without_connection_listed(mut req: hyper::Request<Incoming>) -> hyper::Request<Incoming> {
+    let listed: Vec<hyper::header::HeaderName> = req
+        .headers()
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| hyper::header::HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        req.headers_mut().remove(name);
+    }
+    req
+}
+
+/// An error the host answers for the gateway, marked as the gateway's own.
+fn gateway_error(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
+    let mut r = plain(status, body);
+    r.headers_mut().insert(
+        "x-clever-auth-source",
+        hyper::header::HeaderValue::from_static("gateway"),
+    );
+    r
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {

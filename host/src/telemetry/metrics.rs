@@ -53,6 +53,16 @@ pub const EVENT_COUNTERS: &[(&str, &str, &str)] = &[
         "Clever serving another API version than configured, or an unsupported one",
     ),
     (
+        "gateway_request",
+        "clever_auth.gateway.requests",
+        "Gateway requests, by district, status and error code",
+    ),
+    (
+        "gateway_token_refused",
+        "clever_auth.gateway.tokens_refused",
+        "District tokens Clever refused (401) on gateway traffic: dropped, relisted, replayed",
+    ),
+    (
         "district_removed",
         "clever_auth.districts.removed",
         "Districts that left Clever's listing or the allow-list",
@@ -62,6 +72,7 @@ pub const EVENT_COUNTERS: &[(&str, &str, &str)] = &[
 pub const TOKEN_EXPIRY_GAUGE: &str = "clever_auth.token.seconds_to_expiry";
 pub const KEYVAULT_FETCH_HISTOGRAM: &str = "clever_auth.keyvault.fetch_duration_ms";
 pub const HEALTH_HISTOGRAM: &str = "clever_auth.health.duration_ms";
+pub const GATEWAY_HISTOGRAM: &str = "clever_auth.gateway.duration_ms";
 
 /// Event fields copied onto the counters as dimensions (all of bounded cardinality).
 const COUNTER_DIMENSIONS: [&str; 4] = ["district", "status", "error_code", "alert"];
@@ -71,6 +82,7 @@ struct Instruments {
     counters: Vec<(&'static str, Counter<u64>)>,
     keyvault_fetch: Histogram<f64>,
     health: Histogram<f64>,
+    gateway: Histogram<f64>,
     token_gauge: OnceLock<ObservableGauge<f64>>,
 }
 
@@ -99,11 +111,19 @@ pub fn install(provider: &SdkMeterProvider) {
         .with_unit("ms")
         .with_description("Duration of GET /health/clever-auth as served by the host")
         .build();
+    let gateway = meter
+        .f64_histogram(GATEWAY_HISTOGRAM)
+        .with_unit("ms")
+        .with_description(
+            "Time to the response head of a gateway request, waits and retries included",
+        )
+        .build();
     let _ = INSTRUMENTS.set(Instruments {
         meter,
         counters,
         keyvault_fetch,
         health,
+        gateway,
         token_gauge: OnceLock::new(),
     });
 }
@@ -112,6 +132,19 @@ pub fn install(provider: &SdkMeterProvider) {
 pub fn record_health(duration: Duration, status: u16) {
     if let Some(i) = INSTRUMENTS.get() {
         i.health.record(
+            duration.as_secs_f64() * 1000.0,
+            &[KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            )],
+        );
+    }
+}
+
+/// One gateway request, `status` its HTTP status (until its response head).
+pub fn record_gateway(duration: Duration, status: u16) {
+    if let Some(i) = INSTRUMENTS.get() {
+        i.gateway.record(
             duration.as_secs_f64() * 1000.0,
             &[KeyValue::new(
                 "http.response.status_code",

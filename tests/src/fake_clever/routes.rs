@@ -85,6 +85,8 @@ struct Ctx {
     rate: Vec<BucketSnapshot>,
     rate_style: MultiBucketStyle,
     rate_exceeded: bool,
+    /// Headers as received, `Authorization` shown by scheme only (for the echo route).
+    headers: Vec<(String, String)>,
 }
 
 impl Ctx {
@@ -225,7 +227,24 @@ pub(crate) async fn handle(
         core.log.set_fault(seq, f);
     }
 
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            let value = if *n == header::AUTHORIZATION {
+                let v = v.to_str().unwrap_or_default();
+                v.split_once(' ')
+                    .map_or("?", |(scheme, _)| scheme)
+                    .to_string()
+                    + " <present>"
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (n.as_str().to_string(), value)
+        })
+        .collect();
     let ctx = Ctx {
+        headers,
         core: core.clone(),
         method,
         route,
@@ -457,7 +476,8 @@ fn token_info(ctx: &Ctx) -> Resp {
 }
 
 fn data(ctx: &Ctx) -> Resp {
-    if ctx.method != Method::GET {
+    // HEAD as GET (hyper leaves the body out), as a read-only API answers it.
+    if ctx.method != Method::GET && ctx.method != Method::HEAD {
         return method_not_allowed(ctx);
     }
     let version = ctx.api_version.as_deref().unwrap_or_default();
@@ -484,6 +504,9 @@ fn data(ctx: &Ctx) -> Resp {
         );
     }
     let resource: Vec<&str> = ctx.segments.iter().skip(1).map(String::as_str).collect();
+    if let Some(resp) = gateway_data(ctx, &resource, &served) {
+        return resp;
+    }
     let body = match (resource.as_slice(), &ctx.token.owner) {
         (["districts", id], owner) => {
             let state = lock(&ctx.core.state);
@@ -537,6 +560,91 @@ fn data(ctx: &Ctx) -> Resp {
             StatusCode::NOT_FOUND,
             &json!({"error": "Resource not found"}),
         ),
+    }
+}
+
+/// Largest body [`gateway_data`] serves from `/{version}/bytes/{n}`.
+pub(crate) const MAX_BYTES_BODY: usize = 64 << 20;
+
+/// One shared pattern every `/bytes/{n}` body is a slice of: a 50 MB page costs the fake no
+/// copy per request.
+fn pattern_body() -> Bytes {
+    static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| {
+        let line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_\n";
+        Bytes::from(
+            line.iter()
+                .copied()
+                .cycle()
+                .take(MAX_BYTES_BODY)
+                .collect::<Vec<u8>>(),
+        )
+    })
+    .clone()
+}
+
+/// Data-API resources for gateway tests (a valid token is already checked):
+/// - `districts/{id}/schools`: a page of schools, for the district's own token only, with
+///   versioned `uri`s and `tokenDistrict` (whose token the request carried);
+/// - `echo/...`: the path, query and headers that arrived (never `Authorization`'s value)
+///   and whose token it was;
+/// - `bytes/{n}`: `n` bytes of a fixed pattern (at most [`MAX_BYTES_BODY`]).
+fn gateway_data(ctx: &Ctx, resource: &[&str], served: &str) -> Option<Resp> {
+    let owner = match &ctx.token.owner {
+        Some(TokenOwner::District(d)) => Some(d.clone()),
+        Some(TokenOwner::App) => Some("app".to_string()),
+        None => None,
+    };
+    match resource {
+        ["districts", id, "schools"] => {
+            if owner.as_deref() != Some(*id) && owner.as_deref() != Some("app") {
+                return None;
+            }
+            let schools: Vec<Value> = (1..=3)
+                .map(|i| {
+                    let sid = format!("{id}-school-{i}");
+                    json!({"data": {"id": sid, "district": id, "name": format!("School {i}")},
+                           "uri": format!("/{served}/schools/{sid}")})
+                })
+                .collect();
+            Some(json_reply(
+                ctx,
+                StatusCode::OK,
+                &json!({
+                    "data": schools,
+                    "links": [{"rel": "self", "uri": format!("/{served}/districts/{id}/schools")}],
+                    "tokenDistrict": owner,
+                }),
+            ))
+        }
+        ["echo", ..] => {
+            let headers: serde_json::Map<String, Value> = ctx
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), Value::String(v.clone())))
+                .collect();
+            Some(json_reply(
+                ctx,
+                StatusCode::OK,
+                &json!({
+                    "pathAndQuery": ctx.path_and_query,
+                    "headers": headers,
+                    "tokenDistrict": owner,
+                    "links": [{"rel": "self", "uri": format!("/{served}/echo")}],
+                }),
+            ))
+        }
+        ["bytes", n] => {
+            let n: usize = n.parse().ok().filter(|n| *n <= MAX_BYTES_BODY)?;
+            Some(build(
+                ctx,
+                StatusCode::OK,
+                Some("application/octet-stream"),
+                pattern_body().slice(..n),
+                Vec::new(),
+            ))
+        }
+        _ => None,
     }
 }
 

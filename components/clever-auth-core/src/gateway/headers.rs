@@ -1,0 +1,158 @@
+//! Which headers cross the gateway. Hop-by-hop headers (RFC 9110 §7.6.1) stop here in both
+//! directions; the caller's `Authorization` is refused, because the gateway sets it.
+
+use super::GatewayError;
+
+/// Hop-by-hop headers, plus the ones the gateway or the HTTP stack sets itself.
+const NOT_FORWARDED: [&str; 12] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "expect",
+    "http2-settings",
+];
+
+type Header = (String, Vec<u8>);
+
+fn named_by_connection(headers: &[Header]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn hop_by_hop(name: &str, listed: &[String]) -> bool {
+    NOT_FORWARDED.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
+}
+
+/// The caller's headers as sent to Clever. A request carrying `Authorization` (or
+/// `Proxy-Authorization`) is refused: a token must never come from, or go back to, the caller,
+/// and silently replacing one would hide a client that holds tokens it should not.
+/// `Cookie` and the gateway's own `X-Clever-Auth-*` headers stay behind too.
+pub fn request_headers(incoming: &[Header]) -> Result<Vec<Header>, GatewayError> {
+    if incoming.iter().any(|(n, _)| {
+        n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("proxy-authorization")
+    }) {
+        return Err(GatewayError::bad_request(
+            "the request carries Authorization: the gateway sets it itself, remove it",
+        ));
+    }
+    let listed = named_by_connection(incoming);
+    Ok(incoming
+        .iter()
+        .filter(|(n, _)| {
+            !hop_by_hop(n, &listed)
+                && !n.eq_ignore_ascii_case("cookie")
+                && !n.to_ascii_lowercase().starts_with("x-clever-auth-")
+        })
+        .cloned()
+        .collect())
+}
+
+/// Clever's headers as passed back, `X-Ratelimit-*` included. For HEAD the length is left
+/// out: no body follows, and the HTTP stack checks a length against what is written.
+pub fn response_headers(upstream: &[Header], head: bool) -> Vec<Header> {
+    let listed = named_by_connection(upstream);
+    upstream
+        .iter()
+        .filter(|(n, _)| {
+            let lower = n.to_ascii_lowercase();
+            // A GET's length is kept: the body that follows is Clever's, byte for byte.
+            let kept_length = lower == "content-length" && !head;
+            (kept_length || !hop_by_hop(n, &listed)) && lower != super::SOURCE_HEADER
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<Header> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn names(headers: &[Header]) -> Vec<&str> {
+        headers.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn a_caller_authorization_is_refused_in_any_case() {
+        for name in [
+            "Authorization",
+            "authorization",
+            "AUTHORIZATION",
+            "Proxy-Authorization",
+        ] {
+            let e = request_headers(&h(&[(name, "Bearer x")])).expect_err(name);
+            assert_eq!(e.code, super::super::ErrorCode::BadRequest);
+            assert!(!e.message.contains("Bearer x"));
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_and_listed_headers_stay_behind_on_requests() {
+        let out = request_headers(&h(&[
+            ("Accept", "application/json"),
+            ("Connection", "keep-alive, X-Private"),
+            ("X-Private", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Host", "127.0.0.1:8081"),
+            ("Transfer-Encoding", "chunked"),
+            ("TE", "trailers"),
+            ("Upgrade", "h2c"),
+            ("Cookie", "a=b"),
+            ("X-Clever-Auth-Detail", "1"),
+            ("X-Request-Id", "abc"),
+            ("Accept-Encoding", "gzip"),
+        ]))
+        .expect("ok");
+        assert_eq!(names(&out), ["Accept", "X-Request-Id", "Accept-Encoding"]);
+    }
+
+    #[test]
+    fn clever_headers_pass_back_without_hop_by_hop_ones() {
+        let upstream = h(&[
+            ("Content-Type", "application/json"),
+            ("Content-Length", "12"),
+            ("X-Ratelimit-Limit", "1200"),
+            ("X-Ratelimit-Remaining", "0"),
+            ("X-Ratelimit-Reset", "1700000000"),
+            ("Connection", "close"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Clever-Auth-Source", "forged"),
+        ]);
+        let out = response_headers(&upstream, false);
+        assert_eq!(
+            names(&out),
+            [
+                "Content-Type",
+                "Content-Length",
+                "X-Ratelimit-Limit",
+                "X-Ratelimit-Remaining",
+                "X-Ratelimit-Reset"
+            ]
+        );
+        let head = response_headers(&upstream, true);
+        assert!(!names(&head).contains(&"Content-Length"));
+    }
+}

@@ -1,0 +1,36 @@
+//! The Clever gateway's rules: which requests may pass, where they go, which headers travel,
+//! what each upstream outcome means (replay, wait, retry, pass through, own error), proactive
+//! pacing on exhausted rate-limit buckets, the per-district figures shown in health, and the
+//! API versions seen on real traffic. Pure: fed with `now`, settings and what Clever answered.
+
+pub mod error;
+pub mod figures;
+pub mod headers;
+pub mod outcome;
+pub mod pacing;
+pub mod target;
+pub mod versions;
+
+pub use error::{ErrorCode, GatewayError};
+
+/// The response header that says who answered: `gateway` (an error of the gateway's own) or
+/// `clever` (Clever's status, headers and body, passed through).
+pub const SOURCE_HEADER: &str = "x-clever-auth-source";
+
+/// Store keys of the gateway's shared state (per district, shared by every instance).
+pub mod keys {
+    /// Prefix of [`super::pacing::PaceRecord`]s.
+    pub const PACE_PREFIX: &str = "clever-auth/v1/gateway/pace/";
+    /// Prefix of [`super::figures::GatewayFigures`].
+    pub const FIGURES_PREFIX: &str = "clever-auth/v1/gateway/figures/";
+    /// The latest [`super::versions::VersionObservation`] from gateway traffic.
+    pub const VERSIONS: &str = "clever-auth/v1/gateway/versions";
+
+    pub fn pace(district: &str) -> String {
+        format!("{PACE_PREFIX}{district}")
+    }
+
+    pub fn figures(district: &str) -> String {
+        format!("{FIGURES_PREFIX}{district}")
+    }
+}

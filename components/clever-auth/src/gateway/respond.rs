@@ -1,0 +1,155 @@
+//! Writing the gateway's answer: its own JSON errors, or Clever's response streamed through
+//! in pieces (the body is never held whole), with the first bytes kept for version checks.
+
+use crate::bindings::wasi::http::types::{
+    Fields, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+use crate::bindings::wasi::io::streams::StreamError;
+use crate::http_out::Streaming;
+use clever_auth_core::gateway as gw;
+use gw::versions::OBSERVE_LIMIT;
+use gw::{GatewayError, SOURCE_HEADER};
+
+/// `output-stream.blocking-write-and-flush` accepts at most 4096 bytes per call.
+const WRITE_CHUNK: usize = 4096;
+const READ_CHUNK: u64 = 64 * 1024;
+/// One splice moves at most this much from Clever's body to the client's.
+const SPLICE_CHUNK: u64 = 256 * 1024;
+
+fn fields(headers: &[(String, Vec<u8>)]) -> Fields {
+    let fields = Fields::new();
+    for (name, value) in headers {
+        // A header the HTTP stack refuses (forbidden or malformed) is left out, not fatal.
+        let _ = fields.append(name, value);
+    }
+    fields
+}
+
+/// The gateway's own error; the body is left out for HEAD.
+pub fn error(out: ResponseOutparam, e: &GatewayError, head: bool) {
+    let mut headers: Vec<(String, Vec<u8>)> = vec![
+        ("content-type".into(), b"application/json".to_vec()),
+        ("cache-control".into(), b"no-store".to_vec()),
+        (SOURCE_HEADER.into(), b"gateway".to_vec()),
+    ];
+    for (n, v) in e.extra_headers() {
+        headers.push((n.into(), v.into_bytes()));
+    }
+    let response = OutgoingResponse::new(fields(&headers));
+    let _ = response.set_status_code(e.status());
+    let Ok(body) = response.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    if !head {
+        if let Ok(stream) = body.write() {
+            for chunk in e.body().as_bytes().chunks(WRITE_CHUNK) {
+                if stream.blocking_write_and_flush(chunk).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(body, None);
+}
+
+/// What passing Clever's body on showed.
+pub struct Passed {
+    /// The first bytes of the body (at most [`OBSERVE_LIMIT`]).
+    pub prefix: Vec<u8>,
+    /// `prefix` is the whole body.
+    pub complete: bool,
+    /// The body did not reach the client whole (Clever or the client went away).
+    pub broken: bool,
+}
+
+/// Clever's status and headers (already filtered), then its body, streamed.
+pub fn pass(
+    out: ResponseOutparam,
+    mut upstream: Streaming,
+    headers: &[(String, Vec<u8>)],
+    head: bool,
+) -> Passed {
+    let mut all = headers.to_vec();
+    all.push((SOURCE_HEADER.into(), b"clever".to_vec()));
+    let response = OutgoingResponse::new(fields(&all));
+    let _ = response.set_status_code(upstream.status);
+    let mut passed = Passed {
+        prefix: Vec::new(),
+        complete: false,
+        broken: false,
+    };
+    let Ok(body) = response.body() else {
+        passed.broken = true;
+        upstream.finish();
+        return passed;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    if head {
+        passed.complete = true;
+        let _ = OutgoingBody::finish(body, None);
+        upstream.finish();
+        return passed;
+    }
+    let Ok(sink) = body.write() else {
+        passed.broken = true;
+        upstream.finish();
+        return passed;
+    };
+    let Some(source) = upstream.stream() else {
+        passed.broken = true;
+        drop(sink);
+        upstream.finish();
+        return passed;
+    };
+    // The first bytes pass through the component, for the version check...
+    loop {
+        if passed.prefix.len() >= OBSERVE_LIMIT {
+            break;
+        }
+        let want = (OBSERVE_LIMIT - passed.prefix.len()).min(READ_CHUNK as usize) as u64;
+        match source.blocking_read(want) {
+            Ok(chunk) => {
+                let failed = chunk
+                    .chunks(WRITE_CHUNK)
+                    .any(|c| sink.blocking_write_and_flush(c).is_err());
+                passed.prefix.extend_from_slice(&chunk);
+                if failed {
+                    passed.broken = true;
+                    break;
+                }
+            }
+            Err(StreamError::Closed) => {
+                passed.complete = true;
+                break;
+            }
+            Err(StreamError::LastOperationFailed(_)) => {
+                passed.broken = true;
+                break;
+            }
+        }
+    }
+    // ...the rest goes from Clever's stream to the client's inside the host.
+    if !passed.complete && !passed.broken {
+        loop {
+            match sink.blocking_splice(source, SPLICE_CHUNK) {
+                Ok(_) => {}
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(_)) => {
+                    passed.broken = true;
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.blocking_flush();
+    drop(sink);
+    upstream.finish();
+    if passed.broken {
+        // Ending without finishing tells the client the body is incomplete.
+        drop(body);
+    } else {
+        let _ = OutgoingBody::finish(body, None);
+    }
+    passed
+}
