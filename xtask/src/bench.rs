@@ -11,6 +11,9 @@
 //!
 //! Writes a markdown report and its JSON twin.
 
+#[path = "bench_abuse.rs"]
+pub mod abuse;
+
 use crate::procs::{self, Proc};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -137,6 +140,13 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     drop(fake);
     report["handout"] = handout(&bins, opts)?;
     report["scale"] = scale(&bins, opts, &out_dir)?;
+    report["abuse"] = abuse::run(
+        &bins,
+        &abuse::AbuseOptions {
+            secs: opts.secs,
+            ..Default::default()
+        },
+    )?;
     report["machine_after"] = machine();
     report["total_secs"] = json!(started.elapsed().as_secs_f64());
 
@@ -1008,6 +1018,7 @@ fn render(r: &Value) -> String {
         num(&h["rps"]) / num(&b["rps"])
     );
     md.push('\n');
+    md.push_str(&abuse::render(&r["abuse"]));
     md
 }
 
