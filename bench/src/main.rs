@@ -6,7 +6,9 @@
 //!   the component does (store read, deserialise, report, serialise, headers): the denominator
 //!   of the host's throughput.
 //! - `handout`: the cost of one token hand-out from the cache, timed natively.
+//! - `abuse`: slowloris and non-reading clients around one well-behaved health client.
 
+mod abuse;
 mod baseline;
 mod handout;
 mod load;
@@ -31,6 +33,8 @@ enum Cmd {
     Baseline(baseline::Args),
     /// Times store read + deserialise `TokenEntry` + `lifecycle::hand_out`; prints JSON.
     Handout(handout::Args),
+    /// Slowloris and non-reading clients around one well-behaved health client; prints JSON.
+    Abuse(abuse::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Cmd::Load(args) => load::main(args),
         Cmd::Baseline(args) => baseline::main(args),
         Cmd::Handout(args) => handout::main(args),
+        Cmd::Abuse(args) => abuse::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,8 @@
 
 #[path = "bench_scale.rs"]
 mod bench_scale;
+#[path = "bench_abuse.rs"]
+pub mod abuse;
 
 use crate::procs::{self, Proc};
 use anyhow::{bail, Context, Result};
@@ -146,6 +148,13 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     report["handout"] = handout(&bins, opts)?;
     report["scale"] = scale(&bins, opts, &out_dir)?;
     report["scale_10k"] = bench_scale::run(&bins, opts, &out_dir)?;
+    report["abuse"] = abuse::run(
+        &bins,
+        &abuse::AbuseOptions {
+            secs: opts.secs,
+            ..Default::default()
+        },
+    )?;
     report["machine_after"] = machine();
     report["total_secs"] = json!(started.elapsed().as_secs_f64());
 
@@ -1026,6 +1035,7 @@ fn render(r: &Value) -> String {
     );
     bench_scale::render(&mut md, &r["scale_10k"]);
     md.push('\n');
+    md.push_str(&abuse::render(&r["abuse"]));
     md
 }
 

@@ -81,6 +81,28 @@ enum Cmd {
         #[arg(long, value_parser = ["scale10k"])]
         only: Option<String>,
     },
+    /// Build in release and run only the bench's abuse section: a well-behaved client's
+    /// health latency and the host's RSS, unloaded and with slowloris + non-reading clients.
+    BenchAbuse {
+        /// Measured seconds per point.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 300)]
+        districts: usize,
+        #[arg(long, default_value_t = 1000)]
+        slowloris: usize,
+        #[arg(long, default_value_t = 64)]
+        non_readers: usize,
+        /// Measure this host binary instead of the fresh build (e.g. main's, for "before").
+        #[arg(long)]
+        host_bin: Option<PathBuf>,
+        /// With --host-bin: that build's component.
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// Markdown report (a JSON twin next to it) [default: target/bench/abuse.md].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Build everything and run the whole test suite.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -111,6 +133,26 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&root, &args)?,
         Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,
         Cmd::Fuzz { secs } => fuzz(&root, secs.max(1))?,
+        Cmd::BenchAbuse {
+            secs,
+            districts,
+            slowloris,
+            non_readers,
+            host_bin,
+            component,
+            out,
+        } => bench::abuse::standalone(
+            &root,
+            &bench::abuse::AbuseOptions {
+                secs,
+                districts,
+                slowloris,
+                non_readers,
+            },
+            host_bin,
+            component,
+            &out.unwrap_or_else(|| root.join("target/bench/abuse.md")),
+        )?,
         Cmd::Bench {
             secs,
             warmup_secs,

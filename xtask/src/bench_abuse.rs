@@ -1,0 +1,171 @@
+//! The bench's abuse section (issue 13, "Slow and abusive clients"): against a host with
+//! `districts` districts (≈ 86 KB of health at 300), one well-behaved keep-alive client's health
+//! latency (p50/p99) and the host's peak RSS, first on the unloaded host, then with
+//! `slowloris` slowloris connections and `non_readers` clients that request health and never
+//! read attached (each reconnecting when dropped), side by side (ratio loaded/unloaded).
+//!
+//! Run alone with `cargo xtask bench-abuse` (also against another build's host, for a
+//! before/after: `--host-bin`, `--component`); `cargo xtask bench` runs it as its last section.
+
+use super::{machine, procs, start_fake, start_host, Bins};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+
+pub struct AbuseOptions {
+    pub secs: f64,
+    pub districts: usize,
+    pub slowloris: usize,
+    pub non_readers: usize,
+}
+
+impl Default for AbuseOptions {
+    fn default() -> Self {
+        Self {
+            secs: 5.0,
+            districts: 300,
+            slowloris: 1000,
+            non_readers: 64,
+        }
+    }
+}
+
+pub(super) fn run(bins: &Bins, opts: &AbuseOptions) -> Result<Value> {
+    let fake = start_fake(bins, opts.districts)?;
+    let host = start_host(bins, &fake.url, &[], None)?;
+    let (_, body) = procs::http_get(host.addr, super::HEALTH)?;
+    let unloaded = attack(bins, &host, 0, 0, opts)?;
+    let loaded = attack(bins, &host, opts.slowloris, opts.non_readers, opts)?;
+    let ratio = |key: &str| num(&loaded[key]) / num(&unloaded[key]).max(1.0);
+    Ok(json!({
+        "districts": opts.districts,
+        "health_body_bytes": body.len(),
+        "unloaded": unloaded,
+        "loaded": loaded,
+        "p50_ratio": ratio("p50_us"),
+        "p99_ratio": ratio("p99_us"),
+    }))
+}
+
+fn attack(
+    bins: &Bins,
+    host: &super::Server,
+    slowloris: usize,
+    non_readers: usize,
+    opts: &AbuseOptions,
+) -> Result<Value> {
+    let machine = machine();
+    eprintln!(
+        "xtask bench: abuse, {slowloris} slowloris + {non_readers} non-readers, {} s",
+        opts.secs
+    );
+    let out = Command::new(&bins.bench)
+        .args(["abuse", "--addr", &host.addr.to_string()])
+        .args(["--slowloris", &slowloris.to_string()])
+        .args(["--non-readers", &non_readers.to_string()])
+        .args(["--secs", &opts.secs.to_string()])
+        .args(["--watch-pid", &host.proc.pid().to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .context("running the abuse generator")?;
+    if !out.status.success() {
+        bail!(
+            "the abuse generator failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .last()
+        .context("the abuse generator printed nothing")?;
+    let mut result: Value = serde_json::from_str(line).context("the abuse generator's JSON")?;
+    result["machine"] = machine;
+    Ok(result)
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn ms(us: &Value) -> String {
+    format!("{:.2}", num(us) / 1000.0)
+}
+
+pub(super) fn render(r: &Value) -> String {
+    let mut md = String::new();
+    if r.is_null() {
+        return md;
+    }
+    let _ = writeln!(
+        md,
+        "#### Slow and abusive clients ({} districts, health {} bytes)\n",
+        r["districts"], r["health_body_bytes"]
+    );
+    let _ = writeln!(
+        md,
+        "| attached | requests | p50 ms | p99 ms | max ms | errors | non-2xx | host RSS before → peak MiB | slowloris / non-readers dropped by the host | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for key in ["unloaded", "loaded"] {
+        let p = &r[key];
+        let _ = writeln!(
+            md,
+            "| {} slowloris + {} non-readers | {} | {} | {} | {} | {} | {} | {:.1} → {:.1} | {} / {} | {} |",
+            p["slowloris"],
+            p["non_readers"],
+            p["requests"],
+            ms(&p["p50_us"]),
+            ms(&p["p99_us"]),
+            ms(&p["max_us"]),
+            p["errors"],
+            p["non_2xx"],
+            num(&p["rss_before_kib"]) / 1024.0,
+            num(&p["rss_peak_kib"]) / 1024.0,
+            p["slowloris_closed_by_server"],
+            p["non_readers_closed_by_server"],
+            p["machine"]["loadavg_1m"],
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nloaded/unloaded: p50 × {:.2}, p99 × {:.2}\n",
+        num(&r["p50_ratio"]),
+        num(&r["p99_ratio"])
+    );
+    md
+}
+
+/// `cargo xtask bench-abuse`: the release build, then this section only. `host_bin` and
+/// `component` replace the freshly built ones (another build's, for a before/after).
+pub fn standalone(
+    root: &std::path::Path,
+    opts: &AbuseOptions,
+    host_bin: Option<std::path::PathBuf>,
+    component: Option<std::path::PathBuf>,
+    out: &std::path::Path,
+) -> Result<()> {
+    let out_dir = out
+        .parent()
+        .map_or_else(|| root.join("target/bench"), std::path::Path::to_path_buf);
+    std::fs::create_dir_all(&out_dir)?;
+    let mut bins = super::build_release(root, &out_dir)?;
+    if let Some(host) = host_bin {
+        bins.host = host;
+    }
+    if let Some(component) = component {
+        bins.component = component;
+    }
+    let mut report = run(&bins, opts)?;
+    report["git"] = json!(super::git_rev(root));
+    report["host_bin"] = json!(bins.host.display().to_string());
+    let markdown = render(&report);
+    print!("{markdown}");
+    std::fs::write(out, &markdown).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(
+        out.with_extension("json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    Ok(())
+}
