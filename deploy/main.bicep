@@ -129,8 +129,8 @@ param cleverRateLimitMaxWaitSecs string = '120'
 @description('clever_version_header: response header carrying the API version (empty = none).')
 param cleverVersionHeader string = ''
 
-@description('clever_refresh_jitter: fraction of the refresh point drawn at random earlier.')
-param cleverRefreshJitter string = '0.1'
+@description('clever_refresh_jitter: fraction of the refresh point drawn at random earlier (0: exactly at clever_refresh_fraction).')
+param cleverRefreshJitter string = '0'
 
 @description('clever_probe_batch: connection probes per refresher run.')
 param cleverProbeBatch string = '20'

@@ -303,9 +303,11 @@ impl StreamScrubber {
         out.extend_from_slice(&buf[pos..cut]);
         self.carry = buf[cut..].to_vec();
         if masked {
+            // Its own event: the value came from Clever's answer (an upstream that echoes what
+            // it received), not from the component, whose output must never need the scrubber.
             tracing::warn!(
-                event = "response_scrubbed",
-                "a known secret value was masked in a gateway response body"
+                event = "upstream_body_scrubbed",
+                "a known secret value in Clever's answer was masked in a gateway response body"
             );
         }
         out

@@ -132,12 +132,17 @@ async fn hop_by_hop_headers_stay_behind_and_the_callers_others_pass() -> Result<
 }
 
 #[tokio::test]
-async fn the_main_listener_serves_only_health_and_the_gateway_only_clever() -> Result<()> {
+async fn the_main_listener_serves_only_health_and_the_gateway_clever_and_detailed_health(
+) -> Result<()> {
     let s = ready(&[]).await?;
     let main = http_client::get(&s.host.url(SCHOOLS)).await?;
     assert_eq!(main.status, 404);
+    // The loopback listener answers health too, with the per-district detail.
     let on_gateway = get(&s, "/health/clever-auth").await?;
-    assert_eq!(on_gateway.status, 404);
+    assert_eq!(on_gateway.status, 200);
+    assert!(on_gateway.text().contains("\"componentId\":\"d-alpha\""));
+    let other = get(&s, "/other").await?;
+    assert_eq!(other.status, 404);
     assert!(s.host.gateway_addr.is_some_and(|a| a.ip().is_loopback()));
     Ok(())
 }

@@ -352,6 +352,13 @@ async fn fault_matrix(
         );
     }
 
+    // What Clever itself echoed back through the gateway (step 4b) is masked by the host's
+    // streaming scrubber, and said so: that is upstream output, not the component's.
+    assert!(
+        !find(&ev, "upstream_body_scrubbed").is_empty(),
+        "the gateway's echoed tokens were not reported as masked"
+    );
+
     // And what happened is visible, with the shared field names.
     let ev = events(&stdout_and_stderr);
     let retry = find(&ev, "acquisition_retry");

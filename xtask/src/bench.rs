@@ -11,10 +11,10 @@
 //!
 //! Writes a markdown report and its JSON twin.
 
-#[path = "bench_scale.rs"]
-mod bench_scale;
 #[path = "bench_abuse.rs"]
 pub mod abuse;
+#[path = "bench_scale.rs"]
+mod bench_scale;
 
 use crate::procs::{self, Proc};
 use anyhow::{bail, Context, Result};
