@@ -41,6 +41,9 @@ pub enum Failure {
     Timeout,
     Connection(String),
     Invalid(String),
+    /// The runtime's outbound policy refused to send to `host` (wasi-http's
+    /// `HttpRequestDenied`, e.g. Spin's `allowed_outbound_hosts`): a configuration error.
+    Denied { host: String },
 }
 
 impl std::fmt::Display for Failure {
@@ -49,20 +52,25 @@ impl std::fmt::Display for Failure {
             Failure::Timeout => write!(f, "timed out"),
             Failure::Connection(m) => write!(f, "connection failed: {m}"),
             Failure::Invalid(m) => write!(f, "request not sent: {m}"),
+            Failure::Denied { host } => write!(
+                f,
+                "denied by the runtime's outbound policy: {host} is not an allowed outbound host (under Spin: allowed_outbound_hosts, derived from clever_oauth_base_url and clever_api_base_url)"
+            ),
         }
     }
 }
 
-fn from_error_code(e: ErrorCode) -> Failure {
+/// `host` is the authority the request was for, named in a denial.
+fn from_error_code(e: ErrorCode, host: &str) -> Failure {
     match e {
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
         | ErrorCode::HttpResponseTimeout
         | ErrorCode::DnsTimeout => Failure::Timeout,
-        ErrorCode::HttpRequestDenied => {
-            Failure::Invalid("denied by the host's outbound policy".into())
-        }
+        ErrorCode::HttpRequestDenied => Failure::Denied {
+            host: host.to_string(),
+        },
         // The native host's outbound policy refuses with this prefix: a configuration problem
         // that retrying cannot fix.
         ErrorCode::InternalError(Some(m)) if m.starts_with("outbound policy:") => {
@@ -111,7 +119,7 @@ pub fn send(req: Request<'_>) -> Result<Response, Failure> {
     let body = outgoing
         .body()
         .map_err(|_| Failure::Invalid("request body unavailable".into()))?;
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(from_error_code)?;
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| from_error_code(e, &authority))?;
     if let Some(bytes) = req.body {
         let stream = body
             .write()
@@ -123,7 +131,7 @@ pub fn send(req: Request<'_>) -> Result<Response, Failure> {
         }
         drop(stream);
     }
-    OutgoingBody::finish(body, None).map_err(from_error_code)?;
+    OutgoingBody::finish(body, None).map_err(|e| from_error_code(e, &authority))?;
 
     let response = loop {
         match future.get() {
@@ -133,7 +141,7 @@ pub fn send(req: Request<'_>) -> Result<Response, Failure> {
     };
     let response = response
         .map_err(|()| Failure::Connection("response already taken".into()))?
-        .map_err(from_error_code)?;
+        .map_err(|e| from_error_code(e, &authority))?;
     let status = response.status();
     let headers = response.headers().entries();
     let incoming = response

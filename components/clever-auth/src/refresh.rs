@@ -11,7 +11,8 @@ use crate::lease::Lease;
 use crate::{clock, entropy, log};
 use clever_auth_core::alerts;
 use clever_auth_core::backoff::{
-    classify_status, Decision, Outcome, PermanentKind, RetryPolicy, RetryState, TransientKind,
+    classify_status, classify_transport, Decision, Outcome, PermanentKind, RetryPolicy, RetryState,
+    TransientKind, TransportFailure,
 };
 use clever_auth_core::clever_wire::{self, VersionCheck};
 use clever_auth_core::lifecycle::{self, Timing, TokenEntry, APP_TOKEN_ID};
@@ -760,10 +761,11 @@ impl<'a> Refresh<'a> {
                     "acquisition_failed",
                     json!({ "operation": e.operation, "attempt": attempt, "status": e.status, "error_code": e.code, "error": e.message, "retryable": e.outcome.is_retryable(), "duration_ms": e.duration_ms }),
                 );
-                if e.outcome.is_bad_credentials() {
-                    // The same credentials will be refused again: wait for new ones (a secrets
-                    // generation change makes the refresher due at once) or, failing that, a
-                    // long pause, so a rejected secret does not hammer Clever.
+                if e.outcome.pauses_acquisition() {
+                    // The same credentials will be refused again (and a request the outbound
+                    // policy denied, denied again): wait for new ones (a secrets generation
+                    // change makes the refresher due at once) or, failing that, a long pause,
+                    // so neither hammers Clever nor cycles.
                     return self
                         .now
                         .saturating_add(BAD_CREDENTIALS_PAUSE_MS.max(self.timing.cooldown_ms));
@@ -779,6 +781,7 @@ fn transport_error(operation: &'static str, f: &Failure) -> AttemptError {
         Failure::Timeout => Outcome::Transient(TransientKind::Timeout),
         Failure::Connection(_) => Outcome::Transient(TransientKind::Connection),
         Failure::Invalid(_) => Outcome::Permanent(PermanentKind::UnexpectedStatus(0)),
+        Failure::Denied { .. } => classify_transport(TransportFailure::Denied),
     };
     let code = match f {
         Failure::Invalid(_) => "request_invalid".to_string(),
