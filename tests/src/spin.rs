@@ -140,7 +140,9 @@ impl SpinApp {
     /// Copies the app, starts `spin up` on a free loopback port and waits until it serves.
     pub async fn start(spin: &Path, opts: SpinOptions) -> Result<SpinApp> {
         paths::require_component();
-        let tmp = tempfile::Builder::new().prefix("clever-auth-spin-").tempdir()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("clever-auth-spin-")
+            .tempdir()?;
         let app_dir = tmp.path().join("app");
         let component = app_dir.join(COMPONENT_IN_APP);
         std::fs::create_dir_all(component.parent().context("component dir")?)?;
@@ -149,7 +151,11 @@ impl SpinApp {
         let mut manifest = std::fs::read_to_string(root.join(opts.manifest))
             .with_context(|| format!("reading {}", opts.manifest))?;
         if let Some((from, to)) = &opts.manifest_edit {
-            assert!(manifest.contains(from.as_str()), "{from} not in {}", opts.manifest);
+            assert!(
+                manifest.contains(from.as_str()),
+                "{from} not in {}",
+                opts.manifest
+            );
             manifest = manifest.replace(from.as_str(), to);
         }
         std::fs::write(app_dir.join(opts.manifest), manifest)?;
@@ -217,11 +223,11 @@ impl SpinApp {
     }
 
     /// Ctrl-C to the process group, as a terminal delivers it (`spin up` runs the app in a
-    /// child `spin trigger http`); then a bounded wait for both.
-    pub async fn stop(mut self) -> Result<std::process::ExitStatus> {
+    /// child `spin trigger http`); then a bounded wait for both. The copy stays until drop, so
+    /// what Spin wrote can be searched after it stopped.
+    pub async fn stop(&mut self) -> Result<std::process::ExitStatus> {
         self.signal_group(nix::sys::signal::Signal::SIGINT);
-        let status = match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await
-        {
+        let status = match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
             Ok(status) => status?,
             Err(_) => bail!("spin up did not exit within 10 s of Ctrl-C"),
         };
@@ -280,7 +286,10 @@ async fn launch(
         .args(["--runtime-config-file", opts.runtime_config])
         .args(["--listen", &format!("127.0.0.1:{port}")]);
     for (name, value) in &opts.variables {
-        cmd.env(format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()), value);
+        cmd.env(
+            format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+            value,
+        );
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -370,24 +379,19 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The files among `files` that contain any of `needles` (bytes, so binary files count too),
-/// with the needle's index.
-pub fn files_containing(files: &[PathBuf], needles: &[String]) -> Vec<(PathBuf, usize)> {
+/// with the needle's index. A file that cannot be read is an error: a search that silently
+/// skipped files would prove nothing.
+pub fn files_containing(files: &[PathBuf], needles: &[String]) -> Result<Vec<(PathBuf, usize)>> {
     let mut hits = Vec::new();
     for file in files {
-        let Ok(bytes) = std::fs::read(file) else {
-            continue;
-        };
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         for (i, needle) in needles.iter().enumerate() {
-            if !needle.is_empty()
-                && bytes
-                    .windows(needle.len())
-                    .any(|w| w == needle.as_bytes())
-            {
+            if !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
                 hits.push((file.clone(), i));
             }
         }
     }
-    hits
+    Ok(hits)
 }
 
 /// A fake Clever and the project's app under `spin up` pointed at it.

@@ -4,9 +4,7 @@
 //!
 //! Without Spin on this machine each test says so and returns; under `CI=true` it fails.
 
-use clever_auth_tests::fake_clever::{
-    FakeClever, FakeCleverConfig, Fault, RequestRecord, Route,
-};
+use clever_auth_tests::fake_clever::{FakeClever, FakeCleverConfig, Fault, RequestRecord, Route};
 use clever_auth_tests::scenario::{two_districts, Health};
 use clever_auth_tests::spin::{self, SpinOptions, SpinScenario};
 use std::time::Duration;
@@ -74,13 +72,22 @@ async fn first_answer_is_from_memory_and_pass_follows_within_5_s() -> anyhow::Re
         })
         .await?;
     let took = s.serving_at.elapsed();
-    eprintln!("spin: health pass {} ms after spin up served", took.as_millis());
-    assert!(took < Duration::from_secs(5), "pass after {took:?} (NFR-001: 5 s)");
+    eprintln!(
+        "spin: health pass {} ms after spin up served",
+        took.as_millis()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "pass after {took:?} (NFR-001: 5 s)"
+    );
     assert_eq!(h.status, 200);
     assert_eq!(h.district_ids(), ["d-alpha", "d-beta"]);
     assert_eq!(s.fake.request_count(Route::TokenList), 1);
     let probes = s.fake.requests_for(Route::Data);
-    assert!(probes.iter().all(|r| r.auth.valid), "probes used the tokens");
+    assert!(
+        probes.iter().all(|r| r.auth.valid),
+        "probes used the tokens"
+    );
     Ok(())
 }
 
@@ -161,8 +168,9 @@ async fn a_429_with_only_x_ratelimit_reset_waits_for_the_reset() -> anyhow::Resu
         .await?;
     let listing = s.fake.requests_for(Route::TokenList);
     assert_eq!(listing.len(), 2);
-    // X-Ratelimit-Reset is whole epoch seconds: the retry may not come before that second.
-    let reset_ms = (listing[0].unix_ms + 1500) / 1000 * 1000;
+    // X-Ratelimit-Reset is whole epoch seconds, rounded up by the fake: the retry may not come
+    // before that second, and comes at the first poll after it.
+    let reset_ms = (listing[0].unix_ms + 1500).div_ceil(1000) * 1000;
     assert!(
         listing[1].unix_ms + 5 >= reset_ms,
         "retried at {} before the reset {reset_ms}",
@@ -279,42 +287,46 @@ async fn tokens_and_secrets_never_reach_disk() -> anyhow::Result<()> {
     let secret = s.fake.client_secret();
     let basic = {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{secret}", s.fake.client_id()))
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", s.fake.client_id()))
     };
     let mut needles = s.fake.issued_tokens();
     assert!(needles.len() >= 3, "two districts and a rotated token");
     needles.push(secret);
     needles.push(basic);
-    let app_dir = s.app.app_dir.clone();
     let logs_text = s.app.log_files();
     assert!(
         logs_text.contains("tokens_acquired"),
         "the search must look where the component writes:\n{logs_text}"
     );
     let stdout_text = s.app.logs();
-    let app = s.app;
-    let written = app.written_files();
+    let mut app = s.app;
     app.stop().await?;
-    // After the process is gone, everything it wrote is final.
-    let written_after: Vec<_> = spin::files_under(&app_dir);
-    let state: Vec<String> = written_after
+    // After the process is gone, everything it wrote is final (the copy stays until drop).
+    let state: Vec<String> = spin::files_under(&app.app_dir.join(".spin"))
         .iter()
-        .filter_map(|p| p.strip_prefix(app_dir.join(".spin")).ok())
+        .filter_map(|p| p.strip_prefix(app.app_dir.join(".spin")).ok())
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
+    assert!(
+        state.iter().any(|p| p.ends_with("clever-auth_stderr.txt")),
+        "Spin's logs are where the search looks: {state:?}"
+    );
     assert!(
         state.iter().all(|p| p.starts_with("logs/")),
         "only logs under .spin/, no key-value database: {state:?}"
     );
-    let mut all = written;
-    all.extend(written_after);
-    all.sort();
-    all.dedup();
-    let hits = spin::files_containing(&all, &needles);
+    let written = app.written_files();
+    assert!(
+        !spin::files_containing(&written, &["tokens_acquired".to_string()])?.is_empty(),
+        "the search finds what is there"
+    );
+    let hits = spin::files_containing(&written, &needles)?;
     assert!(hits.is_empty(), "secret values on disk: {hits:?}");
     for n in &needles {
-        assert!(!stdout_text.contains(n.as_str()), "a secret value in Spin's output");
+        assert!(
+            !stdout_text.contains(n.as_str()),
+            "a secret value in Spin's output"
+        );
     }
     Ok(())
 }
@@ -336,7 +348,9 @@ async fn a_denied_outbound_request_is_a_clear_configuration_error() -> anyhow::R
     };
     let host = s.fake.addr().to_string();
     let h = s
-        .poll_until(FAST_POLL, WAIT, |h| h.body["error"]["code"] == "outbound_denied")
+        .poll_until(FAST_POLL, WAIT, |h| {
+            h.body["error"]["code"] == "outbound_denied"
+        })
         .await?;
     assert_eq!(h.status, 503);
     let message = h.body["error"]["message"].as_str().unwrap_or_default();
@@ -375,8 +389,10 @@ async fn sixty_four_concurrent_polls_cause_one_acquisition() -> anyhow::Result<(
     };
     burst().await?;
     s.fake.wait_for_requests(Route::TokenList, 1, WAIT).await?;
-    s.poll_until(Duration::from_millis(50), WAIT, |h| h.body["status"] == "pass")
-        .await?;
+    s.poll_until(Duration::from_millis(50), WAIT, |h| {
+        h.body["status"] == "pass"
+    })
+    .await?;
     assert_eq!(s.fake.request_count(Route::TokenList), 1, "one acquisition");
     // Past the 75 % refresh point (1.5 s), with no poll in between: then a burst.
     tokio::time::sleep(Duration::from_millis(1700)).await;
@@ -394,9 +410,7 @@ async fn sixty_four_concurrent_polls_cause_one_acquisition() -> anyhow::Result<(
     Ok(())
 }
 
-async fn futures_join<T>(
-    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
-) -> Vec<T> {
+async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut out = Vec::new();
     for h in handles.collect::<Vec<_>>() {
         if let Ok(v) = h.await {

@@ -52,7 +52,8 @@ pub fn start(
     std::fs::create_dir_all(wasm.parent().context("component dir")?)?;
     std::fs::copy(&bins.component, &wasm)?;
     for file in ["spin.toml", "runtime-config.toml"] {
-        std::fs::copy(root.join(file), app.join(file)).with_context(|| format!("copying {file}"))?;
+        std::fs::copy(root.join(file), app.join(file))
+            .with_context(|| format!("copying {file}"))?;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -109,7 +109,10 @@ fn main() -> Result<()> {
         Cmd::Build { release } => {
             build(&root, release)?;
         }
-        Cmd::Run { listen, spin: false } => demo(&root, &listen)?,
+        Cmd::Run {
+            listen,
+            spin: false,
+        } => demo(&root, &listen)?,
         Cmd::Run { listen, spin: true } => spin::demo(&root, &listen)?,
         Cmd::Test { args } => test(&root, &args)?,
         Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,

@@ -67,7 +67,10 @@ pub fn demo(root: &Path, listen: &str) -> Result<()> {
     let (_component, bin_dir) = crate::build_demo(root)?;
     let (mut fake, fake_url) = crate::start_fake_clever(&bin_dir)?;
     println!("fake Clever: {fake_url}");
-    println!("spin up ({}): http://{listen}/health/clever-auth   (Ctrl-C stops both)", spin.display());
+    println!(
+        "spin up ({}): http://{listen}/health/clever-auth   (Ctrl-C stops both)",
+        spin.display()
+    );
     println!("Spin has no scheduler: refreshes run on health requests (README, \"Under Spin and under clever-auth-host\")");
     let status = spin_up_against(&spin, root, &fake_url, listen, false)
         .status()

@@ -43,7 +43,9 @@ pub enum Failure {
     Invalid(String),
     /// The runtime's outbound policy refused to send to `host` (wasi-http's
     /// `HttpRequestDenied`, e.g. Spin's `allowed_outbound_hosts`): a configuration error.
-    Denied { host: String },
+    Denied {
+        host: String,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -119,7 +121,8 @@ pub fn send(req: Request<'_>) -> Result<Response, Failure> {
     let body = outgoing
         .body()
         .map_err(|_| Failure::Invalid("request body unavailable".into()))?;
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|e| from_error_code(e, &authority))?;
+    let future = outgoing_handler::handle(outgoing, Some(options))
+        .map_err(|e| from_error_code(e, &authority))?;
     if let Some(bytes) = req.body {
         let stream = body
             .write()
