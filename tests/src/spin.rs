@@ -83,9 +83,13 @@ pub struct SpinOptions {
     pub runtime_config_extra: String,
     /// Files written into the copy's directory before start (e.g. a CA bundle).
     pub files: Vec<(String, String)>,
-    /// One replacement (`from`, `to`) in the copied manifest, for tests of what a changed
-    /// manifest does; `from` must occur in the project's manifest.
-    pub manifest_edit: Option<(String, String)>,
+    /// Replacements (`from`, `to`) in the copied manifest, for tests of what a changed
+    /// manifest does; each `from` must occur in the project's manifest.
+    pub manifest_edits: Vec<(String, String)>,
+    /// The same for the copied runtime config (e.g. the vault URL).
+    pub runtime_config_edits: Vec<(String, String)>,
+    /// More environment for `spin up` (e.g. `SSL_CERT_FILE`, `IDENTITY_ENDPOINT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for SpinOptions {
@@ -96,7 +100,9 @@ impl Default for SpinOptions {
             variables: Vec::new(),
             runtime_config_extra: String::new(),
             files: Vec::new(),
-            manifest_edit: None,
+            manifest_edits: Vec::new(),
+            runtime_config_edits: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -150,7 +156,7 @@ impl SpinApp {
         let root = paths::workspace_root();
         let mut manifest = std::fs::read_to_string(root.join(opts.manifest))
             .with_context(|| format!("reading {}", opts.manifest))?;
-        if let Some((from, to)) = &opts.manifest_edit {
+        for (from, to) in &opts.manifest_edits {
             assert!(
                 manifest.contains(from.as_str()),
                 "{from} not in {}",
@@ -161,6 +167,14 @@ impl SpinApp {
         std::fs::write(app_dir.join(opts.manifest), manifest)?;
         let mut rc = std::fs::read_to_string(root.join(opts.runtime_config))
             .with_context(|| format!("reading {}", opts.runtime_config))?;
+        for (from, to) in &opts.runtime_config_edits {
+            assert!(
+                rc.contains(from.as_str()),
+                "{from} not in {}",
+                opts.runtime_config
+            );
+            rc = rc.replace(from.as_str(), to);
+        }
         rc.push('\n');
         rc.push_str(&opts.runtime_config_extra);
         std::fs::write(app_dir.join(opts.runtime_config), rc)?;
@@ -274,7 +288,17 @@ async fn launch(
 ) -> Result<(Child, Output)> {
     let mut cmd = Command::new(spin);
     for (key, _) in std::env::vars() {
-        if key.starts_with("SPIN_") || key.starts_with("CLEVER_") || key.starts_with("AZURE_") {
+        if [
+            "SPIN_",
+            "CLEVER_",
+            "AZURE_",
+            "IDENTITY_",
+            "MSI_",
+            "SSL_CERT_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+        {
             cmd.env_remove(&key);
         }
     }
@@ -291,6 +315,7 @@ async fn launch(
             value,
         );
     }
+    cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -4,6 +4,9 @@
 //!
 //! Without Spin on this machine each test says so and returns; under `CI=true` it fails.
 
+use clever_auth_tests::fake_azure::{
+    FakeIdentityConfig, FakeIdentityEndpoint, FakeKeyVault, FakeKeyVaultConfig,
+};
 use clever_auth_tests::fake_clever::{FakeClever, FakeCleverConfig, Fault, RequestRecord, Route};
 use clever_auth_tests::scenario::{two_districts, Health};
 use clever_auth_tests::spin::{self, SpinOptions, SpinScenario};
@@ -338,7 +341,7 @@ async fn tokens_and_secrets_never_reach_disk() -> anyhow::Result<()> {
 async fn a_denied_outbound_request_is_a_clear_configuration_error() -> anyhow::Result<()> {
     let fake = FakeClever::start(two_districts()).await?;
     let mut opts = SpinOptions::against(&fake, &[]);
-    opts.manifest_edit = Some((
+    opts.manifest_edits.push((
         r#"allowed_outbound_hosts = ["{{ clever_oauth_base_url }}", "{{ clever_api_base_url }}"]"#
             .into(),
         r#"allowed_outbound_hosts = ["https://clever.com", "https://api.clever.com"]"#.into(),
@@ -447,5 +450,166 @@ async fn over_tls_with_client_tls_trusting_the_fake_ca() -> anyhow::Result<()> {
         .await?;
     assert_eq!(h.district_ids(), ["d-alpha", "d-beta"]);
     assert!(s.fake.requests_for(Route::TokenList)[0].auth.valid);
+    Ok(())
+}
+
+// ----- spin.keyvault.toml: Spin's azure_key_vault variables provider against the fake vault ----
+//
+// Spin's provider (azure_security_keyvault over reqwest with OpenSSL) trusts what OpenSSL
+// trusts, so `SSL_CERT_FILE` pointing at the fake vault's CA is the whole TLS arrangement; the
+// ambient credential is the App Service one (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`), served
+// by the fake identity endpoint. The manifest's literal Clever URLs and allowed hosts, and the
+// runtime config's vault URL, are pointed at the fakes in the copy.
+
+struct VaultSetup {
+    vault: FakeKeyVault,
+    _identity: FakeIdentityEndpoint,
+    _ca_dir: tempfile::TempDir,
+}
+
+async fn spin_with_key_vault(
+    fake: FakeClever,
+    vault_secret: &str,
+) -> anyhow::Result<Option<(SpinScenario, VaultSetup)>> {
+    let vault = FakeKeyVault::start(FakeKeyVaultConfig {
+        secrets: vec![
+            ("cleverclientid".into(), fake.client_id()),
+            ("cleverclientsecret".into(), vault_secret.into()),
+        ],
+        ..Default::default()
+    })
+    .await?;
+    let identity = FakeIdentityEndpoint::start(FakeIdentityConfig::default()).await?;
+    let ca_dir = tempfile::tempdir()?;
+    let ca = vault.write_ca_pem(ca_dir.path())?;
+    let base = fake.base_url().to_string();
+    let mut opts = SpinOptions {
+        manifest: "spin.keyvault.toml",
+        runtime_config: "runtime-config.keyvault.toml",
+        ..Default::default()
+    };
+    opts.manifest_edits = [
+        (
+            r#"clever_token_url = "https://clever.com/oauth/tokens""#,
+            format!(r#"clever_token_url = "{base}/oauth/tokens""#),
+        ),
+        (
+            r#"clever_api_base_url = "https://api.clever.com""#,
+            format!(r#"clever_api_base_url = "{base}""#),
+        ),
+        (
+            r#"allowed_outbound_hosts = ["https://clever.com", "https://api.clever.com"]"#,
+            format!(r#"allowed_outbound_hosts = ["{base}"]"#),
+        ),
+        (
+            r#"clever_retry_base_ms = "2000""#,
+            r#"clever_retry_base_ms = "100""#.to_string(),
+        ),
+    ]
+    .map(|(from, to)| (from.to_string(), to))
+    .to_vec();
+    opts.runtime_config_edits = vec![(
+        r#"vault_url = "https://YOUR-VAULT-NAME.vault.azure.net/""#.into(),
+        format!(r#"vault_url = "{}""#, vault.url()),
+    )];
+    opts.env = vec![
+        ("SSL_CERT_FILE".into(), ca.to_string_lossy().into_owned()),
+        ("IDENTITY_ENDPOINT".into(), identity.endpoint()),
+        ("IDENTITY_HEADER".into(), identity.header_secret()),
+    ];
+    let Some(s) = SpinScenario::launch_opts(fake, opts).await? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        s,
+        VaultSetup {
+            vault,
+            _identity: identity,
+            _ca_dir: ca_dir,
+        },
+    )))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_vault_provider_serves_the_credentials_from_the_fake_vault() -> anyhow::Result<()> {
+    let fake = FakeClever::start(two_districts()).await?;
+    let secret = fake.client_secret();
+    let Some((s, v)) = spin_with_key_vault(fake, &secret).await? else {
+        return Ok(());
+    };
+    let h = s
+        .poll_until(Duration::from_millis(100), WAIT, |h| {
+            h.body["status"] == "pass"
+        })
+        .await?;
+    assert_eq!(h.district_ids(), ["d-alpha", "d-beta"]);
+    let reads = v.vault.requests_for("cleverclientsecret");
+    assert!(!reads.is_empty(), "the secret came from the vault");
+    assert!(
+        reads.iter().all(|r| r.auth_valid()),
+        "with the identity's token"
+    );
+    assert!(s.fake.requests_for(Route::TokenList)[0].auth.valid);
+    Ok(())
+}
+
+/// Refresher decision (issue 11): with nothing due, a health answer reads no secret. Under
+/// `spin.keyvault.toml` every secret read is a vault round trip.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_key_vault_health_reads_no_secrets_when_nothing_is_due() -> anyhow::Result<()> {
+    let fake = FakeClever::start(two_districts()).await?;
+    let secret = fake.client_secret();
+    let Some((s, v)) = spin_with_key_vault(fake, &secret).await? else {
+        return Ok(());
+    };
+    s.poll_until(Duration::from_millis(100), WAIT, |h| {
+        h.body["status"] == "pass"
+    })
+    .await?;
+    // Let the post-response work of the last poll finish.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = v.vault.requests().len();
+    for _ in 0..20 {
+        assert_eq!(s.health().await?.body["status"], "pass");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = v.vault.requests().len();
+    assert_eq!(
+        after - before,
+        0,
+        "20 health answers with nothing due read the vault {} times",
+        after - before
+    );
+    Ok(())
+}
+
+/// Refresher decision (issue 11): under Spin the secrets generation is always 0, so after a
+/// 401 a secret that differs from the rejected one (compared by fingerprint) is tried at once,
+/// not after the 5-minute pause; the rejected one is not tried again.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_401_a_rotated_secret_is_tried_at_once() -> anyhow::Result<()> {
+    let fake = FakeClever::start(two_districts()).await?;
+    let right = fake.client_secret();
+    let Some((s, v)) = spin_with_key_vault(fake, "rejected-secret-0001").await? else {
+        return Ok(());
+    };
+    s.poll_until(Duration::from_millis(100), WAIT, |h| {
+        h.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("401") || m.contains("bad_credentials"))
+    })
+    .await?;
+    assert_eq!(s.fake.request_count(Route::TokenList), 1);
+    v.vault.set_secret("cleverclientsecret", &right);
+    let h = s
+        .poll_until(Duration::from_millis(100), Duration::from_secs(5), |h| {
+            h.body["status"] == "pass"
+        })
+        .await?;
+    assert_eq!(h.status, 200);
+    let listing = s.fake.requests_for(Route::TokenList);
+    assert_eq!(listing.len(), 2, "the rejected secret was not tried again");
+    assert!(listing[1].auth.valid);
     Ok(())
 }
