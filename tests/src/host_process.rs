@@ -60,7 +60,7 @@ impl HostOptions {
 pub struct Output(Arc<Mutex<Vec<String>>>);
 
 impl Output {
-    fn push(&self, line: String) {
+    pub(crate) fn push(&self, line: String) {
         if let Ok(mut lines) = self.0.lock() {
             lines.push(line);
         }

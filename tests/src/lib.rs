@@ -5,6 +5,7 @@ pub mod host_process;
 pub mod http_client;
 pub mod paths;
 pub mod scenario;
+pub mod spin;
 
 pub mod fake_appinsights;
 pub mod fake_azure;

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-fn workspace_root() -> PathBuf {
+/// The workspace root (where `spin.toml` is).
+pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -36,6 +37,16 @@ pub fn require_artifacts() {
         host.is_file() && component.is_file(),
         "missing {} or {}: run the tests with `cargo xtask test`, which builds both",
         host.display(),
+        component.display()
+    );
+}
+
+/// Like [`require_artifacts`], for tests that need only the component (Spin tests).
+pub fn require_component() {
+    let component = component();
+    assert!(
+        component.is_file(),
+        "missing {}: run the tests with `cargo xtask test`, which builds it",
         component.display()
     );
 }

@@ -461,12 +461,7 @@ fn spin_key_vault_manifest_binds_every_setting_with_vault_compatible_names() {
     let plain = read_toml("spin.toml");
     assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
     assert_eq!(m["trigger"]["http"], plain["trigger"]["http"]);
-    for key in [
-        "source",
-        "allowed_outbound_hosts",
-        "key_value_stores",
-        "build",
-    ] {
+    for key in ["source", "key_value_stores", "build"] {
         assert_eq!(
             m["component"]["clever-auth"][key], plain["component"]["clever-auth"][key],
             "{key} as in spin.toml"
@@ -481,6 +476,25 @@ fn spin_key_vault_manifest_binds_every_setting_with_vault_compatible_names() {
         bound[DETAIL_SETTING].as_str(),
         Some("always"),
         "local development gets the health detail"
+    );
+    // spin.toml derives its allowed hosts from variables; here the URLs are literals (a
+    // variable would be looked up in the vault), so the allowed hosts are their origins.
+    let origin = |name: &str| {
+        let url = bound[name].as_str().unwrap_or_default();
+        let rest = url.split_once("://").map_or("", |(_, r)| r);
+        let host = rest.split('/').next().unwrap_or_default();
+        format!("{}://{host}", url.split("://").next().unwrap_or_default())
+    };
+    let allowed: Vec<&str> = m["component"]["clever-auth"]["allowed_outbound_hosts"]
+        .as_array()
+        .expect("allowed_outbound_hosts")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        allowed,
+        [origin("clever_token_url"), origin("clever_api_base_url")],
+        "the origins of the literal endpoint URLs"
     );
     // Every application variable is looked up in the vault, and a failed lookup fails the
     // read: only the secrets may be variables, all with names the vault can hold.

@@ -43,6 +43,11 @@ fn manifest_is_v2_and_routes_health_to_the_built_component() {
     assert_eq!(stores, ["default"]);
 }
 
+/// Spin's allowed outbound hosts may not contain a path, so the token endpoint is given to Spin
+/// as its origin and the component's `clever_token_url` is built from it.
+const TOKEN_ORIGIN_VAR: &str = "clever_oauth_base_url";
+const TOKEN_PATH: &str = "/oauth/tokens";
+
 #[test]
 fn every_setting_is_a_variable_with_the_documented_default() {
     let m = read_toml("spin.toml");
@@ -58,6 +63,19 @@ fn every_setting_is_a_variable_with_the_documented_default() {
         Some(format!("{{{{ {DETAIL_SETTING} }}}}").as_str())
     );
     for spec in SETTINGS {
+        if spec.name == "clever_token_url" {
+            assert_eq!(
+                bound[spec.name].as_str(),
+                Some(format!("{{{{ {TOKEN_ORIGIN_VAR} }}}}{TOKEN_PATH}").as_str())
+            );
+            let origin = vars[TOKEN_ORIGIN_VAR]["default"].as_str();
+            assert_eq!(
+                origin.map(|o| format!("{o}{TOKEN_PATH}")).as_deref(),
+                spec.default,
+                "the origin's default rebuilds the documented token URL"
+            );
+            continue;
+        }
         let var = vars
             .get(spec.name)
             .unwrap_or_else(|| panic!("{} missing", spec.name));
@@ -79,6 +97,36 @@ fn every_setting_is_a_variable_with_the_documented_default() {
         assert_eq!(
             bound[spec.name].as_str(),
             Some(format!("{{{{ {} }}}}", spec.name).as_str())
+        );
+    }
+}
+
+/// Pointing the settings at another Clever (the fake) must not need a manifest edit: the
+/// allowed hosts are exactly the two origins, as templates Spin 4 resolves at start-up.
+#[test]
+fn allowed_outbound_hosts_are_derived_from_the_two_origins() {
+    let m = read_toml("spin.toml");
+    let allowed: Vec<&str> = m["component"]["clever-auth"]["allowed_outbound_hosts"]
+        .as_array()
+        .expect("allowed_outbound_hosts")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        allowed,
+        [
+            format!("{{{{ {TOKEN_ORIGIN_VAR} }}}}"),
+            "{{ clever_api_base_url }}".to_string()
+        ]
+    );
+    // Spin refuses an allowed host with a path: the defaults must be bare origins.
+    let vars = m["variables"].as_table().expect("[variables]");
+    for name in [TOKEN_ORIGIN_VAR, "clever_api_base_url"] {
+        let default = vars[name]["default"].as_str().unwrap_or_default();
+        let rest = default.split_once("://").map(|(_, r)| r).unwrap_or("");
+        assert!(
+            !rest.is_empty() && !rest.contains('/'),
+            "{name} = {default}: scheme://host[:port], no path"
         );
     }
 }

@@ -15,6 +15,8 @@
 pub mod abuse;
 #[path = "bench_scale.rs"]
 mod bench_scale;
+#[path = "bench_spin.rs"]
+mod bench_spin;
 
 use crate::procs::{self, Proc};
 use anyhow::{bail, Context, Result};
@@ -414,7 +416,7 @@ fn load(bins: &Bins, server: &Server, connections: usize, opts: &Options) -> Res
         .args(["--warmup-secs", &opts.warmup_secs.to_string()])
         .args(["--threads", &opts.gen_threads.to_string()])
         .args(["--max-requests", &opts.max_requests.to_string()])
-        .args(["--watch-pid", &server.proc.pid().to_string()])
+        .args(["--watch-pid", &bench_spin::cpu_pid(server).to_string()])
         .stdin(Stdio::null())
         .output()
         .context("running the load generator")?;
@@ -455,6 +457,7 @@ fn matrix(
         hosts.push(start_host(bins, &fake.url, &MATRIX_SETTINGS, *mode)?);
     }
     let baseline = start_baseline(bins, &fake.url, &MATRIX_SETTINGS, fake.districts.len())?;
+    let spin = bench_spin::start(bins, &fake.url, &MATRIX_SETTINGS, out_dir)?;
     // Let start-up work (compilation threads, first refreshes) settle before "idle".
     std::thread::sleep(Duration::from_secs(1));
     let idle: Vec<Value> = hosts
@@ -484,7 +487,11 @@ fn matrix(
         });
         let result = (|| -> Result<()> {
             for (i, &c) in CONNECTIONS.iter().enumerate() {
-                let mut servers: Vec<&Server> = hosts.iter().chain([&baseline]).collect();
+                let mut servers: Vec<&Server> = hosts
+                    .iter()
+                    .chain([&baseline])
+                    .chain(spin.as_ref().map(|s| &s.server))
+                    .collect();
                 // Alternate who goes first, so a drift in the machine's load hits both sides.
                 if i % 2 == 1 {
                     servers.reverse();
@@ -886,6 +893,9 @@ fn render(r: &Value) -> String {
             _ => None,
         };
         md.push_str(&point_row(p, ratio));
+    }
+    if points.iter().any(|p| p["server"] == bench_spin::LABEL) {
+        let _ = writeln!(md, "\n{}", bench_spin::NOTE);
     }
     let log = &m["fake_log"];
     let _ = writeln!(

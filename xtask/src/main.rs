@@ -2,13 +2,15 @@
 //!
 //! - `cargo xtask component`: the component only (what `spin build` runs).
 //! - `cargo xtask build`: the component (wasm32-wasip2, release) and the host.
-//! - `cargo xtask run`:   build, then start the service on its embedded default.
+//! - `cargo xtask run`:   build, then start the service on its embedded default
+//!   (`--spin`: under `spin up` instead of the host).
 //! - `cargo xtask test`:  build, then run the whole test suite.
 //! - `cargo xtask fuzz`:  run every cargo-fuzz target for a bounded time (nightly).
 //! - `cargo xtask bench`: build in release, then measure (see `bench.rs`).
 
 mod bench;
 mod procs;
+mod spin;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -45,6 +47,9 @@ enum Cmd {
         /// Address for the service.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Run the app under `spin up` (the project's spin.toml) instead of the host.
+        #[arg(long)]
+        spin: bool,
     },
     /// Measure the time from starting the host to its first Clever token (against the local
     /// fake Clever), over several runs.
@@ -129,7 +134,11 @@ fn main() -> Result<()> {
         Cmd::Build { release } => {
             build(&root, release)?;
         }
-        Cmd::Run { listen } => demo(&root, &listen)?,
+        Cmd::Run {
+            listen,
+            spin: false,
+        } => demo(&root, &listen)?,
+        Cmd::Run { listen, spin: true } => spin::demo(&root, &listen)?,
         Cmd::Test { args } => test(&root, &args)?,
         Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,
         Cmd::Fuzz { secs } => fuzz(&root, secs.max(1))?,
@@ -245,7 +254,7 @@ fn demo(root: &Path, listen: &str) -> Result<()> {
 }
 
 /// Builds the component, the host and the fakes; returns the component and the binaries' dir.
-fn build_demo(root: &Path) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn build_demo(root: &Path) -> Result<(PathBuf, PathBuf)> {
     let component = build_component(root)?;
     run(cargo(root).args([
         "build",
@@ -259,7 +268,7 @@ fn build_demo(root: &Path) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// Starts `fake-clever` (two districts) and returns it with its base URL.
-fn start_fake_clever(bin_dir: &Path) -> Result<(std::process::Child, String)> {
+pub(crate) fn start_fake_clever(bin_dir: &Path) -> Result<(std::process::Child, String)> {
     let mut fake = Command::new(bin_dir.join("fake-clever"))
         .args(["--addr", "127.0.0.1:0", "--districts", "2", "--quiet"])
         .stdout(Stdio::piped())

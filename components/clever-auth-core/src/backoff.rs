@@ -153,6 +153,9 @@ pub enum PermanentKind {
     ClientError(u16),
     /// A status no rule covers (1xx, 3xx, 505, out-of-range).
     UnexpectedStatus(u16),
+    /// The runtime's outbound policy refused the request before it left (Spin's
+    /// `allowed_outbound_hosts`): a configuration error that only a configuration change fixes.
+    OutboundDenied,
 }
 
 /// The result of one attempt, as far as retrying is concerned.
@@ -164,12 +167,17 @@ pub enum Outcome {
     Permanent(PermanentKind),
 }
 
+/// The code of [`PermanentKind::OutboundDenied`] in logs and health.
+pub const OUTBOUND_DENIED: &str = "outbound_denied";
+
 /// A failure below HTTP, reported by the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportFailure {
     Timeout,
     Connection,
+    /// Refused by the runtime's outbound policy; nothing was sent.
+    Denied,
 }
 
 /// Maps an HTTP status to an [`Outcome`]. 2xx is success; see the kind enums for the rest.
@@ -199,6 +207,7 @@ pub fn classify_transport(failure: TransportFailure) -> Outcome {
     match failure {
         TransportFailure::Timeout => Outcome::Transient(TransientKind::Timeout),
         TransportFailure::Connection => Outcome::Transient(TransientKind::Connection),
+        TransportFailure::Denied => Outcome::Permanent(PermanentKind::OutboundDenied),
     }
 }
 
@@ -219,6 +228,18 @@ impl Outcome {
         matches!(self, Outcome::Permanent(PermanentKind::Unauthorized))
     }
 
+    /// A failure that only a change of configuration can fix: retrying the same request is
+    /// pointless, so the refresher pauses as after rejected credentials instead of cycling.
+    pub fn is_configuration_error(&self) -> bool {
+        matches!(self, Outcome::Permanent(PermanentKind::OutboundDenied))
+    }
+
+    /// Whether the refresher should stop acquiring until the inputs change (or a long pause
+    /// passes), rather than follow the retry schedule or the cooldown.
+    pub fn pauses_acquisition(&self) -> bool {
+        self.is_bad_credentials() || self.is_configuration_error()
+    }
+
     /// A stable machine-readable code for logs and the health report.
     pub fn code(&self) -> &'static str {
         match self {
@@ -235,6 +256,7 @@ impl Outcome {
             Outcome::Permanent(PermanentKind::NotImplemented) => "not_implemented",
             Outcome::Permanent(PermanentKind::ClientError(_)) => "client_error",
             Outcome::Permanent(PermanentKind::UnexpectedStatus(_)) => "unexpected_status",
+            Outcome::Permanent(PermanentKind::OutboundDenied) => OUTBOUND_DENIED,
         }
     }
 }
@@ -667,6 +689,24 @@ mod tests {
             classify_transport(TransportFailure::Connection).code(),
             "connection_error"
         );
+    }
+
+    #[test]
+    fn an_outbound_denial_is_a_configuration_error_that_pauses() {
+        let denied = classify_transport(TransportFailure::Denied);
+        assert_eq!(denied, Outcome::Permanent(PermanentKind::OutboundDenied));
+        assert_eq!(denied.code(), "outbound_denied");
+        assert!(!denied.is_retryable(), "no retry schedule for a denial");
+        assert!(denied.is_configuration_error() && denied.pauses_acquisition());
+        assert!(!denied.is_bad_credentials());
+        assert!(classify_status(401).pauses_acquisition());
+        for other in [
+            classify_status(403),
+            classify_status(503),
+            classify_transport(TransportFailure::Connection),
+        ] {
+            assert!(!other.is_configuration_error() && !other.pauses_acquisition());
+        }
     }
 
     #[test]

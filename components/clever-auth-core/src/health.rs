@@ -190,6 +190,14 @@ pub fn report(input: &HealthInputs<'_>) -> HealthReport {
         .chain(district_error)
         .max_by_key(|e| e.at)
         .cloned();
+    // A configuration error outranks "no valid token": it names what to change, and no retry
+    // will clear it.
+    if let Some(e) = last_error
+        .as_ref()
+        .filter(|e| e.code == crate::backoff::OUTBOUND_DENIED)
+    {
+        block(&e.code, e.message.clone());
+    }
     if !counts.any_usable() {
         let message = match &last_error {
             Some(e) => format!("no valid token; last error: {}", e.message),
@@ -614,6 +622,26 @@ mod tests {
             r.body["checks"]["clever:districtTokens"][1]["status"],
             "fail"
         );
+    }
+
+    #[test]
+    fn an_outbound_denial_fails_health_with_its_own_code_even_with_tokens() {
+        let svc = ServiceStatus {
+            last_error: Some(ErrorRecord {
+                code: "outbound_denied".into(),
+                message: "probe: api.example.org:443 is not an allowed outbound host".into(),
+                at: NOW - 5,
+            }),
+            ..Default::default()
+        };
+        for ds in [vec![], vec![district("a", 3_600_000)]] {
+            let r = report(&inputs(BOTH, Some(&svc), &ds));
+            assert_eq!((r.status, r.http_status()), (Status::Fail, 503));
+            assert_eq!(r.body["error"]["code"], "outbound_denied");
+            assert!(r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("api.example.org")));
+        }
     }
 
     #[test]

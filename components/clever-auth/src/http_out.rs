@@ -45,6 +45,11 @@ pub enum Failure {
     Timeout,
     Connection(String),
     Invalid(String),
+    /// The runtime's outbound policy refused to send to `host` (wasi-http's
+    /// `HttpRequestDenied`, e.g. Spin's `allowed_outbound_hosts`): a configuration error.
+    Denied {
+        host: String,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -53,20 +58,25 @@ impl std::fmt::Display for Failure {
             Failure::Timeout => write!(f, "timed out"),
             Failure::Connection(m) => write!(f, "connection failed: {m}"),
             Failure::Invalid(m) => write!(f, "request not sent: {m}"),
+            Failure::Denied { host } => write!(
+                f,
+                "denied by the runtime's outbound policy: {host} is not an allowed outbound host (under Spin: allowed_outbound_hosts, derived from clever_oauth_base_url and clever_api_base_url)"
+            ),
         }
     }
 }
 
-fn from_error_code(e: ErrorCode) -> Failure {
+/// `host` is the authority the request was for, named in a denial.
+fn from_error_code(e: ErrorCode, host: &str) -> Failure {
     match e {
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
         | ErrorCode::HttpResponseTimeout
         | ErrorCode::DnsTimeout => Failure::Timeout,
-        ErrorCode::HttpRequestDenied => {
-            Failure::Invalid("denied by the host's outbound policy".into())
-        }
+        ErrorCode::HttpRequestDenied => Failure::Denied {
+            host: host.to_string(),
+        },
         // The native host's outbound policy refuses with this prefix: a configuration problem
         // that retrying cannot fix.
         ErrorCode::InternalError(Some(m)) if m.starts_with("outbound policy:") => {
@@ -185,7 +195,8 @@ fn dispatch(req: Request<'_>) -> Result<IncomingResponse, Failure> {
     let body = outgoing
         .body()
         .map_err(|_| Failure::Invalid("request body unavailable".into()))?;
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(from_error_code)?;
+    let future = outgoing_handler::handle(outgoing, Some(options))
+        .map_err(|e| from_error_code(e, &authority))?;
     if let Some(bytes) = req.body {
         let stream = body
             .write()
@@ -197,7 +208,7 @@ fn dispatch(req: Request<'_>) -> Result<IncomingResponse, Failure> {
         }
         drop(stream);
     }
-    OutgoingBody::finish(body, None).map_err(from_error_code)?;
+    OutgoingBody::finish(body, None).map_err(|e| from_error_code(e, &authority))?;
 
     let response = loop {
         match future.get() {
@@ -207,7 +218,7 @@ fn dispatch(req: Request<'_>) -> Result<IncomingResponse, Failure> {
     };
     response
         .map_err(|()| Failure::Connection("response already taken".into()))?
-        .map_err(from_error_code)
+        .map_err(|e| from_error_code(e, &authority))
 }
 
 fn read_body(incoming: &IncomingBody) -> Result<Vec<u8>, Failure> {

@@ -234,6 +234,7 @@ fn transport_error(f: Failure) -> TransportError {
         Failure::Timeout => TransportError::Timeout,
         Failure::Connection(m) => TransportError::Connection(m),
         Failure::Invalid(m) => TransportError::Invalid(m),
+        Failure::Denied { host } => TransportError::Denied { host },
     }
 }
 

@@ -499,6 +499,20 @@ impl FakeClever {
         .await
     }
 
+    /// Every token this fake handed out that it still knows: the districts' listed tokens, the
+    /// ones rotated away or of removed districts, and the live `client_credentials` tokens.
+    /// Leak searches take their needles from here, not from a scrubber's idea of a secret.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let state = lock(&self.inner.core.state);
+        state
+            .districts
+            .values()
+            .map(|d| d.token.clone())
+            .chain(state.retired_tokens.keys().cloned())
+            .chain(state.app_tokens.keys().cloned())
+            .collect()
+    }
+
     /// The fingerprint the log would show for a credential: a token, or `id:secret` for Basic.
     pub fn fingerprint(&self, credential: &str) -> String {
         state::fingerprint(self.inner.core.salt, credential)

@@ -26,8 +26,14 @@ impl Reply {
 pub enum TransportError {
     Timeout,
     Connection(String),
-    /// The request could not be sent at all (bad URL, refused by the outbound policy).
+    /// The request could not be sent at all (bad URL, refused by the native host's policy).
     Invalid(String),
+    /// The runtime's outbound policy refused the request for this host (wasi:http's
+    /// `HttpRequestDenied`, e.g. a host missing from Spin's `allowed_outbound_hosts`): a
+    /// configuration error, never retried in a loop.
+    Denied {
+        host: String,
+    },
 }
 
 impl std::fmt::Display for TransportError {
@@ -36,6 +42,10 @@ impl std::fmt::Display for TransportError {
             TransportError::Timeout => write!(f, "timed out"),
             TransportError::Connection(m) => write!(f, "connection failed: {m}"),
             TransportError::Invalid(m) => write!(f, "request not sent: {m}"),
+            TransportError::Denied { host } => write!(
+                f,
+                "denied by the runtime's outbound policy: `{host}` is not an allowed outbound host"
+            ),
         }
     }
 }

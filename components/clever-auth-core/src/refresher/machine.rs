@@ -525,6 +525,11 @@ impl Machine {
                 self.cycle.rejected_fingerprint = self.secrets.fingerprint;
                 now.saturating_add(BAD_CREDENTIALS_PAUSE_MS.max(self.timing.cooldown_ms))
             }
+            // The same request will be denied again until the configuration changes (under
+            // Spin, a restart): the long pause, not the cooldown loop.
+            Decision::GiveUp | Decision::Done if e.outcome.is_configuration_error() => {
+                now.saturating_add(BAD_CREDENTIALS_PAUSE_MS.max(self.timing.cooldown_ms))
+            }
             Decision::GiveUp | Decision::Done => now.saturating_add(self.timing.cooldown_ms),
         }
         .max(hint_at.unwrap_or(0));
@@ -846,6 +851,10 @@ pub(super) fn transport_outcome(e: &TransportError) -> (Outcome, &'static str) {
             Outcome::Permanent(PermanentKind::UnexpectedStatus(0)),
             "request_invalid",
         ),
+        TransportError::Denied { .. } => {
+            let o = crate::backoff::classify_transport(crate::backoff::TransportFailure::Denied);
+            (o, o.code())
+        }
     }
 }
 

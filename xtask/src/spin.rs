@@ -1,0 +1,86 @@
+//! `cargo xtask run --spin`: the fake Clever and the project's own `spin.toml` under `spin up`,
+//! pointed at each other through Spin variables, as `cargo xtask run` does with the host.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Spin: `SPIN_BIN`, else `spin` on `PATH`, else `../shared/tools/spin/spin` next to the
+/// workspace (the same order as the tests).
+pub fn find_spin(root: &Path) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SPIN_BIN").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("SPIN_BIN={} is not a file", p.display());
+        }
+        return Ok(p);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("spin"))
+            .find(|p| p.is_file())
+    });
+    if let Some(p) = on_path {
+        return Ok(p);
+    }
+    let shared = root.join("../shared/tools/spin/spin");
+    if shared.is_file() {
+        return Ok(shared);
+    }
+    bail!(
+        "no Spin found: install Spin 3.x-4.0 (https://spinframework.dev), put it on PATH or set SPIN_BIN"
+    )
+}
+
+/// `spin up` of `<root>/spin.toml` with `runtime-config.toml`, development credentials and
+/// both Clever origins pointed at `fake_url` (the allowed outbound hosts follow them).
+/// `clean_env` drops the machine's own `SPIN_VARIABLE_*` first (for measurements).
+pub fn spin_up_against(
+    spin: &Path,
+    root: &Path,
+    fake_url: &str,
+    listen: &str,
+    clean_env: bool,
+) -> Command {
+    let mut cmd = Command::new(spin);
+    if clean_env {
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SPIN_VARIABLE_") {
+                cmd.env_remove(&key);
+            }
+        }
+    }
+    cmd.current_dir(root)
+        .args(["up", "--from", "spin.toml"])
+        .args(["--runtime-config-file", "runtime-config.toml"])
+        .args(["--listen", listen])
+        .env("SPIN_VARIABLE_CLEVER_CLIENT_ID", "demo-client-id")
+        .env("SPIN_VARIABLE_CLEVER_CLIENT_SECRET", "demo-client-secret")
+        .env("SPIN_VARIABLE_CLEVER_OAUTH_BASE_URL", fake_url)
+        .env("SPIN_VARIABLE_CLEVER_API_BASE_URL", fake_url);
+    cmd
+}
+
+/// The local loop under Spin: fake Clever plus `spin up`, until Ctrl-C.
+pub fn demo(root: &Path, listen: &str) -> Result<()> {
+    let spin = find_spin(root)?;
+    let (_component, bin_dir) = crate::build_demo(root)?;
+    let (mut fake, fake_url) = crate::start_fake_clever(&bin_dir)?;
+    println!("fake Clever: {fake_url}");
+    println!(
+        "spin up ({}): http://{listen}/health/clever-auth   (Ctrl-C stops both)",
+        spin.display()
+    );
+    println!("Spin has no scheduler: refreshes run on health requests (README, \"Under Spin and under clever-auth-host\")");
+    let status = spin_up_against(&spin, root, &fake_url, listen, false)
+        .status()
+        .context("starting spin up");
+    let _ = fake.kill();
+    let _ = fake.wait();
+    let status = status?;
+    // Ctrl-C ends spin up with a signal status; that is the normal way out.
+    if !status.success() && status.code().is_some() {
+        bail!("spin up exited with {status}");
+    }
+    Ok(())
+}
