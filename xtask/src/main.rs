@@ -392,7 +392,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The full-size simulation (10,000 virtual days), run by `cargo xtask test`.
+/// The release-size simulation (1,000 virtual days), run by `cargo xtask test`.
 const SIMULATION: [&str; 7] = [
     "test",
     "-p",

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 type Bucket = BTreeMap<String, Vec<u8>>;
+/// (label, key, who to tell when that key is written).
+type Watchers = Vec<(String, String, Arc<Notify>)>;
 
 /// Keys are kept sorted so `list-keys` pages are stable and the cursor is simply the last key.
 #[derive(Clone, Default)]
@@ -13,7 +15,7 @@ pub struct MemoryStore {
     buckets: Arc<Mutex<HashMap<String, Bucket>>>,
     labels: Arc<Vec<String>>,
     /// (label, key, notify): told whenever that key is written, by whichever instance.
-    watchers: Arc<Mutex<Vec<(String, String, Arc<Notify>)>>>,
+    watchers: Arc<Mutex<Watchers>>,
 }
 
 /// Page size for `list-keys`; large enough that a few hundred districts need one call.

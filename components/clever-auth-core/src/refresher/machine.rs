@@ -316,6 +316,11 @@ impl Machine {
                 )
             }
         };
+        if !listing.tokens.is_empty() {
+            // Clever just listed districts: an earlier empty answer is not confirmed by the
+            // next empty one (found by the simulation, seed 18).
+            self.cycle.empty_listing_seen = false;
+        }
         for skipped in &listing.skipped {
             self.log(
                 "warn",

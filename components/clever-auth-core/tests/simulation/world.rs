@@ -76,7 +76,7 @@ struct RunLog {
 impl World {
     pub fn new(seed: u64, days: u64) -> World {
         let mut rng = Rng::new(seed);
-        let defaults = seed % 2 == 0;
+        let defaults = seed.is_multiple_of(2);
         let mut vars: BTreeMap<&str, String> = BTreeMap::new();
         vars.insert("clever_token_url", TOKEN_URL.into());
         vars.insert("clever_api_base_url", API_URL.into());
