@@ -1251,7 +1251,11 @@ fn check_health(case: &HealthCase) {
 
 /// The public answer agrees with the detail on status and error code, shows no checks, and is
 /// the same whether built from the records or from the precomputed record.
-fn check_public(case: &HealthCase, detail_inputs: &HealthInputs<'_>, detail: &health::HealthReport) {
+fn check_public(
+    case: &HealthCase,
+    detail_inputs: &HealthInputs<'_>,
+    detail: &health::HealthReport,
+) {
     let public_inputs = HealthInputs {
         view: View::Public,
         ..*detail_inputs
