@@ -90,9 +90,10 @@ async fn the_public_body_does_not_grow_with_the_number_of_districts() -> anyhow:
         let h = all_pass(&host, n as u64).await?;
         sizes.push(h.body.to_string().len());
     }
-    // Only the digits of the counts may differ ("2" against "600", twice).
+    // Only digits may differ (the counts, "2" against "600", and the error's and times'
+    // figures); one district's entry alone would add over 100 bytes.
     assert!(
-        sizes[1].abs_diff(sizes[0]) <= 4,
+        sizes[1].abs_diff(sizes[0]) <= 16,
         "public body sizes {sizes:?}"
     );
     assert!(sizes[1] < 1024, "public body sizes {sizes:?}");

@@ -10,12 +10,14 @@ use crate::{clock, config};
 use clever_auth_core::gateway::figures::{self, GatewayFigures};
 use clever_auth_core::gateway::keys as gateway_keys;
 use clever_auth_core::gateway::versions::{self, VersionObservation};
-use clever_auth_core::health::{self, Districts, HealthInputs, View, CONTENT_TYPE};
+use clever_auth_core::health::{
+    self, CredentialPresence, Districts, HealthInputs, View, CONTENT_TYPE,
+};
 use clever_auth_core::health_summary::HealthSummary;
 use clever_auth_core::health_view;
 use clever_auth_core::settings::SettingError;
 use clever_auth_core::status::{
-    keys, HostDeadlineStatus, HostInstance, HostSecretsStatus, StatusSnapshot,
+    keys, CredentialState, HostDeadlineStatus, HostInstance, HostSecretsStatus, StatusSnapshot,
 };
 use clever_auth_core::UnixMillis;
 use serde_json::json;
@@ -109,7 +111,6 @@ fn health_body(view: View) -> (u16, String) {
         // Unusable settings: assume the documented skew so the token checks still make sense.
         Err(errors) => (errors, 30_000, "v3.0".to_string()),
     };
-    let credentials = config::credential_presence();
     let mut stored = read_store(view, now, skew_ms).unwrap_or_else(|e| {
         // Surfaced through the same "named problem" channel as settings.
         settings_errors.push(SettingError {
@@ -118,6 +119,23 @@ fn health_body(view: View) -> (u16, String) {
         });
         Stored::default()
     });
+    // Credentials Clever accepted at the last acquisition are there: reading them again on
+    // every health request would cost two vault round trips under Spin's Key Vault provider.
+    // Only when that is not known (missing, rejected, nothing acquired yet) are they read.
+    let accepted = stored
+        .summary
+        .as_ref()
+        .map(|s| &s.service)
+        .or(stored.snapshot.as_ref().map(|s| &s.service))
+        .is_some_and(|s| s.credentials == Some(CredentialState::Accepted));
+    let credentials = if accepted {
+        CredentialPresence {
+            client_id: true,
+            client_secret: true,
+        }
+    } else {
+        config::credential_presence()
+    };
     // API versions seen on gateway traffic count like the probes' (the newer wins).
     let observed = stored.observed.take();
     for service in [

@@ -15,8 +15,10 @@ pub const RECHECK_MS: u64 = 5_000;
 pub const BAD_CREDENTIALS_PAUSE_MS: u64 = 300_000;
 /// While the credentials stand rejected, how often a run looks whether they changed. Under
 /// Spin no host reports a secrets generation, so a rotated secret is only seen by reading it;
-/// this bounds both how late it is seen and how often the vault is read meanwhile.
-pub const CREDENTIALS_RECHECK_MS: u64 = 30_000;
+/// this bounds both how late it is seen and how often the vault is read meanwhile (one pair
+/// of reads per 2 s at most, and only while rejected; the rejected pair itself is never sent
+/// to Clever again before the 5-minute pause).
+pub const CREDENTIALS_RECHECK_MS: u64 = 2_000;
 
 /// The credentials as the machine sees them: never the values, only whether they are there
 /// and a fingerprint that changes when either changes.
