@@ -5,7 +5,8 @@
 //! invariants of issue 10 checked after every step. No wasm, no sockets, no sleeping.
 //!
 //! `cargo test -p clever-auth-core --release --test simulation` runs every seed;
-//! `SIM_SEED=n` replays one; `SIM_SEEDS=n` / `SIM_DAYS=n` change how many / how long.
+//! `SIM_SEED=n` replays one; `SIM_SEEDS=n` / `SIM_DAYS=n` change how many / how long;
+//! `SIM_TRACE=1` prints every seed's trace (otherwise only a failing seed's, from a replay).
 
 #[path = "simulation/clever.rs"]
 mod clever;
@@ -16,11 +17,14 @@ mod world;
 
 use std::time::Instant;
 
-/// 1,000 virtual days: about a minute on an idle 2-core machine (≈ 107 s CPU on two threads).
-/// The issue's target is 10,000 days in 60 s; that size (`SIM_SEEDS=200 SIM_DAYS=50`) runs,
-/// but takes ≈ 9 minutes until the simulation is made cheaper (see the branch report).
-const SEEDS: u64 = 40;
-const DAYS_PER_SEED: u64 = 25;
+/// 10,000 virtual days (2,500 seeds × 4 days): ≈ 98 s of CPU, so about 50 s on two idle cores
+/// (measured at 97 s wall with one core taken by another job; the old default, 1,000 days as
+/// 40 seeds × 25 days, took ≈ 91 s of CPU). A seed's cost per day grows with its length (districts join faster than
+/// they leave, and every run is linear in them), so many short seeds cover the days far more
+/// cheaply than a few long ones; long worlds stay one `SIM_DAYS=25` (or more) away.
+/// Trace lines are formatted only when a failing seed is replayed (see `World::tracing`).
+const SEEDS: u64 = 2_500;
+const DAYS_PER_SEED: u64 = 4;
 /// An unoptimised build (plain `cargo test`) runs a short smoke pass; the full size runs with
 /// `--release` (as `cargo xtask test` does).
 const DEBUG_SEEDS: u64 = 20;
@@ -53,8 +57,16 @@ fn the_refresher_keeps_its_invariants_across_seeds() {
                     let (mut checks, mut runs, mut failures) = (0u64, 0u64, Vec::new());
                     for &seed in seeds.iter().skip(t).step_by(threads) {
                         let mut w = world::World::new(seed, days);
+                        w.tracing = std::env::var_os("SIM_TRACE").is_some();
                         if let Err(report) = w.run() {
-                            eprintln!("{report}");
+                            // The bulk run keeps no trace; the world is deterministic, so
+                            // the seed replays with tracing on for the report.
+                            let mut replay = world::World::new(seed, days);
+                            replay.tracing = true;
+                            match replay.run() {
+                                Err(traced) => eprintln!("{traced}"),
+                                Ok(()) => eprintln!("{report}\n(the traced replay passed!)"),
+                            }
                             failures.push(seed);
                         }
                         checks += w.checks();

@@ -21,6 +21,18 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 const DAY_MS: u64 = 86_400_000;
 const TRACE_LINES: usize = 400;
 
+/// A trace line, formatted only when the world records its trace (`World::tracing`): the
+/// lines cost more than the simulation itself, so a seed runs untraced and, if it breaks an
+/// invariant, is replayed (the world is deterministic) with tracing on for the report.
+macro_rules! trace {
+    ($w:expr, $($arg:tt)*) => {
+        if $w.tracing {
+            let line = format!($($arg)*);
+            $w.log(line);
+        }
+    };
+}
+
 /// How the last acquisition ended, as the spec classifies Clever's answer.
 #[derive(Debug, Clone, Copy)]
 struct AcquisitionEnd {
@@ -50,6 +62,8 @@ pub struct World {
     relist: Option<RelistRequest>,
     storm_until: UnixMillis,
     trace: VecDeque<String>,
+    /// Record the trace (the last `TRACE_LINES` lines); off for the bulk run.
+    pub tracing: bool,
     checks: Cell<u64>,
     pub runs: u64,
     last_acquisition: Option<AcquisitionEnd>,
@@ -59,7 +73,11 @@ pub struct World {
     last_run: (UnixMillis, UnixMillis),
     /// The service's secret catches up with Clever's (or comes back) at this instant.
     secret_fix_at: Option<UnixMillis>,
-    pub run_kinds: BTreeMap<String, u64>,
+    pub run_kinds: BTreeMap<(&'static str, &'static str), u64>,
+    /// The token of each district the current run put or deleted, as it was before the run
+    /// (`None`: none stored). Only `put_token` and `delete_token` change `tokens` during a
+    /// run, so a district absent here has the token it had before the run.
+    touched_tokens: BTreeMap<String, Option<TokenEntry>>,
 }
 
 /// What one run did, for the per-run invariants.
@@ -136,6 +154,7 @@ impl World {
             relist: None,
             storm_until: 0,
             trace: VecDeque::new(),
+            tracing: false,
             checks: Cell::new(0),
             runs: 0,
             last_acquisition: None,
@@ -145,6 +164,7 @@ impl World {
             last_run: (0, 0),
             secret_fix_at: None,
             run_kinds: BTreeMap::new(),
+            touched_tokens: BTreeMap::new(),
             rng,
         }
     }
@@ -244,7 +264,7 @@ impl World {
     fn external_event(&mut self) -> Result<Option<UnixMillis>, String> {
         if self.clever.storm != Storm::Calm && self.now >= self.storm_until {
             self.clever.storm = Storm::Calm;
-            self.log("clever: storm over".into());
+            trace!(self, "clever: storm over");
         }
         let roll = self.rng.range(0, 99);
         match roll {
@@ -278,25 +298,25 @@ impl World {
                         .rng
                         .range(2_000, if long { 7_200_000 } else { 600_000 });
                 let (p, until) = (self.clever.storm_p, self.storm_until);
-                self.log(format!("clever: storm {storm:?} p={p:.2} until {until}"));
+                trace!(self, "clever: storm {storm:?} p={p:.2} until {until}");
             }
             3..=14 => {
                 let id = format!("n{}", self.rng.range(0, 999));
                 self.clever.join(&id);
-                self.log(format!("clever: district {id} joins"));
+                trace!(self, "clever: district {id} joins");
             }
             15..=18 => {
                 let ids: Vec<String> = self.clever.districts.keys().cloned().collect();
                 if let Some(id) = self.rng.pick(&ids).cloned() {
                     self.clever.leave(&id);
-                    self.log(format!("clever: district {id} leaves"));
+                    trace!(self, "clever: district {id} leaves");
                 }
             }
             19..=23 => {
                 let ids: Vec<String> = self.clever.districts.keys().cloned().collect();
                 if let Some(id) = self.rng.pick(&ids).cloned() {
                     self.clever.revoke(&id);
-                    self.log(format!("clever: token of {id} revoked"));
+                    trace!(self, "clever: token of {id} revoked");
                 }
             }
             24..=29 => {
@@ -312,35 +332,35 @@ impl World {
                         }
                     };
                     self.clever.probe_faults.insert(id.clone(), fault);
-                    self.log(format!("clever: probes of {id} fail: {fault:?}"));
+                    trace!(self, "clever: probes of {id} fail: {fault:?}");
                 }
             }
             30..=33 => {
                 self.clever.probe_faults.clear();
                 self.clever.skip_entry = None;
                 self.clever.version_retired = false;
-                self.log("clever: district faults cleared".into());
+                trace!(self, "clever: district faults cleared");
             }
             34..=36 if !self.clever.empty_served_last => {
                 self.clever.empty_next = true;
-                self.log("clever: next listing answers empty".into());
+                trace!(self, "clever: next listing answers empty");
             }
             37..=39 => {
                 let ids: Vec<String> = self.clever.districts.keys().cloned().collect();
                 if let Some(id) = self.rng.pick(&ids).cloned() {
-                    self.log(format!("clever: listing entry of {id} malformed"));
+                    trace!(self, "clever: listing entry of {id} malformed");
                     self.clever.skip_entry = Some(id);
                 }
             }
             40 => {
                 self.clever.version_retired = true;
-                self.log("clever: API version retired".into());
+                trace!(self, "clever: API version retired");
             }
             41..=44 => {
                 // Rotation: Clever takes the new secret; the service sees it now or later.
                 let secret = format!("secret-{}", self.rng.next_u64());
                 self.clever.secret = secret.clone();
-                self.log("clever: secret rotated".into());
+                trace!(self, "clever: secret rotated");
                 if self.rng.chance(0.6) {
                     return self.service_secret(Some(secret));
                 }
@@ -351,14 +371,14 @@ impl World {
                 return self.service_secret(pair);
             }
             48..=49 => {
-                self.log("service: credentials missing".into());
+                trace!(self, "service: credentials missing");
                 self.secret_fix_at = Some(self.now + self.rng.range(1_000, 300_000));
                 return self.service_secret(None);
             }
             50..=64 => {
                 let ids: Vec<String> = self.tokens.keys().cloned().collect();
                 let district = self.rng.pick(&ids).cloned();
-                self.log(format!("gateway: relist request for {district:?}"));
+                trace!(self, "gateway: relist request for {district:?}");
                 self.relist = Some(RelistRequest {
                     at: self.now,
                     district,
@@ -396,10 +416,11 @@ impl World {
         if self.svc_creds.is_none() {
             self.refresh_deadline = None;
         }
-        self.log(format!(
+        trace!(
+            self,
             "service: secret changed (generation {})",
             self.generation
-        ));
+        );
         self.shell_run("secrets changed").map(Some)
     }
 
@@ -416,7 +437,7 @@ impl World {
     }
 
     /// What `refresh::run_due` does, against the in-memory store; returns the next due time.
-    fn shell_run(&mut self, why: &str) -> Result<UnixMillis, String> {
+    fn shell_run(&mut self, why: &'static str) -> Result<UnixMillis, String> {
         let now = self.now;
         let secrets = self.secrets();
         if !self.cycle.due(now, &secrets, self.relist.as_ref()) {
@@ -424,8 +445,8 @@ impl World {
         }
         self.runs += 1;
         self.check_refresh_not_missed(now)?;
-        self.log(format!("run ({why})"));
-        let before_tokens = self.tokens.clone();
+        trace!(self, "run ({why})");
+        self.touched_tokens.clear();
         let before_records = self.status.districts.clone();
         let mut run = RunLog::default();
         for (id, t) in &self.tokens {
@@ -458,11 +479,12 @@ impl World {
                         .list(&mut self.rng, t, url.as_deref(), (&id, &secret));
                     t += answer.latency_ms;
                     self.now = t;
-                    self.log(format!(
+                    trace!(
+                        self,
                         "  list {} -> {}",
                         url.as_deref().unwrap_or("(first)"),
                         answer.description
-                    ));
+                    );
                     let class = answer.class;
                     let hint_at = answer.hint_at;
                     let last = answer.last_page;
@@ -485,7 +507,7 @@ impl World {
                         .probe(&mut self.rng, t, &district_id, token.expose());
                     t += answer.latency_ms;
                     self.now = t;
-                    self.log(format!("  probe {district_id} -> {}", answer.description));
+                    trace!(self, "  probe {district_id} -> {}", answer.description);
                     if answer.class == Class::Ok {
                         run.probed_ok.insert(district_id.clone());
                     } else {
@@ -506,7 +528,7 @@ impl World {
         self.cycle = finished.cycle;
         self.status = finished.status;
         self.last_run = (now, t);
-        self.after_run(now, &run, &before_tokens, &before_records)?;
+        self.after_run(now, &run, &before_records)?;
         let kind = match (
             run.token_calls > 0,
             run.probed_ok.len() + run.probed_failed.len() > 0,
@@ -515,8 +537,8 @@ impl World {
             (false, true) => "probe",
             (false, false) => "idle",
         };
-        *self.run_kinds.entry(format!("{why}/{kind}")).or_default() += 1;
-        self.log(format!("  next due {}", finished.next_due_at));
+        *self.run_kinds.entry((why, kind)).or_default() += 1;
+        trace!(self, "  next due {}", finished.next_due_at);
         Ok(finished.next_due_at)
     }
 
@@ -625,6 +647,7 @@ impl World {
         self.check(ok, || {
             format!("token stored with expires_at {exp}, refresh_at {refresh}; delivered at {t}, lifetime {}", self.lifetime_ms)
         })?;
+        self.touch_token(&entry.district_id);
         self.tokens.insert(entry.district_id.clone(), entry);
         Ok(())
     }
@@ -639,16 +662,33 @@ impl World {
         self.check(allowed, || {
             format!("token of {id} deleted, but it had not expired, Clever did not refuse it, and Clever lists it: {listed}")
         })?;
-        self.log(format!("  delete token {id}"));
+        trace!(self, "  delete token {id}");
+        self.touch_token(id);
         self.tokens.remove(id);
         Ok(())
+    }
+
+    /// Remembers the token `id` had before the run, before the run first changes it.
+    fn touch_token(&mut self, id: &str) {
+        if !self.touched_tokens.contains_key(id) {
+            let before = self.tokens.get(id).cloned();
+            self.touched_tokens.insert(id.to_string(), before);
+        }
+    }
+
+    /// The district's token is the one it had before the run (the snapshot-free equivalent of
+    /// comparing with a copy of `tokens` taken at the start: see `touched_tokens`).
+    fn token_unchanged(&self, id: &str) -> bool {
+        match self.touched_tokens.get(id) {
+            None => true,
+            Some(before) => before.as_ref() == self.tokens.get(id),
+        }
     }
 
     fn after_run(
         &mut self,
         started: UnixMillis,
         run: &RunLog,
-        before_tokens: &BTreeMap<String, TokenEntry>,
         before_records: &BTreeMap<String, DistrictRecord>,
     ) -> Result<(), String> {
         // A run that began at or after a refresh point, with Clever's credentials in hand,
@@ -676,11 +716,13 @@ impl World {
         }
         // Invariant: one district's faults never change another district's token or status.
         if run.token_calls == 0 {
-            let ids: BTreeSet<&String> = before_records
+            // Every district with a record before or after the run, each once.
+            let after_only = self
+                .status
+                .districts
                 .keys()
-                .chain(self.status.districts.keys())
-                .collect();
-            for id in ids {
+                .filter(|id| !before_records.contains_key(*id));
+            for id in before_records.keys().chain(after_only) {
                 if run.probed_ok.contains(id)
                     || run.probed_failed.contains(id)
                     || run.expired_at_start.contains(id)
@@ -688,13 +730,13 @@ impl World {
                     continue;
                 }
                 let same = before_records.get(id) == self.status.districts.get(id)
-                    && before_tokens.get(id) == self.tokens.get(id);
+                    && self.token_unchanged(id);
                 self.check(same, || {
                     format!("district {id} changed in a run that neither listed nor probed it")
                 })?;
             }
             for id in &run.probed_ok {
-                let same = before_tokens.get(id) == self.tokens.get(id);
+                let same = self.token_unchanged(id);
                 self.check(same, || {
                     format!("a passing probe changed the token of {id}")
                 })?;
@@ -709,24 +751,28 @@ impl World {
     /// no token is usable (the cheap agreement check runs after every step).
     fn check_health(&mut self, full: bool) -> Result<(), String> {
         let now = self.now;
-        let store: BTreeSet<&String> = self
+        let skew = self.skew_ms;
+        let store = self
             .tokens
             .iter()
-            .filter(|(_, t)| t.usable(now, self.skew_ms))
-            .map(|(id, _)| id)
-            .collect();
-        let records: BTreeSet<&String> = self
+            .filter(move |(_, t)| t.usable(now, skew))
+            .map(|(id, _)| id);
+        let records = self
             .status
             .districts
             .iter()
-            .filter(|(_, r)| r.has_usable_token(now, self.skew_ms))
-            .map(|(id, _)| id)
-            .collect();
-        let agree = store == records;
+            .filter(move |(_, r)| r.has_usable_token(now, skew))
+            .map(|(id, _)| id);
+        // Both maps iterate in key order, so the two filtered id sequences are equal exactly
+        // when the two sets of ids are: the same check without building the sets.
+        let agree = store.clone().eq(records.clone());
+        let none_usable = store.clone().next().is_none();
         self.check(agree, || {
+            let store: BTreeSet<&String> = store.collect();
+            let records: BTreeSet<&String> = records.collect();
             format!("usable tokens in the store {store:?} but in health {records:?}")
         })?;
-        if !full && !store.is_empty() {
+        if !full && !none_usable {
             return Ok(());
         }
         let districts: Vec<DistrictRecord> = self.status.districts.values().cloned().collect();
@@ -768,7 +814,6 @@ impl World {
                 )
             })?;
         }
-        let none_usable = store.is_empty();
         let code = report.body["error"]["code"]
             .as_str()
             .unwrap_or("")
