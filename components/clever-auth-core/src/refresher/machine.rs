@@ -140,6 +140,13 @@ impl Machine {
             );
         }
         let acquire = m.acquisition_due(now, fingerprint, changed);
+        if changed {
+            // New (or returned) credentials get a fresh retry budget: the old schedule was
+            // theirs. Also when this run does not acquire (a server hint still holds it back):
+            // the change is recorded below, so no later run would see it.
+            m.cycle.retry.reset();
+            m.cycle.rejected_fingerprint = None;
+        }
         m.cycle.secrets_generation = secrets.generation;
         m.cycle.credentials_fingerprint = Some(fingerprint);
         m.cycle.credentials_seen = true;
@@ -153,11 +160,6 @@ impl Machine {
         }
         if acquire {
             m.cycle.listing_started_at = Some(now);
-            if changed {
-                // New credentials get a fresh retry budget: the old schedule was theirs.
-                m.cycle.retry.reset();
-                m.cycle.rejected_fingerprint = None;
-            }
             match m.settings.grant {
                 Grant::DistrictTokens => {
                     m.phase = Phase::Listing(Pages::default());

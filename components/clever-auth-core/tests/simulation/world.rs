@@ -411,8 +411,6 @@ impl World {
         }
         self.svc_creds = new;
         self.generation += 1;
-        self.credentials_changed_since = true;
-        self.transients = 0;
         if self.svc_creds.is_none() {
             self.refresh_deadline = None;
         }
@@ -442,6 +440,13 @@ impl World {
         let secrets = self.secrets();
         if !self.cycle.due(now, &secrets, self.relist.as_ref()) {
             return Ok(self.cycle.next_due_at.max(now + 1));
+        }
+        // A rotation counts from the run that can see it: a new fingerprint, a new generation
+        // (not under Spin), or credentials back after a run found them missing. Credentials that
+        // went missing and came back unchanged between two runs are, to the machine, no change.
+        if self.cycle.credentials_changed(&secrets) {
+            self.credentials_changed_since = true;
+            self.transients = 0;
         }
         self.runs += 1;
         self.check_refresh_not_missed(now)?;
