@@ -54,7 +54,8 @@ pub struct Cli {
 
     /// Address of the Clever gateway's listener (GET/HEAD /clever/{district}/{version}/...),
     /// loopback only: sync code next to the host calls Clever through it without holding a
-    /// token. `off` disables it.
+    /// token. It also answers GET /health/clever-auth with the per-district detail. `off`
+    /// disables it.
     #[arg(
         long,
         env = "CLEVER_AUTH_GATEWAY_LISTEN",
@@ -185,7 +186,7 @@ pub struct Cli {
     /// `upstream_timeout`. Keep it above the component's `clever_gateway_deadline_ms` (default
     /// 30000), within which the gateway itself waits on Clever.
     #[arg(long, env = "CLEVER_AUTH_GATEWAY_CALL_DEADLINE_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub gateway_deadline_ms: u64,
+    pub gateway_call_deadline_ms: u64,
 
     /// Application Insights connection string (InstrumentationKey=…;IngestionEndpoint=https://…).
     /// When set, requests, dependencies, log records, alerts and clever_auth.* metrics are
@@ -284,7 +285,7 @@ impl Cli {
         crate::runtime::deadline::CallDeadlines {
             health: Duration::from_millis(self.health_deadline_ms),
             refresh: Duration::from_millis(self.refresh_deadline_ms),
-            gateway: Duration::from_millis(self.gateway_deadline_ms),
+            gateway: Duration::from_millis(self.gateway_call_deadline_ms),
         }
     }
 
