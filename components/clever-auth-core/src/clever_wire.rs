@@ -716,6 +716,19 @@ pub enum VersionCheck {
 }
 
 impl VersionCheck {
+    /// The state health and alerts record for this check.
+    pub fn state(&self) -> crate::status::VersionState {
+        use crate::status::VersionState;
+        match self {
+            VersionCheck::Match => VersionState::Match,
+            VersionCheck::Mismatch { .. } => VersionState::Mismatch,
+            VersionCheck::Unsupported { .. } => VersionState::Unsupported,
+            VersionCheck::Unknown => VersionState::Unknown,
+        }
+    }
+}
+
+impl VersionCheck {
     pub fn is_failure(&self) -> bool {
         matches!(self, VersionCheck::Unsupported { .. })
     }

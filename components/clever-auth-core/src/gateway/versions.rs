@@ -3,7 +3,7 @@
 //! same `clever:apiVersion` check and alerts as the refresher's probes. The latest observation
 //! wins, from whichever side it came.
 
-use crate::clever_wire::{self, VersionCheck};
+use crate::clever_wire;
 use crate::status::{VersionRecord, VersionState};
 use crate::UnixMillis;
 use serde::{Deserialize, Serialize};
@@ -92,12 +92,7 @@ pub fn merge(
         (Some(p), Some(o)) if p.at >= o.at => Some(p.clone()),
         (_, Some(o)) => {
             let seen: BTreeSet<String> = o.seen.iter().cloned().collect();
-            let state = match clever_wire::check_version(configured, &seen, None, o.unsupported) {
-                VersionCheck::Match => VersionState::Match,
-                VersionCheck::Mismatch { .. } => VersionState::Mismatch,
-                VersionCheck::Unsupported { .. } => VersionState::Unsupported,
-                VersionCheck::Unknown => VersionState::Unknown,
-            };
+            let state = clever_wire::check_version(configured, &seen, None, o.unsupported).state();
             Some(VersionRecord {
                 configured: configured.to_string(),
                 seen: o.seen.clone(),

@@ -3,10 +3,10 @@
 
 use super::io::{HttpResult, Reply};
 use crate::backoff::classify_status;
-use crate::clever_wire::{self, VersionCheck};
+use crate::clever_wire;
 use crate::ratelimit::RateLimitInfo;
 use crate::settings::Settings;
-use crate::status::{VersionRecord, VersionState};
+use crate::status::VersionRecord;
 use crate::UnixMillis;
 use std::collections::BTreeSet;
 
@@ -96,12 +96,7 @@ impl VersionProbe {
         seen.extend(self.header.clone());
         let check =
             clever_wire::check_version(configured, &self.seen, self.header, self.unsupported);
-        let state = match check {
-            VersionCheck::Match => VersionState::Match,
-            VersionCheck::Mismatch { .. } => VersionState::Mismatch,
-            VersionCheck::Unsupported { .. } => VersionState::Unsupported,
-            VersionCheck::Unknown => VersionState::Unknown,
-        };
+        let state = check.state();
         Some(VersionRecord {
             configured: configured.to_string(),
             seen: seen.into_iter().collect(),
