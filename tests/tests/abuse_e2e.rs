@@ -1,8 +1,9 @@
 //! Slow and abusive clients against the real host and component over loopback: slowloris
-//! connections (a request head that never ends), clients that ask for health and never read
-//! it, more connections than the cap, oversized heads, idle keep-alive connections, and a
-//! refresher call that overruns its deadline. Limits are scaled down so each test runs in
-//! seconds; the bench (`cargo xtask bench --only abuse`) runs the full-size attack.
+//! connections (a request head that never ends), clients that ask for health or gateway pages
+//! and never read them, more connections than the cap, oversized heads, idle keep-alive
+//! connections, and a refresher call that overruns its deadline, on the public listener and
+//! the gateway's. Limits are scaled down so each test runs in seconds; the bench
+//! (`cargo xtask bench-abuse`) runs the full-size attack.
 
 use anyhow::{Context, Result};
 use clever_auth_tests::fake_clever::{FakeClever, FakeCleverConfig, Fault, Route};
@@ -53,11 +54,11 @@ async fn read_to_close(stream: &mut TcpStream) -> usize {
 
 /// A slowloris: starts a request head and keeps adding to it, never finishing it. Returns how
 /// long after connecting the server closed it.
-async fn slowloris(addr: SocketAddr, give_up: Duration) -> Result<Duration> {
+async fn slowloris(addr: SocketAddr, path: &str, give_up: Duration) -> Result<Duration> {
     let mut stream = TcpStream::connect(addr).await?;
     let started = Instant::now();
     stream
-        .write_all(b"GET /health/clever-auth HTTP/1.1\r\nHost: x\r\n")
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n").as_bytes())
         .await?;
     let mut buf = [0u8; 1024];
     let mut n = 0u32;
@@ -79,18 +80,14 @@ async fn slowloris(addr: SocketAddr, give_up: Duration) -> Result<Duration> {
     }
 }
 
-/// A client that asks for health many times on one connection with a tiny receive window and
+/// A client that asks for `path` many times on one connection with a tiny receive window and
 /// never reads. Returns the connection, so the caller decides when to look.
-async fn non_reader(addr: SocketAddr, requests: usize) -> Result<TcpStream> {
+async fn non_reader(addr: SocketAddr, path: &str, requests: usize) -> Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(4096)?;
     let mut stream = socket.connect(addr).await?;
-    let one = b"GET /health/clever-auth HTTP/1.1\r\nHost: x\r\n\r\n";
-    let mut pipelined = Vec::with_capacity(one.len() * requests);
-    for _ in 0..requests {
-        pipelined.extend_from_slice(one);
-    }
-    stream.write_all(&pipelined).await?;
+    let pipelined = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(requests);
+    stream.write_all(pipelined.as_bytes()).await?;
     Ok(stream)
 }
 
@@ -135,11 +132,11 @@ async fn a_well_behaved_client_gets_health_through_slowloris_and_non_reading_cli
 
     let attack_started = Instant::now();
     let lorises: Vec<_> = (0..SLOWLORIS)
-        .map(|_| tokio::spawn(slowloris(addr, HEADER_TIMEOUT + MARGIN * 3)))
+        .map(|_| tokio::spawn(slowloris(addr, HEALTH, HEADER_TIMEOUT + MARGIN * 3)))
         .collect();
     let mut readers = Vec::new();
     for _ in 0..NON_READERS {
-        readers.push(non_reader(addr, PIPELINED).await?);
+        readers.push(non_reader(addr, HEALTH, PIPELINED).await?);
     }
 
     // The well-behaved client, while everything above is attached.
@@ -213,6 +210,177 @@ async fn a_well_behaved_client_gets_health_through_slowloris_and_non_reading_cli
         SLOWLORIS + NON_READERS
     );
     assert_eq!(client.get().await?.status, 200);
+    Ok(())
+}
+
+/// The gateway's loopback listener has the public listener's limits: slowloris connections and
+/// sync clients that ask for large pages and never read them are shed on their deadlines (the
+/// pages stop streaming), while a well-behaved sync job's gateway calls and health on the public
+/// listener go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_gateway_listener_sheds_slowloris_and_non_readers_while_sync_calls_go_on() -> Result<()>
+{
+    const SLOWLORIS: usize = 200;
+    const NON_READERS: usize = 16;
+    const PIPELINED: usize = 8;
+    const PAGE: &str = "/clever/d-alpha/v3.0/districts/d-alpha/schools";
+    /// 1 MiB an answer, 8 MiB asked for per connection: far more than its socket buffers hold.
+    const BIG: &str = "/clever/d-alpha/v3.0/bytes/1048576";
+    const BIG_BYTES: usize = 1 << 20;
+    let s = Scenario::launch_with(
+        FakeClever::start(scenario::two_districts()).await?,
+        &[],
+        &[
+            "--header-read-timeout-ms",
+            &HEADER_TIMEOUT.as_millis().to_string(),
+            "--write-timeout-ms",
+            &WRITE_TIMEOUT.as_millis().to_string(),
+            "--idle-timeout-ms",
+            "10000",
+            "--max-connections",
+            "400",
+        ],
+    )
+    .await?;
+    s.wait_status("pass", Duration::from_secs(30)).await?;
+    let pid = s.host.pid().context("host pid")?;
+    let gateway = s.host.gateway_addr.context("no gateway listener")?;
+    let page_url = s.host.gateway_url(PAGE);
+    // One call of each kind first, so instances (and any kept upstream connection) exist
+    // before the baseline is taken.
+    assert_eq!(http_client::get(&page_url).await?.status, 200);
+    let big = http_client::get(&s.host.gateway_url(BIG)).await?;
+    assert_eq!((big.status, big.body.len()), (200, BIG_BYTES));
+    let sockets_before = open_sockets(pid)?;
+    let rss_before = rss_kib(pid)?;
+
+    let attack_started = Instant::now();
+    let lorises: Vec<_> = (0..SLOWLORIS)
+        .map(|_| tokio::spawn(slowloris(gateway, PAGE, HEADER_TIMEOUT + MARGIN * 3)))
+        .collect();
+    let mut readers = Vec::new();
+    for _ in 0..NON_READERS {
+        readers.push(non_reader(gateway, BIG, PIPELINED).await?);
+    }
+
+    let mut sync_job = KeepAlive::connect(&page_url).await?;
+    let mut health = KeepAlive::connect(&s.host.url(HEALTH)).await?;
+    let mut latencies = Vec::new();
+    let mut peak_sockets = 0;
+    let mut peak_rss = rss_before;
+    while attack_started.elapsed() < HEADER_TIMEOUT {
+        let started = Instant::now();
+        let reply = sync_job.get().await?;
+        latencies.push(started.elapsed());
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let page = reply.json()?;
+        assert_eq!(page["tokenDistrict"], "d-alpha", "{page}");
+        assert_eq!(health.get().await?.status, 200);
+        peak_sockets = peak_sockets.max(open_sockets(pid)?);
+        peak_rss = peak_rss.max(rss_kib(pid)?);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort();
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    eprintln!(
+        "gateway calls under attack: {} requests, p50 {p50:?}, p99 {p99:?}; host sockets {sockets_before} before, {peak_sockets} at peak; RSS {rss_before} KiB -> peak {peak_rss} KiB",
+        latencies.len(),
+    );
+    assert!(
+        peak_sockets >= SLOWLORIS + NON_READERS,
+        "the attack was not attached: {peak_sockets} sockets"
+    );
+    // Upper bound only: a loaded 2-core machine; the bench measures the real figure.
+    assert!(p99 < Duration::from_millis(1000), "p99 {p99:?}");
+
+    for loris in lorises {
+        let open_for = loris.await??;
+        assert!(
+            open_for >= HEADER_TIMEOUT - Duration::from_millis(50)
+                && open_for <= HEADER_TIMEOUT + MARGIN,
+            "a slowloris was closed after {open_for:?}"
+        );
+    }
+    // The non-readers' connections go, and with them the upstream calls that fed them: the
+    // host is back to the sockets it had before (listeners, the two clients, kept upstream
+    // connections).
+    let settled = Instant::now();
+    loop {
+        let now_open = open_sockets(pid)?;
+        if now_open <= sockets_before + 2 {
+            break;
+        }
+        anyhow::ensure!(
+            settled.elapsed() < Duration::from_secs(30),
+            "{now_open} sockets still open ({sockets_before} before the attack)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for mut reader in readers {
+        let got = tokio::time::timeout(Duration::from_secs(10), read_to_close(&mut reader))
+            .await
+            .context("a non-reading client's connection was never closed")?;
+        assert!(
+            got < PIPELINED * BIG_BYTES,
+            "a non-reader received all {got} bytes"
+        );
+    }
+    let growth = peak_rss.saturating_sub(rss_before);
+    assert!(
+        growth < 64 * 1024,
+        "RSS grew by {growth} KiB under {} connections",
+        SLOWLORIS + NON_READERS
+    );
+    assert_eq!(sync_job.get().await?.status, 200);
+    Ok(())
+}
+
+/// Each listener has its own connection cap: sync clients filling the gateway's leave the
+/// public listener (App Service's health probe) serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_listener_at_its_cap_leaves_the_public_listener_serving() -> Result<()> {
+    const CAP: usize = 10;
+    let s = Scenario::launch_with(
+        FakeClever::start(scenario::two_districts()).await?,
+        &[],
+        &[
+            "--max-connections",
+            &CAP.to_string(),
+            "--idle-timeout-ms",
+            "20000",
+            "--header-read-timeout-ms",
+            "20000",
+        ],
+    )
+    .await?;
+    s.wait_status("pass", Duration::from_secs(30)).await?;
+    let gateway = s.host.gateway_addr.context("no gateway listener")?;
+    let page_url = s
+        .host
+        .gateway_url("/clever/d-beta/v3.0/districts/d-beta/schools");
+    let mut held = Vec::new();
+    for _ in 0..CAP {
+        let mut client = KeepAlive::connect(&page_url).await?;
+        assert_eq!(client.get().await?.status, 200);
+        held.push(client);
+    }
+    // The gateway listener is full: the next connection there is closed unanswered...
+    let mut extra = TcpStream::connect(gateway).await?;
+    let _ = extra
+        .write_all(b"GET /clever/d-beta/v3.0/districts/d-beta/schools HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let got = tokio::time::timeout(Duration::from_secs(2), read_to_close(&mut extra))
+        .await
+        .context("a connection beyond the gateway's cap was kept open")?;
+    assert_eq!(got, 0, "a connection beyond the gateway's cap was served");
+    // ...while the public listener takes as many as its own cap allows.
+    let mut probes = Vec::new();
+    for _ in 0..CAP {
+        let mut probe = KeepAlive::connect(&s.host.url(HEALTH)).await?;
+        assert_eq!(probe.get().await?.status, 200);
+        probes.push(probe);
+    }
+    assert_eq!(held[0].get().await?.status, 200);
     Ok(())
 }
 
