@@ -1,9 +1,10 @@
 //! Abusive clients around one well-behaved one: S slowloris connections (a request head that
-//! never ends, a header line every few hundred ms) and N clients that pipeline health requests
-//! with a tiny receive window and never read, each reconnecting as soon as the server drops it
-//! (so the attack stays attached for the whole window, as a real one would). Meanwhile one
-//! keep-alive client requests health back to back; its latencies, the attackers' reconnects
-//! and the watched server's RSS are printed as one JSON line. Loopback only.
+//! never ends, a header line every few hundred ms) and N clients that pipeline requests (health,
+//! or `--attack-path`, e.g. a large gateway page) with a tiny receive window and never read,
+//! each reconnecting as soon as the server drops it (so the attack stays attached for the whole
+//! window, as a real one would). Meanwhile one keep-alive client requests `--path` (health by
+//! default) back to back; its latencies, the attackers' reconnects and the watched server's RSS
+//! are printed as one JSON line. Loopback only.
 
 use crate::proc_stat;
 use anyhow::{ensure, Context as _};
@@ -16,7 +17,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-const REQUEST: &[u8] = b"GET /health/clever-auth HTTP/1.1\r\nHost: bench\r\n\r\n";
 /// Health requests each non-reader pipelines: far more answer than its socket buffers hold.
 const PIPELINED: usize = 64;
 const TRICKLE_EVERY: Duration = Duration::from_millis(500);
@@ -32,6 +32,16 @@ pub struct Args {
     /// Clients that request health and never read, kept attached.
     #[arg(long, default_value_t = 64)]
     non_readers: usize,
+    /// What the well-behaved client requests.
+    #[arg(long, default_value = "/health/clever-auth")]
+    path: String,
+    /// What the slowloris and non-reading clients request [default: --path].
+    #[arg(long)]
+    attack_path: Option<String>,
+    /// Pause between the well-behaved client's requests, ms (0: back to back). Gateway calls
+    /// need one: Clever (and the fake) allow a token 1,200 requests a minute.
+    #[arg(long, default_value_t = 0)]
+    pause_ms: u64,
     /// Seconds for the attack to attach before measuring.
     #[arg(long, default_value_t = 2.0)]
     settle_secs: f64,
@@ -70,17 +80,23 @@ struct Counters {
 async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(Counters::default());
+    let attack_path = args.attack_path.as_deref().unwrap_or(&args.path);
+    let head_start: Arc<str> = format!("GET {attack_path} HTTP/1.1\r\nHost: bench\r\n").into();
+    let request = get_request(&args.path);
     let mut tasks = Vec::new();
     for _ in 0..args.slowloris {
         tasks.push(tokio::spawn(slowloris(
             args.addr,
+            head_start.clone(),
             stop.clone(),
             counters.clone(),
         )));
     }
+    let pipelined: Arc<[u8]> = get_request(attack_path).repeat(PIPELINED).into();
     for _ in 0..args.non_readers {
         tasks.push(tokio::spawn(non_reader(
             args.addr,
+            pipelined.clone(),
             stop.clone(),
             counters.clone(),
         )));
@@ -108,7 +124,7 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
             continue;
         };
         let t = Instant::now();
-        match tokio::time::timeout(Duration::from_secs(10), one_request(stream)).await {
+        match tokio::time::timeout(Duration::from_secs(10), one_request(stream, &request)).await {
             Ok(Ok(status)) => {
                 let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
                 latency_us.saturating_record(us.max(1));
@@ -118,6 +134,9 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
                 errors += 1;
                 client = None;
             }
+        }
+        if args.pause_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
         }
         if last_sample.elapsed() >= Duration::from_millis(50) {
             last_sample = Instant::now();
@@ -152,9 +171,13 @@ async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
+fn get_request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").into_bytes()
+}
+
 /// One GET on a kept-alive connection; reads the whole answer (Content-Length).
-async fn one_request(stream: &mut TcpStream) -> anyhow::Result<u16> {
-    stream.write_all(REQUEST).await?;
+async fn one_request(stream: &mut TcpStream, request: &[u8]) -> anyhow::Result<u16> {
+    stream.write_all(request).await?;
     let mut buf = Vec::with_capacity(128 * 1024);
     let mut chunk = [0u8; 64 * 1024];
     let (head_end, length) = loop {
@@ -183,7 +206,12 @@ async fn one_request(stream: &mut TcpStream) -> anyhow::Result<u16> {
     Ok(status)
 }
 
-async fn slowloris(addr: SocketAddr, stop: Arc<AtomicBool>, counters: Arc<Counters>) {
+async fn slowloris(
+    addr: SocketAddr,
+    head_start: Arc<str>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+) {
     let mut line = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let Ok(mut stream) = TcpStream::connect(addr).await else {
@@ -191,11 +219,7 @@ async fn slowloris(addr: SocketAddr, stop: Arc<AtomicBool>, counters: Arc<Counte
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        if stream
-            .write_all(b"GET /health/clever-auth HTTP/1.1\r\nHost: bench\r\n")
-            .await
-            .is_err()
-        {
+        if stream.write_all(head_start.as_bytes()).await.is_err() {
             counters.slowloris_closed.fetch_add(1, Ordering::SeqCst);
             continue;
         }
@@ -215,8 +239,12 @@ async fn slowloris(addr: SocketAddr, stop: Arc<AtomicBool>, counters: Arc<Counte
     }
 }
 
-async fn non_reader(addr: SocketAddr, stop: Arc<AtomicBool>, counters: Arc<Counters>) {
-    let pipelined = REQUEST.repeat(PIPELINED);
+async fn non_reader(
+    addr: SocketAddr,
+    pipelined: Arc<[u8]>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+) {
     while !stop.load(Ordering::SeqCst) {
         let connected = async {
             let socket = TcpSocket::new_v4()?;

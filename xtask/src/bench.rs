@@ -302,8 +302,13 @@ fn host_command(
 
 /// The `addr` of the host's JSON `listening` line.
 fn listening_addr(line: &str) -> Option<SocketAddr> {
+    message_addr(line, "listening")
+}
+
+/// The `addr` of a host JSON line whose message is `message`.
+fn message_addr(line: &str, message: &str) -> Option<SocketAddr> {
     let v: Value = serde_json::from_str(line).ok()?;
-    if v.get("message")?.as_str()? != "listening" {
+    if v.get("message")?.as_str()? != message {
         return None;
     }
     v.get("addr")?.as_str()?.parse().ok()
@@ -316,6 +321,17 @@ fn start_host(
     settings: &[(&str, &str)],
     mode: Option<&str>,
 ) -> Result<Server> {
+    start_host_with_gateway(bins, fake_url, settings, mode).map(|(server, _)| server)
+}
+
+/// [`start_host`], also returning the gateway listener's address (hosts before the gateway
+/// have none).
+fn start_host_with_gateway(
+    bins: &Bins,
+    fake_url: &str,
+    settings: &[(&str, &str)],
+    mode: Option<&str>,
+) -> Result<(Server, Option<SocketAddr>)> {
     let mut extra = Vec::new();
     if let Some(mode) = mode {
         extra.extend(["--instance-mode".to_string(), mode.to_string()]);
@@ -329,13 +345,20 @@ fn start_host(
         &mut host_command(bins, fake_url, settings, &extra),
         false,
     )?;
-    let addr = proc.wait_line(HOST_START_TIMEOUT, listening_addr)?;
+    // The gateway announces itself before the main listener does.
+    let mut gateway = None;
+    let addr = proc.wait_line(HOST_START_TIMEOUT, |line| {
+        if let Some(addr) = message_addr(line, "gateway listening") {
+            gateway = Some(addr);
+        }
+        listening_addr(line)
+    })?;
     proc.quiet();
     let server = Server { label, proc, addr };
     wait_health(&server, HOST_START_TIMEOUT, |status, body| {
         status == 200 && body["status"] == "pass"
     })?;
-    Ok(server)
+    Ok((server, gateway))
 }
 
 fn start_baseline(

@@ -2,12 +2,14 @@
 //! `districts` districts (≈ 86 KB of health at 300), one well-behaved keep-alive client's health
 //! latency (p50/p99) and the host's peak RSS, first on the unloaded host, then with
 //! `slowloris` slowloris connections and `non_readers` clients that request health and never
-//! read attached (each reconnecting when dropped), side by side (ratio loaded/unloaded).
+//! read attached (each reconnecting when dropped), side by side (ratio loaded/unloaded). Then
+//! the same on the gateway's loopback listener (when the host has one): a sync client's paced
+//! gateway calls, with slowloris and clients that ask for 1 MiB pages and never read them.
 //!
 //! Run alone with `cargo xtask bench-abuse` (also against another build's host, for a
 //! before/after: `--host-bin`, `--component`); `cargo xtask bench` runs it as its last section.
 
-use super::{machine, procs, start_fake, start_host, Bins};
+use super::{machine, procs, start_fake, Bins};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -31,16 +33,66 @@ impl Default for AbuseOptions {
     }
 }
 
+/// What the well-behaved client asks for, and what the attackers ask for.
+struct Target {
+    addr: std::net::SocketAddr,
+    path: String,
+    attack_path: String,
+    pause_ms: u64,
+}
+
+/// Bytes of each gateway page the non-readers ask for and never read.
+const GATEWAY_ATTACK_BYTES: usize = 1 << 20;
+/// Gateway calls are paced: the fake, like Clever, allows a token 1,200 requests a minute.
+const GATEWAY_PAUSE_MS: u64 = 20;
+
 pub(super) fn run(bins: &Bins, opts: &AbuseOptions) -> Result<Value> {
     let fake = start_fake(bins, opts.districts)?;
-    let host = start_host(bins, &fake.url, &[], None)?;
+    let (host, gateway) = super::start_host_with_gateway(bins, &fake.url, &[], None)?;
     let (_, body) = procs::http_get(host.addr, super::HEALTH)?;
-    let unloaded = attack(bins, &host, 0, 0, opts)?;
-    let loaded = attack(bins, &host, opts.slowloris, opts.non_readers, opts)?;
+    let health = Target {
+        addr: host.addr,
+        path: super::HEALTH.to_string(),
+        attack_path: super::HEALTH.to_string(),
+        pause_ms: 0,
+    };
+    let mut report = phases(bins, &host, &health, &health, opts)?;
+    report["districts"] = json!(opts.districts);
+    report["health_body_bytes"] = json!(body.len());
+    // Hosts from before the gateway have no loopback listener: nothing to attack there.
+    if let Some(addr) = gateway {
+        // Each phase calls for its own district, so its token's rate budget is its own.
+        let district = |i: usize| fake.districts.get(i).or(fake.districts.first());
+        let target = |i: usize| -> Result<Target> {
+            let d = district(i).context("the fake lists no district")?;
+            Ok(Target {
+                addr,
+                path: format!("/clever/{d}/v3.0/districts/{d}/schools"),
+                attack_path: format!("/clever/{d}/v3.0/bytes/{GATEWAY_ATTACK_BYTES}"),
+                pause_ms: GATEWAY_PAUSE_MS,
+            })
+        };
+        let mut section = phases(bins, &host, &target(0)?, &target(1)?, opts)?;
+        section["page_path"] = json!(target(0)?.path);
+        section["attack_path"] = json!(target(0)?.attack_path);
+        section["pause_ms"] = json!(GATEWAY_PAUSE_MS);
+        report["gateway"] = section;
+    }
+    Ok(report)
+}
+
+/// The well-behaved client alone (`quiet`), then with the attack attached (`attacked`).
+fn phases(
+    bins: &Bins,
+    host: &super::Server,
+    quiet: &Target,
+    attacked: &Target,
+    opts: &AbuseOptions,
+) -> Result<Value> {
+    let unloaded = attack(bins, host, quiet, 0, 0, opts)?;
+    let loaded = attack(bins, host, attacked, opts.slowloris, opts.non_readers, opts)?;
     let ratio = |key: &str| num(&loaded[key]) / num(&unloaded[key]).max(1.0);
     Ok(json!({
-        "districts": opts.districts,
-        "health_body_bytes": body.len(),
         "unloaded": unloaded,
         "loaded": loaded,
         "p50_ratio": ratio("p50_us"),
@@ -51,17 +103,21 @@ pub(super) fn run(bins: &Bins, opts: &AbuseOptions) -> Result<Value> {
 fn attack(
     bins: &Bins,
     host: &super::Server,
+    target: &Target,
     slowloris: usize,
     non_readers: usize,
     opts: &AbuseOptions,
 ) -> Result<Value> {
     let machine = machine();
     eprintln!(
-        "xtask bench: abuse, {slowloris} slowloris + {non_readers} non-readers, {} s",
-        opts.secs
+        "xtask bench: abuse of {} ({}), {slowloris} slowloris + {non_readers} non-readers, {} s",
+        target.addr, target.path, opts.secs
     );
     let out = Command::new(&bins.bench)
-        .args(["abuse", "--addr", &host.addr.to_string()])
+        .args(["abuse", "--addr", &target.addr.to_string()])
+        .args(["--path", &target.path])
+        .args(["--attack-path", &target.attack_path])
+        .args(["--pause-ms", &target.pause_ms.to_string()])
         .args(["--slowloris", &slowloris.to_string()])
         .args(["--non-readers", &non_readers.to_string()])
         .args(["--secs", &opts.secs.to_string()])
@@ -104,6 +160,23 @@ pub(super) fn render(r: &Value) -> String {
         "#### Slow and abusive clients ({} districts, health {} bytes)\n",
         r["districts"], r["health_body_bytes"]
     );
+    md.push_str("Public listener: the well-behaved client and the attackers ask for health.\n\n");
+    render_phases(&mut md, r);
+    let g = &r["gateway"];
+    if !g.is_null() {
+        let _ = writeln!(
+            md,
+            "Gateway listener: the well-behaved client calls `{}` every {} ms; the non-readers pipeline `{}` (another district while attacked).\n",
+            g["page_path"].as_str().unwrap_or_default(),
+            g["pause_ms"],
+            g["attack_path"].as_str().unwrap_or_default(),
+        );
+        render_phases(&mut md, g);
+    }
+    md
+}
+
+fn render_phases(md: &mut String, r: &Value) {
     let _ = writeln!(
         md,
         "| attached | requests | p50 ms | p99 ms | max ms | errors | non-2xx | host RSS before → peak MiB | slowloris / non-readers dropped by the host | load avg |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -134,7 +207,6 @@ pub(super) fn render(r: &Value) -> String {
         num(&r["p50_ratio"]),
         num(&r["p99_ratio"])
     );
-    md
 }
 
 /// `cargo xtask bench-abuse`: the release build, then this section only. `host_bin` and
