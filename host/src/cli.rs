@@ -166,6 +166,14 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub write_timeout_ms: u64,
 
+    /// Gateway requests inside the component at once (the public listener's limit is 64);
+    /// more wait for a turn. A gateway call mostly waits (on Clever, on a rate-limit reset, on
+    /// the client taking its answer), so the gateway admits more than health does; each
+    /// in-flight call costs about 1.5 MiB while its client is slow to read. At most 160: the
+    /// engine's pool holds 256 instances for both listeners and the refresher.
+    #[arg(long, env = "CLEVER_AUTH_GATEWAY_MAX_IN_FLIGHT", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=160))]
+    pub gateway_max_in_flight: u32,
+
     /// Largest request head (request line and headers) in bytes; a larger one is answered 431.
     #[arg(long, env = "CLEVER_AUTH_MAX_REQUEST_HEAD_BYTES", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
     pub max_request_head_bytes: u32,
@@ -280,6 +288,14 @@ impl Cli {
         }
     }
 
+    /// The gateway listener's limits: the public listener's, with its own admission count.
+    pub fn gateway_listener_limits(&self) -> crate::server::ListenerLimits {
+        crate::server::ListenerLimits {
+            max_in_flight: self.gateway_max_in_flight as usize,
+            ..self.listener_limits()
+        }
+    }
+
     /// The wall-clock bound on each component call.
     pub fn call_deadlines(&self) -> crate::runtime::deadline::CallDeadlines {
         crate::runtime::deadline::CallDeadlines {
@@ -331,6 +347,16 @@ mod tests {
         assert_eq!(
             cli.call_deadlines(),
             crate::runtime::deadline::CallDeadlines::default()
+        );
+        assert_eq!(cli.gateway_listener_limits().max_in_flight, 128);
+        // Both listeners' admissions, plus the refresher, fit the engine's instance pool.
+        let most = Cli::try_parse_from(["clever-auth-host", "--gateway-max-in-flight", "160"])
+            .expect("the largest gateway admission parses");
+        let both =
+            most.listener_limits().max_in_flight + most.gateway_listener_limits().max_in_flight;
+        assert!(both + 16 <= crate::runtime::engine::POOL_INSTANCES as usize);
+        assert!(
+            Cli::try_parse_from(["clever-auth-host", "--gateway-max-in-flight", "161"]).is_err()
         );
     }
 

@@ -144,7 +144,7 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let gateway = gateway_listener.map(|l| {
         tokio::spawn(server::serve(
             l,
-            cli.listener_limits(),
+            cli.gateway_listener_limits(),
             server::routing::Routes::Gateway,
             runtime.clone(),
             cli.instance_mode,

@@ -335,6 +335,72 @@ async fn the_gateway_listener_sheds_slowloris_and_non_readers_while_sync_calls_g
     Ok(())
 }
 
+/// The gateway's admission count is its own (`--gateway-max-in-flight`). A sync client that
+/// stops reading a page holds a place until the write deadline: below the limit other calls go
+/// straight in; at the limit the next call waits for a deadline to free a place (never for
+/// ever), and health on the public listener does not wait at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_gateway_readers_hold_gateway_places_until_the_write_deadline_only() -> Result<()> {
+    const IN_FLIGHT: usize = 6;
+    const WRITE: Duration = Duration::from_millis(3000);
+    /// More than the socket buffers and the host's own buffers hold: the answer stalls.
+    const BIG: &str = "/clever/d-alpha/v3.0/bytes/4194304";
+    let s = Scenario::launch_with(
+        FakeClever::start(scenario::two_districts()).await?,
+        &[],
+        &[
+            "--gateway-max-in-flight",
+            &IN_FLIGHT.to_string(),
+            "--write-timeout-ms",
+            &WRITE.as_millis().to_string(),
+            "--idle-timeout-ms",
+            "20000",
+            "--header-read-timeout-ms",
+            "20000",
+        ],
+    )
+    .await?;
+    s.wait_status("pass", Duration::from_secs(30)).await?;
+    let gateway = s.host.gateway_addr.context("no gateway listener")?;
+    let page = s
+        .host
+        .gateway_url("/clever/d-beta/v3.0/districts/d-beta/schools");
+    let settle = Duration::from_millis(300);
+
+    let mut stalled = Vec::new();
+    for _ in 0..IN_FLIGHT - 1 {
+        stalled.push(non_reader(gateway, BIG, 1).await?);
+    }
+    tokio::time::sleep(settle).await;
+    let started = Instant::now();
+    assert_eq!(http_client::get(&page).await?.status, 200);
+    let below_limit = started.elapsed();
+    assert!(
+        below_limit < Duration::from_millis(1000),
+        "a call with a place free took {below_limit:?}"
+    );
+
+    // The last place taken: the next call waits for the first write deadline.
+    stalled.push(non_reader(gateway, BIG, 1).await?);
+    tokio::time::sleep(settle).await;
+    let started = Instant::now();
+    assert_eq!(http_client::get(&s.host.url(HEALTH)).await?.status, 200);
+    let health_took = started.elapsed();
+    assert!(
+        health_took < Duration::from_millis(1000),
+        "health took {health_took:?}"
+    );
+    let started = Instant::now();
+    let reply = http_client::get(&page).await?;
+    let at_limit = started.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        at_limit >= Duration::from_millis(1000) && at_limit <= WRITE + MARGIN,
+        "a call with every place held took {at_limit:?}"
+    );
+    Ok(())
+}
+
 /// Each listener has its own connection cap: sync clients filling the gateway's leave the
 /// public listener (App Service's health probe) serving.
 #[tokio::test(flavor = "multi_thread")]

@@ -4,9 +4,10 @@ use anyhow::Result;
 use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Component instances the pool has room for. The server admits at most
-/// [`crate::server::MAX_IN_FLIGHT`] requests at once (plus idle reused instances and the
-/// refresher), so requests wait for a slot rather than fail.
+/// Component instances the pool has room for. Each listener admits at most its
+/// `max_in_flight` requests at once (the public one 64, the gateway at most 160; idle reused
+/// instances count against their listener's peak), plus the refresher, so requests wait for
+/// a slot rather than fail.
 pub const POOL_INSTANCES: u32 = 256;
 /// The component needs a few MiB; the cap keeps a misbehaving build from eating the host.
 const MAX_MEMORY_BYTES: usize = 64 << 20;

@@ -1,7 +1,7 @@
 //! The wasmtime engine, the loaded component and its pre-instantiations.
 
 pub mod deadline;
-mod engine;
+pub mod engine;
 pub mod precompiled;
 
 use crate::bindings::PlatformPre;

@@ -12,12 +12,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
-/// Requests served by the component at once; more wait for a turn. Serving health is CPU-bound,
-/// so a higher limit adds live instances (memory), not throughput: 200, 64 and 32 measured
-/// the same req/s at 256 connections (README, "Admission limit"). Together with the
-/// refresher this stays well within the engine's instance pool.
+/// Requests the public listener lets into the component at once; more wait for a turn.
+/// Serving health is CPU-bound, so a higher limit adds live instances (memory), not
+/// throughput: 200, 64 and 32 measured the same req/s at 256 connections (README, "Admission
+/// limit").
 pub const MAX_IN_FLIGHT: usize = 64;
-/// Instances kept between requests in reuse mode: as many as can be in flight, so a burst
+/// Instances kept between requests in reuse mode, at most: a burst up to the public limit
 /// never drops instances only to instantiate them again.
 const MAX_IDLE: usize = MAX_IN_FLIGHT;
 
@@ -35,11 +35,12 @@ pub struct Lease {
 }
 
 impl Instances {
-    pub fn new(mode: InstanceMode) -> Arc<Instances> {
+    /// At most `max_in_flight` requests inside the component at once.
+    pub fn new(mode: InstanceMode, max_in_flight: usize) -> Arc<Instances> {
         Arc::new(Instances {
             mode,
             idle: Mutex::default(),
-            admission: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            admission: Arc::new(Semaphore::new(max_in_flight.max(1))),
         })
     }
 

@@ -21,6 +21,11 @@ pub struct ListenerLimits {
     /// Request line plus headers, in bytes; larger heads are answered 431 and the connection
     /// is closed.
     pub max_head_bytes: usize,
+    /// Requests inside the component at once; more wait for a turn. Each one holds an
+    /// instance (and, for a gateway call, its upstream stream) until its answer is written, so
+    /// this bounds memory, and a client that stops reading holds its place until the write
+    /// deadline.
+    pub max_in_flight: usize,
     /// The kernel's send buffer per connection (`SO_SNDBUF`; Linux doubles it). Left to
     /// autotuning, a client that never reads can park up to 4 MiB of answers in the kernel
     /// per connection, and the write deadline never sees it stall; bounded, the deadline
@@ -47,6 +52,7 @@ impl Default for ListenerLimits {
             idle_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             max_head_bytes: 8192,
+            max_in_flight: super::MAX_IN_FLIGHT,
             send_buffer_bytes: 128 * 1024,
         }
     }

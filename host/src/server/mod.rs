@@ -64,7 +64,7 @@ pub async fn serve(
 ) -> Result<()> {
     let app = Arc::new(App {
         runtime,
-        instances: Instances::new(mode),
+        instances: Instances::new(mode, limits.max_in_flight),
         view,
         routes,
     });
