@@ -282,22 +282,26 @@ fn host_command(
     extra: &[String],
 ) -> Command {
     let mut cmd = Command::new(&bins.host);
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--gateway-listen",
-        "127.0.0.1:0",
-        "--secrets",
-        "env",
-        "--log-format",
-        "json",
-    ])
-    .arg("--allow-loopback-http")
-    .arg("--component")
-    .arg(&bins.component)
-    .args(extra);
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    // Hosts from before the gateway (a "before" build) have no such flag.
+    if help_mentions(&bins.host, "--gateway-listen") {
+        cmd.args(["--gateway-listen", "127.0.0.1:0"]);
+    }
+    cmd.args(["--secrets", "env", "--log-format", "json"])
+        .arg("--allow-loopback-http")
+        .arg("--component")
+        .arg(&bins.component)
+        .args(extra);
     service_env(&mut cmd, fake_url, settings);
     cmd
+}
+
+/// Whether `host --help` mentions `flag`.
+fn help_mentions(host: &Path, flag: &str) -> bool {
+    Command::new(host)
+        .arg("--help")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
 }
 
 /// The `addr` of the host's JSON `listening` line.
