@@ -228,6 +228,23 @@ fn build_component(root: &Path) -> Result<PathBuf> {
     Ok(wasm)
 }
 
+/// The test-only consumer component (`tests/consumer`, service chaining under Spin), built
+/// next to the component.
+const TEST_CONSUMER_CRATE: &str = "clever-auth-test-consumer";
+
+fn build_test_consumer(root: &Path) -> Result<PathBuf> {
+    let target_dir = root.join("target");
+    run(cargo(root)
+        .args(["build", "--release", "--target", WASM_TARGET])
+        .args(["-p", TEST_CONSUMER_CRATE])
+        .arg("--target-dir")
+        .arg(&target_dir))?;
+    Ok(target_dir
+        .join(WASM_TARGET)
+        .join("release")
+        .join("clever_auth_test_consumer.wasm"))
+}
+
 /// The embedded default: a local fake Clever on loopback and the host pointed at it.
 fn demo(root: &Path, listen: &str) -> Result<()> {
     let (component, bin_dir) = build_demo(root)?;
@@ -380,10 +397,13 @@ fn target_dir(root: &Path) -> PathBuf {
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     let component = build(root, false)?;
+    let consumer = build_test_consumer(root)?;
     let mut cmd = cargo(root);
     cmd.args(["test", "--workspace", "--exclude", COMPONENT_CRATE])
+        .args(["--exclude", TEST_CONSUMER_CRATE])
         .args(extra)
-        .env("CLEVER_AUTH_COMPONENT", &component);
+        .env("CLEVER_AUTH_COMPONENT", &component)
+        .env("CLEVER_AUTH_TEST_CONSUMER", &consumer);
     run(&mut cmd)?;
     if extra.is_empty() {
         // The refresher's deterministic simulation at full size needs an optimised build;
