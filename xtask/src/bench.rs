@@ -466,7 +466,8 @@ fn matrix(
     let idle: Vec<Value> = hosts
         .iter()
         .chain([&baseline])
-        .map(|s| json!({ "server": s.label, "vm_rss_kib": s.proc.vm_kib("VmRSS") }))
+        .chain(spin.as_ref().map(|s| &s.server))
+        .map(|s| json!({ "server": s.label, "vm_rss_kib": bench_spin::vm_kib(s, "VmRSS") }))
         .collect();
 
     // Faults and rotations run on their own thread for the whole matrix.
@@ -488,6 +489,10 @@ fn matrix(
             }
             sent
         });
+        if let Some(addr) = spin.as_ref().map(|s| s.server.addr) {
+            let stop = &stop;
+            scope.spawn(move || bench_spin::keep_polled(addr, stop));
+        }
         let result = (|| -> Result<()> {
             for (i, &c) in CONNECTIONS.iter().enumerate() {
                 let mut servers: Vec<&Server> = hosts
@@ -513,11 +518,12 @@ fn matrix(
     let hwm: Vec<Value> = hosts
         .iter()
         .chain([&baseline])
+        .chain(spin.as_ref().map(|s| &s.server))
         .map(|s| {
             json!({
                 "server": s.label,
-                "vm_hwm_kib": s.proc.vm_kib("VmHWM"),
-                "vm_rss_kib_end": s.proc.vm_kib("VmRSS"),
+                "vm_hwm_kib": bench_spin::vm_kib(s, "VmHWM"),
+                "vm_rss_kib_end": bench_spin::vm_kib(s, "VmRSS"),
             })
         })
         .collect();

@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 pub const LABEL: &str = "spin up";
 
@@ -98,8 +100,28 @@ pub fn cpu_pid(server: &Server) -> u32 {
         .unwrap_or(pid)
 }
 
+/// How often Spin's health is polled between its own load points.
+const KEEP_POLLED_EVERY: Duration = Duration::from_millis(250);
+
+/// Polls the health of the Spin app at `addr` until `stop`, as a health checker would. Spin has no scheduler: left
+/// without requests while the other servers are measured, its tokens (6 s lifetime in the
+/// matrix) expired, and its next point began with a second of `503`s while they were acquired
+/// again. The host's scheduler keeps its tokens fresh without requests; this does it for Spin.
+pub fn keep_polled(addr: SocketAddr, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let _ = crate::procs::http_get(addr, super::HEALTH);
+        std::thread::sleep(KEEP_POLLED_EVERY);
+    }
+}
+
+/// A `/proc/PID/status` figure of the process [`cpu_pid`] names (for Spin, the
+/// `spin trigger http` child that holds the instances).
+pub fn vm_kib(server: &Server, field: &str) -> Option<u64> {
+    crate::procs::status_kib(cpu_pid(server), field)
+}
+
 /// What the report says about the Spin rows.
-pub const NOTE: &str = "`spin up` (Spin 4.0.2, the project's spin.toml and runtime-config.toml): a new instance per request, no scheduler (refreshes ride on the load's own polls), server CPU measured on its `spin trigger http` child.";
+pub const NOTE: &str = "`spin up` (Spin 4.0.2, the project's spin.toml and runtime-config.toml): a new instance per request, no scheduler (refreshes ride on the load's own polls, and on a health poll every 250 ms between its points, as a health checker's), server CPU and memory measured on its `spin trigger http` child.";
 
 /// `cargo xtask bench --only spin`: the health matrix alone (host in each instance mode, the
 /// native baseline, `spin up`), written to `spin.md` and `spin.json` in the bench directory.
