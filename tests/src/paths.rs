@@ -15,6 +15,16 @@ pub fn component() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip2/release/clever_auth.wasm"))
 }
 
+/// The test-only consumer component (`tests/consumer`): `CLEVER_AUTH_TEST_CONSUMER` (set by
+/// `cargo xtask test`, which builds it), else where that build puts it.
+pub fn test_consumer() -> PathBuf {
+    std::env::var_os("CLEVER_AUTH_TEST_CONSUMER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            workspace_root().join("target/wasm32-wasip2/release/clever_auth_test_consumer.wasm")
+        })
+}
+
 /// The host binary: `CLEVER_AUTH_HOST_BIN`, else next to this test executable's `deps/` folder,
 /// where `cargo build -p clever-auth-host` puts it for the same profile.
 pub fn host_binary() -> PathBuf {

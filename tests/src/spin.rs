@@ -86,6 +86,11 @@ pub struct SpinOptions {
     /// Replacements (`from`, `to`) in the copied manifest, for tests of what a changed
     /// manifest does; each `from` must occur in the project's manifest.
     pub manifest_edits: Vec<(String, String)>,
+    /// TOML appended to the copied manifest (e.g. a second component in the app).
+    pub manifest_extra: String,
+    /// Files copied into the copy's directory before start (name in the app, source), e.g. a
+    /// second component's `.wasm`.
+    pub copies: Vec<(String, PathBuf)>,
     /// The same for the copied runtime config (e.g. the vault URL).
     pub runtime_config_edits: Vec<(String, String)>,
     /// More environment for `spin up` (e.g. `SSL_CERT_FILE`, `IDENTITY_ENDPOINT`).
@@ -101,6 +106,8 @@ impl Default for SpinOptions {
             runtime_config_extra: String::new(),
             files: Vec::new(),
             manifest_edits: Vec::new(),
+            manifest_extra: String::new(),
+            copies: Vec::new(),
             runtime_config_edits: Vec::new(),
             env: Vec::new(),
         }
@@ -164,7 +171,13 @@ impl SpinApp {
             );
             manifest = manifest.replace(from.as_str(), to);
         }
+        manifest.push('\n');
+        manifest.push_str(&opts.manifest_extra);
         std::fs::write(app_dir.join(opts.manifest), manifest)?;
+        for (name, from) in &opts.copies {
+            std::fs::copy(from, app_dir.join(name))
+                .with_context(|| format!("copying {} into the app", from.display()))?;
+        }
         let mut rc = std::fs::read_to_string(root.join(opts.runtime_config))
             .with_context(|| format!("reading {}", opts.runtime_config))?;
         for (from, to) in &opts.runtime_config_edits {

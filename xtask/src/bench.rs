@@ -75,7 +75,7 @@ pub struct Options {
     pub gen_threads: usize,
     pub max_requests: u64,
     pub first_token_runs: u32,
-    /// Run one part only (`scale10k`).
+    /// Run one part only (`scale10k`, `spin`).
     pub only: Option<String>,
 }
 
@@ -127,6 +127,9 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     let flags = HostFlags::detect(&bins.host)?;
     if opts.only.as_deref() == Some("scale10k") {
         return bench_scale::only(&bins, opts, &out_dir);
+    }
+    if opts.only.as_deref() == Some("spin") {
+        return bench_spin::only(&bins, &flags, opts, &out_dir, machine_before, build_secs);
     }
 
     let mut report = json!({
@@ -490,7 +493,8 @@ fn matrix(
     let idle: Vec<Value> = hosts
         .iter()
         .chain([&baseline])
-        .map(|s| json!({ "server": s.label, "vm_rss_kib": s.proc.vm_kib("VmRSS") }))
+        .chain(spin.as_ref().map(|s| &s.server))
+        .map(|s| json!({ "server": s.label, "vm_rss_kib": bench_spin::vm_kib(s, "VmRSS") }))
         .collect();
 
     // Faults and rotations run on their own thread for the whole matrix.
@@ -512,6 +516,10 @@ fn matrix(
             }
             sent
         });
+        if let Some(addr) = spin.as_ref().map(|s| s.server.addr) {
+            let stop = &stop;
+            scope.spawn(move || bench_spin::keep_polled(addr, stop));
+        }
         let result = (|| -> Result<()> {
             for (i, &c) in CONNECTIONS.iter().enumerate() {
                 let mut servers: Vec<&Server> = hosts
@@ -537,11 +545,12 @@ fn matrix(
     let hwm: Vec<Value> = hosts
         .iter()
         .chain([&baseline])
+        .chain(spin.as_ref().map(|s| &s.server))
         .map(|s| {
             json!({
                 "server": s.label,
-                "vm_hwm_kib": s.proc.vm_kib("VmHWM"),
-                "vm_rss_kib_end": s.proc.vm_kib("VmRSS"),
+                "vm_hwm_kib": bench_spin::vm_kib(s, "VmHWM"),
+                "vm_rss_kib_end": bench_spin::vm_kib(s, "VmRSS"),
             })
         })
         .collect();
@@ -866,7 +875,8 @@ fn point_row(p: &Value, ratio: Option<f64>) -> String {
 
 const POINT_HEADER: &str = "| server | conns | req/s | p50 ms | p99 ms | p99.9 ms | max ms | non-2xx | errors | host/baseline | server CPU µs/req | generator CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
-fn render(r: &Value) -> String {
+/// The report's title, the machine and the health matrix (all `--only spin` writes).
+fn render_matrix(r: &Value) -> String {
     let mut md = String::new();
     let m = &r["matrix"];
     let _ = writeln!(
@@ -933,6 +943,13 @@ fn render(r: &Value) -> String {
         m["fake_commands_sent"].as_array().map_or(0, Vec::len),
     );
 
+    md
+}
+
+fn render(r: &Value) -> String {
+    let mut md = render_matrix(r);
+    let m = &r["matrix"];
+    let points = m["points"].as_array().cloned().unwrap_or_default();
     md.push_str("### Memory\n\n| process | VmRSS idle | VmRSS max at 256 conns | VmHWM |\n|---|---:|---:|---:|\n");
     let idle = m["idle"].as_array().cloned().unwrap_or_default();
     for i in &idle {

@@ -5,13 +5,16 @@
 //! `spin up` runs the app in a child process (`spin trigger http`): the load generator watches
 //! that child's CPU, and the whole process group is killed when the bench is done with it.
 
-use super::{wait_health, Bins, Server, HOST_START_TIMEOUT};
+use super::{wait_health, Bins, HostFlags, Options, Server, HOST_START_TIMEOUT};
 use crate::procs::Proc;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 pub const LABEL: &str = "spin up";
 
@@ -97,5 +100,71 @@ pub fn cpu_pid(server: &Server) -> u32 {
         .unwrap_or(pid)
 }
 
+/// How often Spin's health is polled between its own load points.
+const KEEP_POLLED_EVERY: Duration = Duration::from_millis(250);
+
+/// Polls the health of the Spin app at `addr` until `stop`, as a health checker would. Spin has no scheduler: left
+/// without requests while the other servers are measured, its tokens (6 s lifetime in the
+/// matrix) expired, and its next point began with a second of `503`s while they were acquired
+/// again. The host's scheduler keeps its tokens fresh without requests; this does it for Spin.
+pub fn keep_polled(addr: SocketAddr, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let _ = crate::procs::http_get(addr, super::HEALTH);
+        std::thread::sleep(KEEP_POLLED_EVERY);
+    }
+}
+
+/// A `/proc/PID/status` figure of the process [`cpu_pid`] names (for Spin, the
+/// `spin trigger http` child that holds the instances).
+pub fn vm_kib(server: &Server, field: &str) -> Option<u64> {
+    crate::procs::status_kib(cpu_pid(server), field)
+}
+
 /// What the report says about the Spin rows.
-pub const NOTE: &str = "`spin up` (Spin 4.0.2, the project's spin.toml and runtime-config.toml): a new instance per request, no scheduler (refreshes ride on the load's own polls), server CPU measured on its `spin trigger http` child.";
+pub const NOTE: &str = "`spin up` (Spin 4.0.2, the project's spin.toml and runtime-config.toml): a new instance per request, no scheduler (refreshes ride on the load's own polls, and on a health poll every 250 ms between its points, as a health checker's), server CPU and memory measured on its `spin trigger http` child.";
+
+/// `cargo xtask bench --only spin`: the health matrix alone (host in each instance mode, the
+/// native baseline, `spin up`), written to `spin.md` and `spin.json` in the bench directory.
+/// Unlike the full bench, a machine without Spin is an error here.
+pub(super) fn only(
+    bins: &Bins,
+    flags: &HostFlags,
+    opts: &Options,
+    out_dir: &Path,
+    machine_before: Value,
+    build_secs: f64,
+) -> Result<()> {
+    crate::spin::find_spin(&crate::workspace_root()?)?;
+    let root = crate::workspace_root()?;
+    let mut fake = super::start_fake(bins, 2)?;
+    let mut report = json!({
+        "git": super::git_rev(&root),
+        "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "release_build_secs": build_secs,
+        "secs_per_point": opts.secs,
+        "warmup_secs": opts.warmup_secs,
+        "generator_threads": opts.gen_threads,
+        "max_requests_per_point": opts.max_requests,
+        "instance_mode_flag": flags.instance_modes.iter().any(Option::is_some),
+        "component_cache_flag": flags.component_cache,
+        "machine_before": machine_before,
+    });
+    report["matrix"] = super::matrix(bins, flags, opts, &mut fake, out_dir)?;
+    report["machine_after"] = super::machine();
+    let points = report["matrix"]["points"].as_array();
+    if !points.is_some_and(|p| p.iter().any(|p| p["server"] == LABEL)) {
+        bail!("no Spin point was measured");
+    }
+    let md = super::render_matrix(&report);
+    print!("{md}");
+    let path = out_dir.join("spin.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(out_dir.join("spin.md"), md)?;
+    eprintln!(
+        "xtask bench: wrote {} and {}",
+        out_dir.join("spin.md").display(),
+        path.display()
+    );
+    Ok(())
+}

@@ -82,8 +82,9 @@ enum Cmd {
         /// Host starts for the first-token median.
         #[arg(long, default_value_t = 5)]
         first_token_runs: u32,
-        /// Run one part only: `scale10k` (10,000 districts on one instance).
-        #[arg(long, value_parser = ["scale10k"])]
+        /// Run one part only: `scale10k` (10,000 districts on one instance), `spin` (health
+        /// under `spin up` side by side with the host and the native baseline).
+        #[arg(long, value_parser = ["scale10k", "spin"])]
         only: Option<String>,
     },
     /// Build in release and run only the bench's abuse section: a well-behaved client's
@@ -225,6 +226,23 @@ fn build_component(root: &Path) -> Result<PathBuf> {
         bail!("the build finished but {} is missing", wasm.display());
     }
     Ok(wasm)
+}
+
+/// The test-only consumer component (`tests/consumer`, service chaining under Spin), built
+/// next to the component.
+const TEST_CONSUMER_CRATE: &str = "clever-auth-test-consumer";
+
+fn build_test_consumer(root: &Path) -> Result<PathBuf> {
+    let target_dir = root.join("target");
+    run(cargo(root)
+        .args(["build", "--release", "--target", WASM_TARGET])
+        .args(["-p", TEST_CONSUMER_CRATE])
+        .arg("--target-dir")
+        .arg(&target_dir))?;
+    Ok(target_dir
+        .join(WASM_TARGET)
+        .join("release")
+        .join("clever_auth_test_consumer.wasm"))
 }
 
 /// The embedded default: a local fake Clever on loopback and the host pointed at it.
@@ -379,10 +397,13 @@ fn target_dir(root: &Path) -> PathBuf {
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     let component = build(root, false)?;
+    let consumer = build_test_consumer(root)?;
     let mut cmd = cargo(root);
     cmd.args(["test", "--workspace", "--exclude", COMPONENT_CRATE])
+        .args(["--exclude", TEST_CONSUMER_CRATE])
         .args(extra)
-        .env("CLEVER_AUTH_COMPONENT", &component);
+        .env("CLEVER_AUTH_COMPONENT", &component)
+        .env("CLEVER_AUTH_TEST_CONSUMER", &consumer);
     run(&mut cmd)?;
     if extra.is_empty() {
         // The refresher's deterministic simulation at full size needs an optimised build;

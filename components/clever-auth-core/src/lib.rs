@@ -15,6 +15,7 @@ pub mod health_view;
 pub mod lifecycle;
 pub mod refresher;
 pub mod settings;
+pub mod settings_check;
 pub mod status;
 pub mod time_fmt;
 

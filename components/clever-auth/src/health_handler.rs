@@ -16,6 +16,7 @@ use clever_auth_core::health::{
 use clever_auth_core::health_summary::HealthSummary;
 use clever_auth_core::health_view;
 use clever_auth_core::settings::SettingError;
+use clever_auth_core::settings_check::{self, SettingsCheck};
 use clever_auth_core::status::{
     keys, CredentialState, HostDeadlineStatus, HostInstance, HostSecretsStatus, StatusSnapshot,
 };
@@ -44,9 +45,11 @@ pub fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             .get(health_view::DETAIL_HEADER)
             .into_iter()
             .next();
-        let setting = config::health_detail_setting();
-        let view = health_view::decide(setting.as_deref(), header.as_deref(), query);
-        let (code, body) = health_body(view);
+        let now = clock::now();
+        let kv = Kv::open();
+        let check = current_settings(kv.as_ref().ok(), now);
+        let view = health_view::decide(check.health_detail.as_deref(), header.as_deref(), query);
+        let (code, body) = health_body(view, now, kv, &check);
         (code, CONTENT_TYPE, body, false)
     };
     let head = matches!(request.method(), Method::Head);
@@ -76,8 +79,13 @@ struct Stored {
 
 /// Reads what `view` needs: the public answer reads the small precomputed record, and the
 /// whole snapshot only when that record cannot answer for `now` (see `health_summary`).
-fn read_store(view: View, now: UnixMillis, skew_ms: u64) -> Result<Stored, KvError> {
-    let kv = Kv::open()?;
+fn read_store(
+    kv: Result<Kv, KvError>,
+    view: View,
+    now: UnixMillis,
+    skew_ms: u64,
+) -> Result<Stored, KvError> {
+    let kv = kv?;
     let mut stored = Stored {
         secrets: kv.get(keys::HOST_SECRETS)?,
         instance: kv.get(keys::HOST_INSTANCE)?,
@@ -100,18 +108,16 @@ fn read_store(view: View, now: UnixMillis, skew_ms: u64) -> Result<Stored, KvErr
 }
 
 /// Builds the report. A store that cannot be read is itself a `fail`, reported in the body.
-fn health_body(view: View) -> (u16, String) {
-    let now = clock::now();
-    let (mut settings_errors, skew_ms, api_version) = match config::settings() {
-        Ok(s) => (
-            Vec::new(),
-            s.expiry_skew_secs.saturating_mul(1000),
-            s.api_version,
-        ),
-        // Unusable settings: assume the documented skew so the token checks still make sense.
-        Err(errors) => (errors, 30_000, "v3.0".to_string()),
-    };
-    let mut stored = read_store(view, now, skew_ms).unwrap_or_else(|e| {
+fn health_body(
+    view: View,
+    now: UnixMillis,
+    kv: Result<Kv, KvError>,
+    check: &SettingsCheck,
+) -> (u16, String) {
+    let mut settings_errors = check.errors();
+    let skew_ms = check.expiry_skew_ms;
+    let api_version = check.api_version.clone();
+    let mut stored = read_store(kv, view, now, skew_ms).unwrap_or_else(|e| {
         // Surfaced through the same "named problem" channel as settings.
         settings_errors.push(SettingError {
             setting: "key_value_stores",
@@ -188,6 +194,23 @@ fn health_body(view: View) -> (u16, String) {
     let mut body = report.body;
     figures::annotate(&mut body, &stored.gateway, now);
     (status, body.to_string())
+}
+
+/// The settings as health needs them: the stored check while it is fresh, else the settings
+/// read now (every setting is a host call; see `clever_auth_core::settings_check`) and stored.
+fn current_settings(kv: Option<&Kv>, now: UnixMillis) -> SettingsCheck {
+    if let Some(check) = kv
+        .and_then(|kv| kv.get::<SettingsCheck>(settings_check::KEY).ok().flatten())
+        .filter(|c| c.fresh_at(now))
+    {
+        return check;
+    }
+    let check = SettingsCheck::new(&config::settings(), config::health_detail_setting(), now);
+    if let Some(kv) = kv {
+        // Not stored: the next answer reads the settings again, nothing worse.
+        let _ = kv.put(settings_check::KEY, &check);
+    }
+    check
 }
 
 /// Each district's gateway figures (only districts the gateway has served have any).

@@ -1,0 +1,179 @@
+//! The Clever gateway (`/clever/{district}/{version}/…`) under a real `spin up` of the project's
+//! own `spin.toml`, against the fake Clever; and a sync component in the same app reaching it
+//! through Spin's service chaining (`http://clever-auth.spin.internal`) without ever holding a
+//! token (`tests/consumer`, built by `cargo xtask test`).
+//!
+//! Without Spin on this machine each test says so and returns; under `CI=true` it fails.
+
+use anyhow::{Context, Result};
+use clever_auth_tests::fake_clever::{FakeClever, Fault, RequestRecord, Route, RouteMatch};
+use clever_auth_tests::http_client::{self, Reply};
+use clever_auth_tests::paths;
+use clever_auth_tests::scenario::two_districts;
+use clever_auth_tests::spin::{SpinOptions, SpinScenario};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+const SCHOOLS: &str = "d-alpha/v3.0/districts/d-alpha/schools?limit=100";
+
+/// The consumer as a second component of the app: its own route, and only clever-auth as an
+/// outbound host (service chaining names a component `<id>.spin.internal`).
+const CONSUMER_MANIFEST: &str = r#"
+[[trigger.http]]
+route = "/consumer/..."
+component = "consumer"
+
+[component.consumer]
+source = "consumer.wasm"
+allowed_outbound_hosts = ["http://clever-auth.spin.internal"]
+"#;
+
+/// `spin up` against a fake with two districts, polled until both tokens are in place.
+async fn ready(opts: impl FnOnce(&FakeClever) -> SpinOptions) -> Result<Option<SpinScenario>> {
+    let fake = FakeClever::start(two_districts()).await?;
+    let opts = opts(&fake);
+    let Some(s) = SpinScenario::launch_opts(fake, opts).await? else {
+        return Ok(None);
+    };
+    s.poll_until(Duration::from_millis(50), WAIT, |h| {
+        h.body["status"] == "pass"
+    })
+    .await?;
+    Ok(Some(s))
+}
+
+fn schools_seen(fake: &FakeClever, district: &str) -> Vec<RequestRecord> {
+    fake.requests_for(RouteMatch::route(Route::Data))
+        .into_iter()
+        .filter(|r| {
+            r.district.as_deref() == Some(district) && r.path_and_query.contains("/schools")
+        })
+        .collect()
+}
+
+fn error_code(reply: &Reply) -> Result<String> {
+    Ok(reply.json()?["error"]["code"]
+        .as_str()
+        .context("error.code")?
+        .to_string())
+}
+
+/// The fake saw the last `/schools` request of `district` with that district's token.
+fn assert_sent_with_the_districts_token(fake: &FakeClever, district: &str) -> Result<()> {
+    let seen = schools_seen(fake, district);
+    let last = seen.last().context("the fake saw the request")?;
+    let token = fake
+        .district_token(district)
+        .context("the district's token")?;
+    assert_eq!(
+        last.auth.fingerprint.as_deref(),
+        Some(fake.fingerprint(&token).as_str()),
+        "Clever got {district}'s token"
+    );
+    Ok(())
+}
+
+/// No token the fake ever issued appears in `reply`, head or body.
+fn assert_no_token(fake: &FakeClever, reply: &Reply) {
+    let head = format!("{:?}", reply.headers);
+    let body = reply.text();
+    for token in fake.issued_tokens() {
+        assert!(
+            !head.contains(&token) && !body.contains(&token),
+            "a token reached the caller"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_under_spin_sends_the_districts_token_and_refuses_what_it_must() -> Result<()> {
+    let Some(s) = ready(|fake| SpinOptions::against(fake, &[])).await? else {
+        return Ok(());
+    };
+    let url = |path: &str| s.app.url(&format!("/clever/{path}"));
+
+    let reply = http_client::get(&url(SCHOOLS)).await?;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), s.app.logs());
+    assert_eq!(reply.json()?["tokenDistrict"], "d-alpha");
+    assert_sent_with_the_districts_token(&s.fake, "d-alpha")?;
+    assert_no_token(&s.fake, &reply);
+    let beta = http_client::get(&url("d-beta/v3.0/districts/d-beta/schools")).await?;
+    assert_eq!(beta.json()?["tokenDistrict"], "d-beta");
+    assert_sent_with_the_districts_token(&s.fake, "d-beta")?;
+
+    // A caller holding a token of its own is refused, and nothing reaches Clever.
+    let before = s.fake.request_count(RouteMatch::route(Route::Data));
+    let carrying = http_client::request_with_headers(
+        "GET",
+        &url(SCHOOLS),
+        &[("Authorization", "Bearer caller-held-token-123")],
+    )
+    .await?;
+    assert_eq!(carrying.status, 400, "{}", carrying.text());
+    assert_eq!(error_code(&carrying)?, "bad_request");
+    assert!(!carrying.text().contains("caller-held-token-123"));
+
+    // A district without a token is 404 without calling Clever.
+    let unknown = http_client::get(&url("d-nobody/v3.0/districts/d-nobody")).await?;
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    assert_eq!(error_code(&unknown)?, "unknown_district");
+    assert_eq!(s.fake.request_count(RouteMatch::route(Route::Data)), before);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_under_spin_is_waited_out_by_its_retry_after() -> Result<()> {
+    let Some(s) = ready(|fake| SpinOptions::against(fake, &[])).await? else {
+        return Ok(());
+    };
+    s.fake.push_fault(
+        RouteMatch::route(Route::Data).for_district("d-alpha"),
+        Fault::rate_limited_retry_after_secs(1),
+    );
+    let started = Instant::now();
+    let reply = http_client::get(&s.app.url(&format!("/clever/{SCHOOLS}"))).await?;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), s.app.logs());
+    let seen = schools_seen(&s.fake, "d-alpha");
+    assert_eq!(seen.len(), 2, "the 429, then the request again");
+    let gap = seen[1].since(&seen[0]);
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_component_gets_clevers_data_through_service_chaining_without_a_token(
+) -> Result<()> {
+    let consumer = paths::test_consumer();
+    assert!(
+        consumer.is_file(),
+        "missing {}: run the tests with `cargo xtask test`, which builds it",
+        consumer.display()
+    );
+    let Some(s) = ready(|fake| {
+        let mut opts = SpinOptions::against(fake, &[]);
+        opts.manifest_extra = CONSUMER_MANIFEST.into();
+        opts.copies = vec![("consumer.wasm".into(), consumer.clone())];
+        opts
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+
+    let reply = http_client::get(&s.app.url(&format!("/consumer/{SCHOOLS}"))).await?;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), s.app.logs());
+    let body = reply.json()?;
+    assert_eq!(body["tokenDistrict"], "d-alpha");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(3));
+    assert_sent_with_the_districts_token(&s.fake, "d-alpha")?;
+    assert_no_token(&s.fake, &reply);
+
+    // The gateway's own answers reach the consumer as they are.
+    let unknown =
+        http_client::get(&s.app.url("/consumer/d-nobody/v3.0/districts/d-nobody")).await?;
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    assert_eq!(error_code(&unknown)?, "unknown_district");
+    Ok(())
+}
