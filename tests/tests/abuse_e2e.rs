@@ -195,6 +195,25 @@ impl Attack {
         })
     }
 
+    /// Waits until the host holds at least 90 % of the attacking connections at once on top of
+    /// the `before` sockets it had: on a loaded machine the first non-readers can reach their
+    /// write deadline before the last slowloris is accepted.
+    async fn wait_attached(&self, pid: u32, before: usize) -> Result<()> {
+        let waiting = Instant::now();
+        loop {
+            let open = open_sockets(pid)?;
+            if open >= before + self.attached * 9 / 10 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                waiting.elapsed() < HEADER_TIMEOUT,
+                "the attack was not attached: {open} sockets, {before} before + {} attackers",
+                self.attached
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Every slowloris is closed by the header timeout (not before, not long after); every
     /// non-reader loses its connection once its answers stall for the write deadline, cut
     /// short of what it asked for; the host's sockets fall back to `settle_to`.
@@ -258,7 +277,7 @@ impl Watched {
         Ok(())
     }
 
-    /// The attack was attached, the well-behaved client's p99 stayed under a second (an
+    /// The well-behaved client's p99 stayed under a second (an
     /// upper bound only: a loaded 2-core machine; the bench measures the real figure) and the
     /// host's memory grew by less than 64 MiB.
     fn assert_served_through(mut self, what: &str, attack: &Attack) {
@@ -273,11 +292,6 @@ impl Watched {
             self.peak_sockets,
             self.rss_before,
             self.peak_rss,
-        );
-        assert!(
-            self.peak_sockets >= attack.attached,
-            "the attack was not attached: {} sockets",
-            self.peak_sockets
         );
         assert!(p99 < Duration::from_millis(1000), "p99 {p99:?}");
         let growth = self.peak_rss.saturating_sub(self.rss_before);
@@ -304,8 +318,10 @@ async fn a_well_behaved_client_gets_health_through_slowloris_and_non_reading_cli
     let pid = s.host.pid().context("host pid")?;
     let url = s.host.url(HEALTH);
     let body_len = http_client::get(&url).await?.body.len();
+    let sockets_before = open_sockets(pid)?;
     let mut watched = Watched::new(rss_kib(pid)?);
     let attack = Attack::attach(s.host.addr, HEALTH, 200, HEALTH, 16, 40, body_len).await?;
+    attack.wait_attached(pid, sockets_before).await?;
 
     // The well-behaved client, while everything above is attached.
     let mut client = KeepAlive::connect(&url).await?;
@@ -349,6 +365,7 @@ async fn the_gateway_listener_sheds_slowloris_and_non_readers_while_sync_calls_g
     let sockets_before = open_sockets(pid)?;
     let mut watched = Watched::new(rss_kib(pid)?);
     let attack = Attack::attach(gateway, PAGE, 200, BIG, 16, 8, BIG_BYTES).await?;
+    attack.wait_attached(pid, sockets_before).await?;
 
     let mut sync_job = KeepAlive::connect(&page_url).await?;
     let mut health = KeepAlive::connect(&s.host.url(HEALTH)).await?;
