@@ -82,8 +82,9 @@ enum Cmd {
         /// Host starts for the first-token median.
         #[arg(long, default_value_t = 5)]
         first_token_runs: u32,
-        /// Run one part only: `scale10k` (10,000 districts on one instance).
-        #[arg(long, value_parser = ["scale10k"])]
+        /// Run one part only: `scale10k` (10,000 districts on one instance), `gateway`
+        /// (the gateway vs direct vs nginx).
+        #[arg(long, value_parser = ["scale10k", "gateway"])]
         only: Option<String>,
     },
     /// Build in release and run only the bench's abuse section: a well-behaved client's
