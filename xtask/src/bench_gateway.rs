@@ -45,7 +45,7 @@ struct Target {
     label: &'static str,
     addr: SocketAddr,
     path_prefix: String,
-    headers: Vec<&'static str>,
+    headers: Vec<String>,
     /// The process whose CPU and memory the point reports.
     pid: u32,
 }
@@ -68,7 +68,7 @@ pub fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> {
             label: "direct",
             addr: upstream.addr,
             path_prefix: String::new(),
-            headers: vec![DIRECT_TOKEN],
+            headers: vec![format!("Authorization: {DIRECT_TOKEN}")],
             pid: upstream.proc.pid(),
         },
         Target {
@@ -251,9 +251,11 @@ http {{
     upstream clever {{
         server {upstream};
         keepalive 64;
+        keepalive_requests 100000000;
     }}
     server {{
         listen 127.0.0.1:{port};
+        keepalive_requests 100000000;
         location / {{
             proxy_pass http://clever;
             proxy_http_version 1.1;
@@ -298,7 +300,7 @@ http {{
 fn load(
     bins: &Bins,
     url: &str,
-    headers: &[&str],
+    headers: &[String],
     connections: usize,
     pid: u32,
     opts: &Options,
