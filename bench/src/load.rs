@@ -48,12 +48,27 @@ pub struct Args {
     /// A server process to watch during the window: its CPU time and peak VmRSS are reported.
     #[arg(long)]
     watch_pid: Option<u32>,
+    /// An extra request header, `Name: value` (repeatable): e.g. the bearer token a direct
+    /// run against an upstream needs.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
 }
 
 struct Target {
     addr: SocketAddr,
     authority: String,
     path: String,
+    headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+}
+
+/// `Name: value` into a header pair.
+fn parse_header(
+    line: &str,
+) -> anyhow::Result<(hyper::header::HeaderName, hyper::header::HeaderValue)> {
+    let (name, value) = line
+        .split_once(':')
+        .with_context(|| format!("--header {line:?} is not `Name: value`"))?;
+    Ok((name.trim().parse()?, value.trim().parse()?))
 }
 
 impl Target {
@@ -83,6 +98,7 @@ impl Target {
             path: uri
                 .path_and_query()
                 .map_or_else(|| "/".to_string(), ToString::to_string),
+            headers: Vec::new(),
         })
     }
 }
@@ -105,7 +121,12 @@ struct Plan {
 }
 
 pub fn main(args: Args) -> anyhow::Result<()> {
-    let target = Target::parse(&args.url)?;
+    let mut target = Target::parse(&args.url)?;
+    target.headers = args
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<anyhow::Result<_>>()?;
     anyhow::ensure!(
         args.secs > 0.0 && args.warmup_secs >= 0.0,
         "--secs must be positive"
@@ -257,17 +278,16 @@ async fn connection(
         }
         let answer = match sender.ready().await {
             Ok(()) => {
-                let req = Request::get(plan.target.path.as_str())
+                let mut req = Request::get(plan.target.path.as_str())
                     .header(HOST, plan.target.authority.as_str())
                     .body(Empty::<Bytes>::new())?;
+                for (name, value) in &plan.target.headers {
+                    req.headers_mut().insert(name.clone(), value.clone());
+                }
                 match sender.send_request(req).await {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
-                        resp.into_body()
-                            .collect()
-                            .await
-                            .map(|body| (status, body.to_bytes().len()))
-                            .map_err(anyhow::Error::from)
+                        read_to_end(resp.into_body()).await.map(|len| (status, len))
                     }
                     Err(e) => Err(e.into()),
                 }
@@ -303,6 +323,18 @@ async fn connection(
     Ok(result)
 }
 
+/// Reads a body to its end, counting its bytes without keeping them (a 1 MB answer costs
+/// the generator no copy).
+async fn read_to_end(mut body: hyper::body::Incoming) -> anyhow::Result<usize> {
+    let mut len = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            len += data.len();
+        }
+    }
+    Ok(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +350,13 @@ mod tests {
         assert!(Target::parse("http://10.0.0.1:80/").is_err());
         assert!(Target::parse("https://127.0.0.1/").is_err());
         assert!(Target::parse("http://example.com/").is_err());
+    }
+
+    #[test]
+    fn extra_headers_parse() {
+        let (name, value) = parse_header("Authorization: Bearer abc").expect("valid");
+        assert_eq!(name, hyper::header::AUTHORIZATION);
+        assert_eq!(value, "Bearer abc");
+        assert!(parse_header("no colon").is_err());
     }
 }

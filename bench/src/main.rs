@@ -7,6 +7,7 @@
 //!   of the host's throughput.
 //! - `handout`: the cost of one token hand-out from the cache, timed natively.
 //! - `abuse`: slowloris and non-reading clients around one well-behaved health client.
+//! - `upstream`: a fast stand-in for Clever's data API, behind the gateway in the bench.
 
 mod abuse;
 mod baseline;
@@ -14,6 +15,7 @@ mod handout;
 mod load;
 mod proc_stat;
 mod seed;
+mod upstream;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +37,9 @@ enum Cmd {
     Handout(handout::Args),
     /// Slowloris and non-reading clients around one well-behaved health client; prints JSON.
     Abuse(abuse::Args),
+    /// A fast stand-in for Clever's data API (`/{version}/bytes/{n}`), the gateway bench's
+    /// upstream; prints `listening <addr>` first.
+    Upstream(upstream::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Baseline(args) => baseline::main(args),
         Cmd::Handout(args) => handout::main(args),
         Cmd::Abuse(args) => abuse::main(args),
+        Cmd::Upstream(args) => upstream::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

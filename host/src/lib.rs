@@ -264,7 +264,7 @@ fn outbound_policy(
     });
     outbound::Outbound {
         policy,
-        tls,
+        upstream: outbound::Upstream::new(tls),
         token_endpoint,
         on_unauthorized: Some(Arc::new(move || reread.notify_one())),
     }

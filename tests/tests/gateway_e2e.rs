@@ -632,3 +632,54 @@ async fn no_token_ever_reaches_a_gateway_response_or_log() -> Result<()> {
     assert!(finished);
     Ok(())
 }
+
+/// Keep-alive upstream: sequential requests for one district share one connection to Clever
+/// instead of a TCP and TLS handshake each.
+#[tokio::test]
+async fn sequential_requests_share_one_upstream_connection() -> Result<()> {
+    let s = ready(&[]).await?;
+    // The first opens the connection the others reuse (or reuses the refresher's).
+    assert_eq!(get(&s, SCHOOLS).await?.status, 200);
+    let before = s.fake.accepted_connections();
+    const N: u64 = 10;
+    for _ in 0..N {
+        let reply = get(&s, SCHOOLS).await?;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let opened = s.fake.accepted_connections() - before;
+    // One more at most: background token traffic overlapping a request needs its own.
+    assert!(
+        opened <= 1,
+        "{N} sequential gateway requests opened {opened} upstream connections"
+    );
+    Ok(())
+}
+
+/// A response the caller stopped reading half-way leaves its connection unusable: the next
+/// requests get their own answers whole, never the rest of the abandoned body.
+#[tokio::test]
+async fn a_body_abandoned_half_way_never_leaks_into_the_next_answer() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = ready(&[]).await?;
+    let addr = s.host.gateway_addr.context("gateway")?;
+    let mut caller = tokio::net::TcpStream::connect(addr).await?;
+    caller
+        .write_all(b"GET /clever/d-alpha/v3.0/bytes/8000000 HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await?;
+    let mut first = vec![0u8; 64 * 1024];
+    let n = caller.read(&mut first).await?;
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n.min(200)])
+    );
+    drop(caller);
+    for _ in 0..5 {
+        let reply = get(&s, SCHOOLS).await?;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()?["tokenDistrict"], "d-alpha");
+    }
+    let beta = get(&s, "/clever/d-beta/v3.0/districts/d-beta/schools").await?;
+    assert_eq!(beta.json()?["tokenDistrict"], "d-beta");
+    Ok(())
+}

@@ -205,9 +205,10 @@ async fn fault_matrix(
     })
     .await?;
 
-    // 4b. The gateway: ordinary traffic, a 200 whose body echoes the district's token (the
-    //     streaming scrubber must mask it), and a 401 carrying the token in its error
-    //     (dropped, relisted, replayed). Every gateway response is searched like health.
+    // 4b. The gateway: ordinary traffic, a 200 whose body echoes the token the gateway sent
+    //     (the component's own echo mask must hide it, before the host's scrubber could),
+    //     and a 401 carrying both districts' tokens in its error (dropped, relisted,
+    //     replayed: never passed on). Every gateway response is searched like health.
     let gateway_get = |path: &str| {
         let url = s.host.gateway_url(path);
         async move { clever_auth_tests::http_client::get(&url).await }
@@ -218,20 +219,20 @@ async fn fault_matrix(
         let r = gateway_get(schools).await?;
         gateway_replies.push(format!("{:?}\n{}", r.headers, r.text()));
     }
-    for status in [200, 401] {
+    for (status, echoed) in [
+        (200, token("d-alpha")),
+        (401, format!("{} and {}", token("d-alpha"), token("d-beta"))),
+    ] {
         s.clever.push_fault(
             Route::Data.for_district("d-alpha"),
             Fault::Custom {
                 status,
                 content_type: Some("application/json".into()),
-                body: format!(
-                    r#"{{"error":"echo {} and {}"}}"#,
-                    token("d-alpha"),
-                    token("d-beta")
-                ),
+                body: format!(r#"{{"error":"echo {echoed} and {echoed}"}}"#),
             },
         );
         let r = gateway_get(schools).await?;
+        assert_eq!(r.status, 200, "{}", r.text());
         gateway_replies.push(format!("{:?}\n{}", r.headers, r.text()));
     }
     let r = gateway_get("/clever/d-alpha/v3.0/echo/canary").await?;
@@ -352,11 +353,27 @@ async fn fault_matrix(
         );
     }
 
-    // What Clever itself echoed back through the gateway (step 4b) is masked by the host's
-    // streaming scrubber, and said so: that is upstream output, not the component's.
+    // What Clever itself echoed back through the gateway (step 4b) is masked by the
+    // component (so also under Spin), and said so without the value; the host's streaming
+    // scrubber, the backstop, had nothing left to mask.
+    let masked = find(&ev, "gateway_echo_masked");
+    // The host re-emits fields it has no column for inside `detail`, as JSON.
+    let count = |e: &serde_json::Value| {
+        e.get("masked").cloned().or_else(|| {
+            let detail: serde_json::Value = serde_json::from_str(e["detail"].as_str()?).ok()?;
+            detail.get("masked").cloned()
+        })
+    };
     assert!(
-        !find(&ev, "upstream_body_scrubbed").is_empty(),
-        "the gateway's echoed tokens were not reported as masked"
+        masked
+            .iter()
+            .any(|e| e["district"] == "d-alpha" && count(e) == Some(serde_json::json!(2))),
+        "the component did not report masking the echoed token: {masked:?}"
+    );
+    let backstop = find(&ev, "upstream_body_scrubbed");
+    assert!(
+        backstop.is_empty(),
+        "the host's scrubber had to mask an echo the component let through: {backstop:?}"
     );
 
     // And what happened is visible, with the shared field names.

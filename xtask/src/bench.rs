@@ -13,6 +13,8 @@
 
 #[path = "bench_abuse.rs"]
 pub mod abuse;
+#[path = "bench_gateway.rs"]
+mod bench_gateway;
 #[path = "bench_scale.rs"]
 mod bench_scale;
 #[path = "bench_spin.rs"]
@@ -75,7 +77,7 @@ pub struct Options {
     pub gen_threads: usize,
     pub max_requests: u64,
     pub first_token_runs: u32,
-    /// Run one part only (`scale10k`, `spin`).
+    /// Run one part only (`scale10k`, `spin`, `gateway`).
     pub only: Option<String>,
 }
 
@@ -131,6 +133,9 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     if opts.only.as_deref() == Some("spin") {
         return bench_spin::only(&bins, &flags, opts, &out_dir, machine_before, build_secs);
     }
+    if opts.only.as_deref() == Some("gateway") {
+        return bench_gateway::only(&bins, opts, &out_dir);
+    }
 
     let mut report = json!({
         "git": git_rev(root),
@@ -153,6 +158,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     report["handout"] = handout(&bins, opts)?;
     report["scale"] = scale(&bins, opts, &out_dir)?;
     report["scale_10k"] = bench_scale::run(&bins, opts, &out_dir)?;
+    report["gateway"] = bench_gateway::run(&bins, opts, &out_dir)?;
     report["abuse"] = abuse::run(
         &bins,
         &abuse::AbuseOptions {
@@ -1088,6 +1094,8 @@ fn render(r: &Value) -> String {
         num(&h["rps"]) / num(&b["rps"])
     );
     bench_scale::render(&mut md, &r["scale_10k"]);
+    md.push('\n');
+    md.push_str(&bench_gateway::render(&r["gateway"]));
     md.push('\n');
     md.push_str(&abuse::render(&r["abuse"]));
     md

@@ -83,8 +83,9 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         first_token_runs: u32,
         /// Run one part only: `scale10k` (10,000 districts on one instance), `spin` (health
-        /// under `spin up` side by side with the host and the native baseline).
-        #[arg(long, value_parser = ["scale10k", "spin"])]
+        /// under `spin up` side by side with the host and the native baseline), `gateway` (the
+        /// gateway vs direct vs nginx).
+        #[arg(long, value_parser = ["scale10k", "spin", "gateway"])]
         only: Option<String>,
     },
     /// Build in release and run only the bench's abuse section: a well-behaved client's

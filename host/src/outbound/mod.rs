@@ -1,14 +1,16 @@
 //! Outbound HTTP policy for the component's `wasi:http` calls: which hosts, which schemes, and
-//! the TLS configuration (TLS ≥ 1.2, extra CA), applied in wasmtime-wasi-http's
+//! the TLS configuration (TLS ≥ 1.2, extra CA) and the pool of kept-alive connections, applied in wasmtime-wasi-http's
 //! `send_request` hook. A 401 from the token endpoint is reported to the secrets room, which
 //! re-reads the Clever credentials.
 
 mod body_timeout;
+mod connector;
 mod policy;
 mod send;
 pub mod tls;
 
 pub use policy::{Denied, Policy};
+pub use send::Upstream;
 
 use http::Request;
 use std::future::Future;
@@ -25,7 +27,8 @@ pub type OnUnauthorized = Arc<dyn Fn() + Send + Sync>;
 /// Process-wide outbound settings, shared by every instance.
 pub struct Outbound {
     pub policy: Policy,
-    pub tls: Arc<rustls::ClientConfig>,
+    /// The kept-alive upstream connections, opened with the host's TLS configuration.
+    pub upstream: Upstream,
     /// `(host, path)` of the token endpoint, whose 401 means "credentials rejected".
     pub token_endpoint: Option<(String, String)>,
     pub on_unauthorized: Option<OnUnauthorized>,
@@ -54,7 +57,7 @@ impl WasiHttpHooks for OutboundHooks {
                     "outbound policy: {denied}"
                 ))));
             }
-            let (response, io) = send::send(request, options, outbound.tls.clone()).await?;
+            let (response, io) = send::send(request, options, &outbound.upstream).await?;
             if response.status() == http::StatusCode::UNAUTHORIZED {
                 let host = authority.as_deref().map(policy::host_of);
                 let is_token_endpoint = outbound

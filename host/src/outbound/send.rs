@@ -1,42 +1,67 @@
-//! Sends one outbound request over a fresh connection, with the host's TLS configuration.
+//! Sends one outbound request over a kept-alive upstream connection, with the host's TLS
+//! configuration.
 //!
-//! Shaped after wasmtime-wasi-http's `default_send_request`, which hard-codes its own rustls
-//! configuration; this one takes ours (TLS ≥ 1.2, extra CA) and reports TLS failures with
-//! their cause so the component can show it.
+//! Connections are pooled per (scheme, authority) by hyper-util's client (one client per
+//! process, so one TLS configuration): a gateway request to Clever no longer pays a TCP and a
+//! TLS handshake. hyper hands a connection back to the pool only once its response was read
+//! to the end; a connection whose response was dropped half-read, or that failed, is closed,
+//! never reused. Idle connections close after [`IDLE_TIMEOUT`], and at most
+//! [`MAX_IDLE_PER_HOST`] wait per host.
 //!
 //! Deadlines, so that one attempt ends within the component's timeout whatever the server
-//! does: TCP connect, TLS and the HTTP handshake share ONE deadline (`connect-timeout` from
-//! the attempt's start; three separate timeouts let a "10 s" attempt last 30 s); the response
+//! does: a new connection's TCP connect and TLS handshake end by `connect-timeout` from the
+//! attempt's start (three separate timeouts let a "10 s" attempt last 30 s); the response
 //! head must arrive within `first-byte-timeout` of the attempt's start, not of the end of the
 //! handshake; after the head, the body fails when `between-bytes-timeout` passes without a
 //! byte. A server trickling one byte per gap is bounded by the component's body-size cap and,
 //! for the refresher, by the wall-clock bound on the whole component call.
 
 use super::body_timeout::BetweenBytes;
+use super::connector::{ConnectFailure, Connector, CONNECT_DEADLINE};
 use crate::telemetry::spans;
-use http::uri::Scheme;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tracing::Instrument;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 /// The wasi:http default when the component sets no timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
+/// A few seconds below the 60 s idle timeout of the load balancers in front of HTTPS APIs
+/// such as Clever's (AWS's default): the pool drops a connection before the server does, so
+/// a request rarely meets a connection closing under it (hyper retries those that were not
+/// sent yet anyway).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
 
-fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(ServerName::from(ip));
+/// As many as the component can have requests in flight at once (64) would keep every
+/// connection of a burst; half of it keeps most of them without holding many sockets idle.
+pub const MAX_IDLE_PER_HOST: usize = 32;
+
+/// The process's pool of upstream connections.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<Connector, WasiBody>,
+}
+
+impl Upstream {
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        Self::with_max_idle(tls, MAX_IDLE_PER_HOST)
     }
-    ServerName::try_from(host.to_string()).map_err(Error::from)
+
+    /// `max_idle` 0 turns reuse off: every request opens its own connection.
+    pub fn with_max_idle(tls: Arc<rustls::ClientConfig>, max_idle: usize) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(max_idle)
+            .build(Connector::new(tls));
+        Self { client }
+    }
 }
 
 /// Sends `req` in a client span (→ an Application Insights dependency on Clever): method,
@@ -44,7 +69,7 @@ fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
 pub async fn send(
     req: Request<WasiBody>,
     options: Option<RequestOptions>,
-    tls: Arc<rustls::ClientConfig>,
+    upstream: &Upstream,
 ) -> Result<
     (
         Response<WasiBody>,
@@ -61,7 +86,9 @@ pub async fn send(
         uri.port_u16(),
         uri.path(),
     );
-    let result = send_inner(req, options, tls).instrument(span.clone()).await;
+    let result = send_inner(req, options, upstream)
+        .instrument(span.clone())
+        .await;
     match &result {
         Ok((response, _)) => spans::record_client_status(&span, response.status().as_u16()),
         Err(e) => {
@@ -78,9 +105,9 @@ pub async fn send(
 }
 
 async fn send_inner(
-    mut req: Request<WasiBody>,
+    req: Request<WasiBody>,
     options: Option<RequestOptions>,
-    tls: Arc<rustls::ClientConfig>,
+    upstream: &Upstream,
 ) -> Result<
     (
         Response<WasiBody>,
@@ -97,13 +124,9 @@ async fn send_inner(
     {
         crate::redact::register_authorization(auth);
     }
-    let uri = req.uri().clone();
-    let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
-    let use_tls = uri.scheme() == Some(&Scheme::HTTPS);
-    let port = authority
-        .port_u16()
-        .unwrap_or(if use_tls { 443 } else { 80 });
-    let host = authority.host().trim_matches(['[', ']']).to_string();
+    if req.uri().authority().is_none() {
+        return Err(Error::HttpRequestUriInvalid);
+    }
     let started = tokio::time::Instant::now();
     let connect_deadline = started
         + options
@@ -117,78 +140,39 @@ async fn send_inner(
         .and_then(|o| o.between_bytes_timeout)
         .unwrap_or(DEFAULT_TIMEOUT);
 
-    let connect = connect(&host, port, use_tls, tls);
-    let (mut sender, conn) = tokio::time::timeout_at(connect_deadline.min(head_deadline), connect)
-        .await
-        .map_err(|_| Error::ConnectionTimeout)??;
-    // The request line carries only path and query when not talking to a proxy.
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    *req.uri_mut() = http::Uri::builder()
-        .path_and_query(path)
-        .build()
-        .map_err(|_| Error::HttpRequestUriInvalid)?;
-
-    let driver = tokio::spawn(conn);
-    let response = match tokio::time::timeout_at(head_deadline, sender.send_request(req)).await {
+    // Dropping the request future on the deadline closes its connection (hyper does not pool
+    // a connection whose response nobody waits for).
+    let sent = CONNECT_DEADLINE.scope(
+        connect_deadline.min(head_deadline),
+        upstream.client.request(req),
+    );
+    let response = match tokio::time::timeout_at(head_deadline, sent).await {
         Ok(Ok(response)) => response,
-        // Nothing else will read from this connection: close it now, not when the server does.
-        Ok(Err(e)) => {
-            driver.abort();
-            return Err(e.into());
-        }
-        Err(_) => {
-            driver.abort();
-            return Err(Error::ConnectionReadTimeout);
-        }
+        Ok(Err(e)) => return Err(client_error(&e)),
+        Err(_) => return Err(Error::ConnectionReadTimeout),
     };
     let response = response.map(|b| {
         let body = b.map_err(Error::from).boxed_unsync();
         BetweenBytes::new(body, between_bytes).boxed_unsync()
     });
-    let io = async move {
-        match driver.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::from(e)),
-            Err(e) => Err(Error::InternalError(Some(format!("connection task: {e}")))),
-        }
-    };
-    Ok((response, io))
+    // The pool's tasks drive the connection; nothing is left for the caller to drive.
+    Ok((response, async { Ok(()) }))
 }
 
-type Handshake = (
-    hyper::client::conn::http1::SendRequest<WasiBody>,
-    hyper::client::conn::http1::Connection<TokioIo<Box<dyn Stream>>, WasiBody>,
-);
-
-/// TCP, TLS and the HTTP/1 handshake: one future, so the caller bounds them with one deadline.
-async fn connect(
-    host: &str,
-    port: u16,
-    use_tls: bool,
-    tls: Arc<rustls::ClientConfig>,
-) -> Result<Handshake, Error> {
-    let tcp = match TcpStream::connect((host, port)).await {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(Error::ConnectionRefused)
+/// The connector's own failure when there is one (the same error a fresh connection gave),
+/// else hyper's, named.
+fn client_error(e: &hyper_util::client::legacy::Error) -> Error {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(failure) = cause.downcast_ref::<ConnectFailure>() {
+            return failure.to_wasi();
         }
-        Err(e) => return Err(Error::Connect(e)),
-    };
-    let stream: Box<dyn Stream> = if use_tls {
-        let connector = tokio_rustls::TlsConnector::from(tls);
-        match connector.connect(server_name(host)?, tcp).await {
-            Ok(s) => Box::new(s),
-            Err(e) => {
-                tracing::warn!(host = %host, error = %e, operation = "outbound_tls", "TLS handshake failed");
-                return Err(Error::InternalError(Some(format!(
-                    "TLS handshake with {host} failed: {e}"
-                ))));
-            }
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return Error::InternalError(Some(format!("upstream connection: {hyper}")));
         }
-    } else {
-        Box::new(tcp)
-    };
-    Ok(hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?)
+        source = cause.source();
+    }
+    Error::InternalError(Some(format!("upstream connection: {e}")))
 }
 
 #[cfg(test)]
@@ -285,7 +269,8 @@ mod tests {
     ) -> (Result<(), String>, Duration) {
         let started = Instant::now();
         let result = async {
-            let (response, _io) = send_inner(req, options(), tls)
+            let upstream = Upstream::new(tls);
+            let (response, _io) = send_inner(req, options(), &upstream)
                 .await
                 .map_err(|e| e.to_string())?;
             response

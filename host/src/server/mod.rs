@@ -94,6 +94,9 @@ pub async fn serve(
         };
         // Best effort: without it the connection still has every other limit.
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer_bytes);
+        // A response goes out in several writes (head, then body pieces): with Nagle on, each
+        // one after the first waited for the client's delayed ACK, 40 ms per request.
+        let _ = stream.set_nodelay(true);
         let in_progress = InProgress::default();
         let io = GuardedIo::new(
             stream,

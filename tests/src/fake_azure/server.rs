@@ -153,6 +153,7 @@ fn spawn_serving(listener: TcpListener, tls: Option<TlsAcceptor>, handler: Handl
         title_case_headers: false,
         // Going down resets every open connection, answered or not.
         reset_on_stop: true,
+        accepted: None,
     };
     let task = tokio::spawn(accept_loop(listener, options, handler, stop_rx));
     Serving { stop, task }

@@ -167,6 +167,7 @@ impl FakeClever {
             log: log::RequestLog::new(),
             salt: random_u64(),
             echo: config.echo_requests,
+            accepted: Arc::default(),
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -417,6 +418,14 @@ impl FakeClever {
     }
 
     // ----- request log -----
+
+    /// TCP connections accepted so far: with keep-alive, far fewer than requests.
+    pub fn accepted_connections(&self) -> u64 {
+        self.inner
+            .core
+            .accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 
     /// Every recorded request, in arrival order.
     pub fn requests(&self) -> Vec<RequestRecord> {

@@ -24,6 +24,8 @@ pub(crate) struct Core {
     pub(crate) salt: u64,
     /// Print one line per finished request on stderr (the demo binary).
     pub(crate) echo: bool,
+    /// TCP connections accepted so far (TLS or not, served or not).
+    pub(crate) accepted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Core {
@@ -42,6 +44,7 @@ pub(crate) async fn accept_loop(
     core: Arc<Core>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let accepted = core.accepted.clone();
     let handler: ConnHandler =
         Arc::new(move |req, ctl| Box::pin(routes::handle(core.clone(), ctl, req)));
     let options = ServeOptions {
@@ -50,6 +53,7 @@ pub(crate) async fn accept_loop(
         title_case_headers: true,
         // On shutdown connections are just dropped (a plain close).
         reset_on_stop: false,
+        accepted: Some(accepted),
     };
     crate::fake_support::server::accept_loop(listener, options, handler, shutdown).await;
 }

@@ -51,6 +51,8 @@ pub(crate) struct ServeOptions {
     /// When the listener stops, close every open connection with RST (a crashed server)
     /// rather than a plain close.
     pub(crate) reset_on_stop: bool,
+    /// Counts accepted TCP connections, when set (the fake Clever's, for connection reuse).
+    pub(crate) accepted: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// A TLS handshake that stalls must not pin a task forever.
@@ -93,6 +95,9 @@ pub(crate) async fn accept_loop(
             () = stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    if let Some(accepted) = &options.accepted {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                    }
                     connections.spawn(serve_connection(
                         stream,
                         options.clone(),

@@ -1,8 +1,9 @@
 //! The Clever gateway's rules: which requests may pass, where they go, which headers travel,
 //! what each upstream outcome means (replay, wait, retry, pass through, own error), proactive
-//! pacing on exhausted rate-limit buckets, the per-district figures shown in health, and the
-//! API versions seen on real traffic. Pure: fed with `now`, settings and what Clever answered.
+//! pacing on exhausted rate-limit buckets, masking an echo of the token in Clever's answer,
+//! the per-district figures shown in health, and the API versions seen on real traffic. Pure: fed with `now`, settings and what Clever answered.
 
+pub mod echo;
 pub mod error;
 pub mod figures;
 pub mod headers;

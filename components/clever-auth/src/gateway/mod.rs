@@ -13,6 +13,7 @@ use crate::http_out::{self, Failure, Streaming};
 use crate::kv::Kv;
 use crate::{clock, config, entropy, log};
 use clever_auth_core::backoff::RetryPolicy;
+use clever_auth_core::gateway::echo::EchoMask;
 use clever_auth_core::gateway::figures::GatewayFigures;
 use clever_auth_core::gateway::outcome::{self, Next, Progress, Upstream};
 use clever_auth_core::gateway::pacing::{self, Gate, PaceRecord};
@@ -38,7 +39,8 @@ struct Trace {
 
 enum Answer {
     Own(GatewayError),
-    Clever(Streaming, Vec<(String, Vec<u8>)>),
+    /// Clever's answer, the headers passed on, and the token the request carried.
+    Clever(Streaming, Vec<(String, Vec<u8>)>, AccessToken),
 }
 
 pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
@@ -56,12 +58,21 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
             respond::error(out, &e, head);
             (e.status(), Some(e.code.as_str()), None)
         }
-        Answer::Clever(upstream, headers) => {
+        Answer::Clever(upstream, headers, token) => {
             let status = upstream.status;
             let identity = upstream
                 .header("content-encoding")
                 .is_none_or(|v| v.trim().eq_ignore_ascii_case("identity"));
-            let passed = respond::pass(out, upstream, &headers, head);
+            let mut mask = EchoMask::new(token.expose().as_bytes());
+            let passed = respond::pass(out, upstream, &headers, head, &mut mask);
+            if mask.masked() > 0 {
+                // The value itself never appears: the district and how often is enough to act.
+                log::event(
+                    "warn",
+                    "gateway_echo_masked",
+                    json!({ "district": trace.district, "masked": mask.masked() }),
+                );
+            }
             let observed = (identity && !head)
                 .then(|| versions::observe(status, &passed.prefix, passed.complete, clock::now()))
                 .flatten();
@@ -229,7 +240,7 @@ fn serve(
                     ));
                 };
                 let passed = headers::response_headers(&r.headers, method == target::Method::Head);
-                return Ok(Answer::Clever(r, passed));
+                return Ok(Answer::Clever(r, passed, token));
             }
             Next::ReplayWithNewToken => {
                 if let Some(r) = response {

@@ -1,20 +1,20 @@
 //! Writing the gateway's answer: its own JSON errors, or Clever's response streamed through
-//! in pieces (the body is never held whole), with the first bytes kept for version checks.
+//! in pieces (the body is never held whole) through the echo mask, with the first bytes kept
+//! for version checks.
 
 use crate::bindings::wasi::http::types::{
     Fields, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
-use crate::bindings::wasi::io::streams::StreamError;
+use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
 use crate::http_out::Streaming;
 use clever_auth_core::gateway as gw;
+use gw::echo::EchoMask;
 use gw::versions::OBSERVE_LIMIT;
 use gw::{GatewayError, SOURCE_HEADER};
 
 /// `output-stream.blocking-write-and-flush` accepts at most 4096 bytes per call.
 const WRITE_CHUNK: usize = 4096;
 const READ_CHUNK: u64 = 64 * 1024;
-/// One splice moves at most this much from Clever's body to the client's.
-const SPLICE_CHUNK: u64 = 256 * 1024;
 
 fn fields(headers: &[(String, Vec<u8>)]) -> Fields {
     let fields = Fields::new();
@@ -63,12 +63,31 @@ pub struct Passed {
     pub broken: bool,
 }
 
-/// Clever's status and headers (already filtered), then its body, streamed.
+/// Writes all of `bytes`, as much per call as the stream takes.
+fn write_all(sink: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
+    while !bytes.is_empty() {
+        let permit = sink.check_write()?;
+        if permit == 0 {
+            sink.subscribe().block();
+            continue;
+        }
+        let n = usize::try_from(permit)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        sink.write(&bytes[..n])?;
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+/// Clever's status and headers (already filtered), then its body, streamed through `mask`
+/// (the token the request carried never reaches the client, even if Clever echoes it).
 pub fn pass(
     out: ResponseOutparam,
     mut upstream: Streaming,
     headers: &[(String, Vec<u8>)],
     head: bool,
+    mask: &mut EchoMask,
 ) -> Passed {
     let mut all = headers.to_vec();
     all.push((SOURCE_HEADER.into(), b"clever".to_vec()));
@@ -102,43 +121,37 @@ pub fn pass(
         upstream.finish();
         return passed;
     };
-    // The first bytes pass through the component, for the version check...
+    // Every byte passes through the component: the first ones are kept for the version
+    // check, and all of them go through the echo mask before the client sees them.
+    let mut out = Vec::with_capacity(READ_CHUNK as usize);
+    let mut total = 0usize;
     loop {
-        if passed.prefix.len() >= OBSERVE_LIMIT {
-            break;
-        }
-        let want = (OBSERVE_LIMIT - passed.prefix.len()).min(READ_CHUNK as usize) as u64;
-        match source.blocking_read(want) {
+        match source.blocking_read(READ_CHUNK) {
             Ok(chunk) => {
-                let failed = chunk
-                    .chunks(WRITE_CHUNK)
-                    .any(|c| sink.blocking_write_and_flush(c).is_err());
-                passed.prefix.extend_from_slice(&chunk);
-                if failed {
+                total += chunk.len();
+                if passed.prefix.len() < OBSERVE_LIMIT {
+                    let take = (OBSERVE_LIMIT - passed.prefix.len()).min(chunk.len());
+                    passed.prefix.extend_from_slice(&chunk[..take]);
+                }
+                out.clear();
+                mask.push(&chunk, &mut out);
+                if write_all(&sink, &out).is_err() {
                     passed.broken = true;
                     break;
                 }
             }
             Err(StreamError::Closed) => {
-                passed.complete = true;
+                passed.complete = total == passed.prefix.len();
+                out.clear();
+                mask.finish(&mut out);
+                if write_all(&sink, &out).is_err() {
+                    passed.broken = true;
+                }
                 break;
             }
             Err(StreamError::LastOperationFailed(_)) => {
                 passed.broken = true;
                 break;
-            }
-        }
-    }
-    // ...the rest goes from Clever's stream to the client's inside the host.
-    if !passed.complete && !passed.broken {
-        loop {
-            match sink.blocking_splice(source, SPLICE_CHUNK) {
-                Ok(_) => {}
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(_)) => {
-                    passed.broken = true;
-                    break;
-                }
             }
         }
     }

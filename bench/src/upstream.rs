@@ -1,0 +1,112 @@
+//! A fast stand-in for Clever's data API, the upstream of the gateway bench: answers
+//! `GET /{version}/bytes/{n}` with `n` bytes of one shared buffer (no copy per request), and
+//! the refresher's probes (`/{version}/districts/{id}`, `/{version}/me`) with a minimal
+//! record. A bearer token must be present (any value: it measures proxies, not Clever).
+//!
+//! The fake Clever would be the bottleneck here: one thread, and a request log that grows
+//! with every request.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+/// Largest body served; 1 MB is what the bench asks for.
+const MAX_BYTES: usize = 4 << 20;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on (loopback only).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Tokio worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.listen.ip().is_loopback(), "--listen must be loopback");
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?
+        .block_on(serve(args.listen))
+}
+
+async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    println!("listening {}", listener.local_addr()?);
+    let pattern: Bytes = (0..MAX_BYTES)
+        .map(|i| b"0123456789abcdef"[i % 16])
+        .collect::<Vec<u8>>()
+        .into();
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let pattern = pattern.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let pattern = pattern.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &pattern)) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer<B>(req: &Request<B>, pattern: &Bytes) -> Response<Full<Bytes>> {
+    let bearer = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7);
+    if !bearer {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            r#"{"error":"unauthorized"}"#.into(),
+        );
+    }
+    let segments: Vec<&str> = req.uri().path().split('/').skip(1).collect();
+    match segments.as_slice() {
+        [_, "bytes", n] => match n.parse::<usize>() {
+            Ok(n) if n <= MAX_BYTES => {
+                reply(StatusCode::OK, "application/octet-stream", pattern.slice(..n))
+            }
+            _ => reply(StatusCode::BAD_REQUEST, "text/plain", "bad size".into()),
+        },
+        [v, "districts", id] => reply(
+            StatusCode::OK,
+            "application/json",
+            format!(r#"{{"data":{{"id":"{id}","name":"Bench District"}},"links":[{{"rel":"self","uri":"/{v}/districts/{id}"}}]}}"#).into(),
+        ),
+        [v, "me"] => reply(
+            StatusCode::OK,
+            "application/json",
+            format!(r#"{{"data":{{"id":"bench","type":"district"}},"links":[{{"rel":"self","uri":"/{v}/me"}}]}}"#).into(),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "application/json", r#"{"error":"not found"}"#.into()),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
