@@ -101,6 +101,34 @@ async fn the_gateway_under_spin_sends_the_districts_token_and_refuses_what_it_mu
     assert_eq!(beta.json()?["tokenDistrict"], "d-beta");
     assert_sent_with_the_districts_token(&s.fake, "d-beta")?;
 
+    // Clever echoing the very token it got: under Spin the component's own mask is all there
+    // is between that body and the caller.
+    let token = s
+        .fake
+        .district_token("d-alpha")
+        .context("d-alpha's token")?;
+    s.fake.push_fault(
+        RouteMatch::route(Route::Data).for_district("d-alpha"),
+        Fault::Custom {
+            status: 200,
+            content_type: Some("application/json".into()),
+            body: format!(r#"{{"echo":"{token} and {token}"}}"#),
+        },
+    );
+    let echoed = http_client::get(&url(SCHOOLS)).await?;
+    assert_eq!(echoed.status, 200, "{}", echoed.text());
+    assert!(echoed.text().contains("echo"), "{}", echoed.text());
+    assert_no_token(&s.fake, &echoed);
+    let masked = || {
+        s.app.logs().contains("gateway_echo_masked")
+            || s.app.log_files().contains("gateway_echo_masked")
+    };
+    let waiting = Instant::now();
+    while !masked() && waiting.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(masked(), "no gateway_echo_masked event:\n{}", s.app.logs());
+
     // A caller holding a token of its own is refused, and nothing reaches Clever.
     let before = s.fake.request_count(RouteMatch::route(Route::Data));
     let carrying = http_client::request_with_headers(
