@@ -42,6 +42,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
 /// connection of a burst; half of it keeps most of them without holding many sockets idle.
 pub const MAX_IDLE_PER_HOST: usize = 32;
 
+/// The most an upstream connection buffers of what Clever sent ahead of the component's
+/// reads. hyper's default (≈400 KiB) grows with a fast upstream, and the gateway holds one per
+/// call in flight: bounded, a 1 MB page costs the host little more than the component's reads.
+const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+
 /// The process's pool of upstream connections.
 #[derive(Clone)]
 pub struct Upstream {
@@ -59,6 +64,7 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(max_idle)
+            .http1_max_buf_size(UPSTREAM_READ_BUFFER)
             .build(Connector::new(tls));
         Self { client }
     }
