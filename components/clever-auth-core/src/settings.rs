@@ -4,6 +4,7 @@
 //! of the same name in upper case; under Spin they are variables), so they live in one table,
 //! [`SETTINGS`], that the host and the docs use too.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// One documented setting.
@@ -58,7 +59,7 @@ pub const SETTINGS: &[SettingSpec] = &[
 ];
 
 /// How tokens are obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Grant {
     /// `GET <token url>?owner_type=district` with HTTP Basic: one token per district.
     DistrictTokens,
@@ -77,7 +78,7 @@ impl Grant {
 
 /// The validated, non-secret settings. Secrets are read separately, at each acquisition, so a
 /// rotated secret takes effect without a restart.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     pub token_url: String,
     pub api_base_url: String,

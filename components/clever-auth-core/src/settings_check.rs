@@ -1,4 +1,4 @@
-//! What a health answer needs from the settings, kept in the store.
+//! The settings as one check of them, kept in the store for health and the gateway.
 //!
 //! Checking the settings means one `wasi:config` lookup per setting (about 25), each a host
 //! call: under Spin (a fresh instance per request, variables resolved per lookup) that was the
@@ -33,6 +33,10 @@ pub struct SettingsCheck {
     pub api_version: String,
     /// The health view setting (`health_view::DETAIL_SETTING`) as read.
     pub health_detail: Option<String>,
+    /// The settings themselves when they are usable: a gateway request needs all of them,
+    /// and reading them is the same ~25 host calls. Absent in a record of an older build.
+    #[serde(default)]
+    pub settings: Option<Settings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,12 +76,23 @@ impl SettingsCheck {
             expiry_skew_ms,
             api_version,
             health_detail,
+            settings: loaded.as_ref().ok().cloned(),
         }
     }
 
-    /// Whether this check may answer for `now`; a clock that went back makes it stale.
+    /// Whether this check may answer for `now`; a clock that went back makes it stale, and so
+    /// does a record that holds neither settings nor errors (an older build's).
     pub fn fresh_at(&self, now: UnixMillis) -> bool {
-        now >= self.checked_at && now - self.checked_at < FRESH_MS
+        let complete = self.settings.is_some() || !self.errors.is_empty();
+        complete && now >= self.checked_at && now - self.checked_at < FRESH_MS
+    }
+
+    /// What `settings::load` gave: the settings, or every error.
+    pub fn settings(&self) -> Result<Settings, Vec<SettingError>> {
+        match &self.settings {
+            Some(s) if self.errors.is_empty() => Ok(s.clone()),
+            _ => Err(self.errors()),
+        }
     }
 
     /// The errors, named as `settings::load` names them.
@@ -132,6 +147,31 @@ mod tests {
         assert_eq!(back.errors(), expected);
         assert_eq!(back.expiry_skew_ms, FALLBACK_SKEW_MS);
         assert_eq!(back.api_version, FALLBACK_API_VERSION);
+    }
+
+    #[test]
+    fn usable_settings_survive_the_store_whole() {
+        let loaded = load(&[
+            ("clever_gateway_deadline_ms", "1234"),
+            ("clever_districts", "d-1,d-2"),
+            ("clever_grant", "client_credentials"),
+        ]);
+        let check = SettingsCheck::new(&loaded, None, 1_000);
+        let json = serde_json::to_vec(&check).expect("serialises");
+        let back: SettingsCheck = serde_json::from_slice(&json).expect("parses");
+        assert_eq!(back.settings(), loaded);
+        assert!(back.fresh_at(1_000));
+        let invalid = load(&[("clever_retry_max", "many")]);
+        assert_eq!(SettingsCheck::new(&invalid, None, 0).settings(), invalid);
+    }
+
+    #[test]
+    fn a_record_without_settings_or_errors_is_never_fresh() {
+        let mut check = SettingsCheck::new(&load(&[]), None, 1_000);
+        check.settings = None;
+        let json = serde_json::to_string(&check).expect("serialises");
+        let older: SettingsCheck = serde_json::from_str(&json).expect("parses");
+        assert!(!older.fresh_at(1_000));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Settings and secrets through `wasi:config/store`.
 
 use crate::bindings::wasi::config::store;
+use crate::kv::Kv;
 use clever_auth_core::health::CredentialPresence;
 use clever_auth_core::secret::Secret;
 use clever_auth_core::settings::{self, SettingError, Settings, CLIENT_ID, CLIENT_SECRET};
+use clever_auth_core::settings_check::{self, SettingsCheck};
+use clever_auth_core::UnixMillis;
 
 fn get(key: &str) -> Result<Option<String>, String> {
     store::get(key).map_err(|e| match e {
@@ -14,6 +17,24 @@ fn get(key: &str) -> Result<Option<String>, String> {
 
 pub fn settings() -> Result<Settings, Vec<SettingError>> {
     settings::load(get)
+}
+
+/// The settings as one check of them: the stored check while it is fresh, else the settings
+/// read now (every setting is a host call; see `clever_auth_core::settings_check`) and stored.
+/// Health and every gateway request start here.
+pub fn checked(kv: Option<&Kv>, now: UnixMillis) -> SettingsCheck {
+    if let Some(check) = kv
+        .and_then(|kv| kv.get::<SettingsCheck>(settings_check::KEY).ok().flatten())
+        .filter(|c| c.fresh_at(now))
+    {
+        return check;
+    }
+    let check = SettingsCheck::new(&settings(), health_detail_setting(), now);
+    if let Some(kv) = kv {
+        // Not stored: the next request reads the settings again, nothing worse.
+        let _ = kv.put(settings_check::KEY, &check);
+    }
+    check
 }
 
 /// The health view setting (`clever_auth_core::health_view::DETAIL_SETTING`), if any.

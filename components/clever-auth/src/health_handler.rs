@@ -16,7 +16,7 @@ use clever_auth_core::health::{
 use clever_auth_core::health_summary::HealthSummary;
 use clever_auth_core::health_view;
 use clever_auth_core::settings::SettingError;
-use clever_auth_core::settings_check::{self, SettingsCheck};
+use clever_auth_core::settings_check::SettingsCheck;
 use clever_auth_core::status::{
     keys, CredentialState, HostDeadlineStatus, HostInstance, HostSecretsStatus, StatusSnapshot,
 };
@@ -47,7 +47,7 @@ pub fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
             .next();
         let now = clock::now();
         let kv = Kv::open();
-        let check = current_settings(kv.as_ref().ok(), now);
+        let check = config::checked(kv.as_ref().ok(), now);
         let view = health_view::decide(check.health_detail.as_deref(), header.as_deref(), query);
         let (code, body) = health_body(view, now, kv, &check);
         (code, CONTENT_TYPE, body, false)
@@ -194,23 +194,6 @@ fn health_body(
     let mut body = report.body;
     figures::annotate(&mut body, &stored.gateway, now);
     (status, body.to_string())
-}
-
-/// The settings as health needs them: the stored check while it is fresh, else the settings
-/// read now (every setting is a host call; see `clever_auth_core::settings_check`) and stored.
-fn current_settings(kv: Option<&Kv>, now: UnixMillis) -> SettingsCheck {
-    if let Some(check) = kv
-        .and_then(|kv| kv.get::<SettingsCheck>(settings_check::KEY).ok().flatten())
-        .filter(|c| c.fresh_at(now))
-    {
-        return check;
-    }
-    let check = SettingsCheck::new(&config::settings(), config::health_detail_setting(), now);
-    if let Some(kv) = kv {
-        // Not stored: the next answer reads the settings again, nothing worse.
-        let _ = kv.put(settings_check::KEY, &check);
-    }
-    check
 }
 
 /// Each district's gateway figures (only districts the gateway has served have any).

@@ -109,23 +109,25 @@ fn serve(
     trace.district = Some(target.district.clone());
     trace.path = Some(target.log_path());
     let forwarded = headers::request_headers(&request.headers().entries())?;
-    let settings = config::settings().map_err(|errors| {
-        GatewayError::new(
-            ErrorCode::NoValidToken,
-            format!(
-                "the service's settings are invalid ({}); see the health endpoint",
-                errors
-                    .iter()
-                    .map(|e| e.setting)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-        .retry_after(5_000)
-    })?;
     let kv = Kv::open().map_err(|e| {
         GatewayError::new(ErrorCode::NoValidToken, e.to_string()).retry_after(5_000)
     })?;
+    let settings = config::checked(Some(&kv), started)
+        .settings()
+        .map_err(|errors| {
+            GatewayError::new(
+                ErrorCode::NoValidToken,
+                format!(
+                    "the service's settings are invalid ({}); see the health endpoint",
+                    errors
+                        .iter()
+                        .map(|e| e.setting)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .retry_after(5_000)
+        })?;
     trace.api_version = Some(settings.api_version.clone());
     let deadline = started.saturating_add(settings.gateway_deadline_ms);
     let district = target.district.as_str();
@@ -186,14 +188,20 @@ fn serve(
             timeout_ms,
         });
         let now = clock::now();
-        log::event(
-            "debug",
-            "gateway_attempt",
-            json!({ "district": district, "attempt": trace.attempts, "timeout_ms": timeout_ms,
+        // Only an attempt that is not the whole story is worth an event of its own (the
+        // request's `gateway_request` event counts the attempts): each event is a host call
+        // and a JSON line the host parses.
+        let plain = trace.attempts == 1 && sent.as_ref().is_ok_and(|r| r.status < 400);
+        if !plain {
+            log::event(
+                "debug",
+                "gateway_attempt",
+                json!({ "district": district, "attempt": trace.attempts, "timeout_ms": timeout_ms,
                     "status": sent.as_ref().ok().map(|r| r.status),
                     "error": sent.as_ref().err().map(ToString::to_string),
                     "elapsed_ms": now.saturating_sub(started) }),
-        );
+            );
+        }
         let (response, failure) = match sent {
             Ok(r) => (Some(r), Upstream::Connection),
             Err(Failure::Timeout) => (None, Upstream::Timeout),
