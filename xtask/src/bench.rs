@@ -137,18 +137,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
         return bench_gateway::only(&bins, opts, &out_dir);
     }
 
-    let mut report = json!({
-        "git": git_rev(root),
-        "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "release_build_secs": build_secs,
-        "secs_per_point": opts.secs,
-        "warmup_secs": opts.warmup_secs,
-        "generator_threads": opts.gen_threads,
-        "max_requests_per_point": opts.max_requests,
-        "instance_mode_flag": flags.instance_modes.iter().any(Option::is_some),
-        "component_cache_flag": flags.component_cache,
-        "machine_before": machine_before,
-    });
+    let mut report = report_head(root, build_secs, opts, &flags, machine_before);
 
     let mut fake = start_fake(&bins, 2)?;
     report["matrix"] = matrix(&bins, &flags, opts, &mut fake, &out_dir)?;
@@ -445,20 +434,53 @@ fn load(bins: &Bins, server: &Server, connections: usize, opts: &Options) -> Res
         "xtask bench: {} at {connections} connections ({} s + {} s warm-up)",
         server.label, opts.secs, opts.warmup_secs
     );
-    let out = Command::new(&bins.bench)
-        .args(["load", "--url", &format!("http://{}{HEALTH}", server.addr)])
-        .args(["--connections", &connections.to_string()])
-        .args(["--secs", &opts.secs.to_string()])
-        .args(["--warmup-secs", &opts.warmup_secs.to_string()])
-        .args(["--threads", &opts.gen_threads.to_string()])
-        .args(["--max-requests", &opts.max_requests.to_string()])
-        .args(["--watch-pid", &bench_spin::cpu_pid(server).to_string()])
+    let mut result = run_generator(
+        Command::new(&bins.bench)
+            .args(["load", "--url", &format!("http://{}{HEALTH}", server.addr)])
+            .args(["--connections", &connections.to_string()])
+            .args(["--secs", &opts.secs.to_string()])
+            .args(["--warmup-secs", &opts.warmup_secs.to_string()])
+            .args(["--threads", &opts.gen_threads.to_string()])
+            .args(["--max-requests", &opts.max_requests.to_string()])
+            .args(["--watch-pid", &bench_spin::cpu_pid(server).to_string()]),
+        "load generator",
+    )?;
+    result["server"] = json!(server.label);
+    result["machine"] = machine;
+    Ok(result)
+}
+
+/// What every report starts with: the build, the machine and the run's options.
+fn report_head(
+    root: &Path,
+    build_secs: f64,
+    opts: &Options,
+    flags: &HostFlags,
+    machine_before: Value,
+) -> Value {
+    json!({
+        "git": git_rev(root),
+        "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "release_build_secs": build_secs,
+        "secs_per_point": opts.secs,
+        "warmup_secs": opts.warmup_secs,
+        "generator_threads": opts.gen_threads,
+        "max_requests_per_point": opts.max_requests,
+        "instance_mode_flag": flags.instance_modes.iter().any(Option::is_some),
+        "component_cache_flag": flags.component_cache,
+        "machine_before": machine_before,
+    })
+}
+
+/// Runs one of the bench binary's generators and parses the JSON line it ends with.
+fn run_generator(cmd: &mut Command, what: &str) -> Result<Value> {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
-        .context("running the load generator")?;
+        .with_context(|| format!("running the {what}"))?;
     if !out.status.success() {
         bail!(
-            "the load generator failed ({}): {}",
+            "the {what} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
@@ -467,11 +489,8 @@ fn load(bins: &Bins, server: &Server, connections: usize, opts: &Options) -> Res
     let line = stdout
         .lines()
         .last()
-        .context("the load generator printed nothing")?;
-    let mut result: Value = serde_json::from_str(line).context("the load generator's JSON")?;
-    result["server"] = json!(server.label);
-    result["machine"] = machine;
-    Ok(result)
+        .with_context(|| format!("the {what} printed nothing"))?;
+    serde_json::from_str(line).with_context(|| format!("the {what}'s JSON"))
 }
 
 /// The 1-minute load average and how many compilers run (others' builds) right now.

@@ -10,10 +10,10 @@
 //! before/after: `--host-bin`, `--component`); `cargo xtask bench` runs it as its last section.
 
 use super::{machine, procs, start_fake, Bins};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 pub struct AbuseOptions {
     pub secs: f64,
@@ -113,31 +113,18 @@ fn attack(
         "xtask bench: abuse of {} ({}), {slowloris} slowloris + {non_readers} non-readers, {} s",
         target.addr, target.path, opts.secs
     );
-    let out = Command::new(&bins.bench)
-        .args(["abuse", "--addr", &target.addr.to_string()])
-        .args(["--path", &target.path])
-        .args(["--attack-path", &target.attack_path])
-        .args(["--pause-ms", &target.pause_ms.to_string()])
-        .args(["--slowloris", &slowloris.to_string()])
-        .args(["--non-readers", &non_readers.to_string()])
-        .args(["--secs", &opts.secs.to_string()])
-        .args(["--watch-pid", &host.proc.pid().to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .context("running the abuse generator")?;
-    if !out.status.success() {
-        bail!(
-            "the abuse generator failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .last()
-        .context("the abuse generator printed nothing")?;
-    let mut result: Value = serde_json::from_str(line).context("the abuse generator's JSON")?;
+    let mut result = super::run_generator(
+        Command::new(&bins.bench)
+            .args(["abuse", "--addr", &target.addr.to_string()])
+            .args(["--path", &target.path])
+            .args(["--attack-path", &target.attack_path])
+            .args(["--pause-ms", &target.pause_ms.to_string()])
+            .args(["--slowloris", &slowloris.to_string()])
+            .args(["--non-readers", &non_readers.to_string()])
+            .args(["--secs", &opts.secs.to_string()])
+            .args(["--watch-pid", &host.proc.pid().to_string()]),
+        "abuse generator",
+    )?;
     result["machine"] = machine;
     Ok(result)
 }

@@ -317,23 +317,7 @@ fn load(
     for h in headers {
         cmd.args(["--header", h]);
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .context("running the load generator")?;
-    if !out.status.success() {
-        bail!(
-            "the load generator failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .last()
-        .context("the load generator printed nothing")?;
-    let mut result: Value = serde_json::from_str(line).context("the load generator's JSON")?;
+    let mut result = super::run_generator(&mut cmd, "load generator")?;
     result["loadavg_1m"] = json!(loadavg);
     Ok(result)
 }

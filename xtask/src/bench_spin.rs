@@ -8,7 +8,7 @@
 use super::{wait_health, Bins, HostFlags, Options, Server, HOST_START_TIMEOUT};
 use crate::procs::Proc;
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
@@ -137,18 +137,7 @@ pub(super) fn only(
     crate::spin::find_spin(&crate::workspace_root()?)?;
     let root = crate::workspace_root()?;
     let mut fake = super::start_fake(bins, 2)?;
-    let mut report = json!({
-        "git": super::git_rev(&root),
-        "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "release_build_secs": build_secs,
-        "secs_per_point": opts.secs,
-        "warmup_secs": opts.warmup_secs,
-        "generator_threads": opts.gen_threads,
-        "max_requests_per_point": opts.max_requests,
-        "instance_mode_flag": flags.instance_modes.iter().any(Option::is_some),
-        "component_cache_flag": flags.component_cache,
-        "machine_before": machine_before,
-    });
+    let mut report = super::report_head(&root, build_secs, opts, flags, machine_before);
     report["matrix"] = super::matrix(bins, flags, opts, &mut fake, out_dir)?;
     report["machine_after"] = super::machine();
     let points = report["matrix"]["points"].as_array();
