@@ -260,3 +260,14 @@ fn addr_of(line: &str, message: &str) -> Option<SocketAddr> {
     }
     v.get("addr")?.as_str()?.parse().ok()
 }
+
+/// A memory figure of a process from `/proc/<pid>/status`, in KiB: `VmRSS` (resident now) or
+/// `VmHWM` (its peak).
+pub fn status_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} line for process {pid}"))
+}

@@ -33,27 +33,11 @@ pub async fn get(url: &str) -> Result<Reply> {
 }
 
 pub async fn request(method: &str, url: &str) -> Result<Reply> {
-    get_with(method, url, &[]).await
+    request_with_headers(method, url, &[]).await
 }
 
-/// A request with extra headers (e.g. one a client should not be able to use).
-pub async fn get_with(method: &str, url: &str, headers: &[(&str, &str)]) -> Result<Reply> {
-    let uri: hyper::Uri = url.parse().context("bad URL")?;
-    let authority = uri.authority().context("URL without host")?.clone();
-    let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-        .header(hyper::header::HOST, authority.as_str());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    send(&mut sender, req.body(Full::new(Bytes::new()))?).await
-}
-
-/// One request with extra headers (e.g. to see what the gateway forwards or refuses).
+/// One request with extra headers (e.g. one a client should not be able to use, or to see
+/// what the gateway forwards or refuses).
 pub async fn request_with_headers(
     method: &str,
     url: &str,

@@ -164,9 +164,25 @@ pub async fn wait_health(
     timeout: Duration,
     pred: impl Fn(&Health) -> bool,
 ) -> Result<Health> {
+    poll_health(|| health(host), POLL, timeout, pred, || host.output.text()).await
+}
+
+/// Asks `fetch` for health every `every` until `pred` holds; the error shows the last body and
+/// the server's `output`.
+pub async fn poll_health<F, Fut>(
+    mut fetch: F,
+    every: Duration,
+    timeout: Duration,
+    pred: impl Fn(&Health) -> bool,
+    output: impl Fn() -> String,
+) -> Result<Health>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Health>>,
+{
     let deadline = Instant::now() + timeout;
     loop {
-        let h = health(host).await?;
+        let h = fetch().await?;
         if pred(&h) {
             return Ok(h);
         }
@@ -175,9 +191,9 @@ pub async fn wait_health(
                 "health never matched within {timeout:?}; last ({}): {:#}\n{}",
                 h.status,
                 h.body,
-                host.output.text()
+                output()
             );
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(every).await;
     }
 }

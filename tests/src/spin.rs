@@ -161,35 +161,23 @@ impl SpinApp {
         std::fs::create_dir_all(component.parent().context("component dir")?)?;
         std::fs::copy(paths::component(), &component).context("copying the component")?;
         let root = paths::workspace_root();
-        let mut manifest = std::fs::read_to_string(root.join(opts.manifest))
-            .with_context(|| format!("reading {}", opts.manifest))?;
-        for (from, to) in &opts.manifest_edits {
-            assert!(
-                manifest.contains(from.as_str()),
-                "{from} not in {}",
-                opts.manifest
-            );
-            manifest = manifest.replace(from.as_str(), to);
-        }
-        manifest.push('\n');
-        manifest.push_str(&opts.manifest_extra);
+        let manifest = edited(
+            &root,
+            opts.manifest,
+            &opts.manifest_edits,
+            &opts.manifest_extra,
+        )?;
         std::fs::write(app_dir.join(opts.manifest), manifest)?;
         for (name, from) in &opts.copies {
             std::fs::copy(from, app_dir.join(name))
                 .with_context(|| format!("copying {} into the app", from.display()))?;
         }
-        let mut rc = std::fs::read_to_string(root.join(opts.runtime_config))
-            .with_context(|| format!("reading {}", opts.runtime_config))?;
-        for (from, to) in &opts.runtime_config_edits {
-            assert!(
-                rc.contains(from.as_str()),
-                "{from} not in {}",
-                opts.runtime_config
-            );
-            rc = rc.replace(from.as_str(), to);
-        }
-        rc.push('\n');
-        rc.push_str(&opts.runtime_config_extra);
+        let rc = edited(
+            &root,
+            opts.runtime_config,
+            &opts.runtime_config_edits,
+            &opts.runtime_config_extra,
+        )?;
         std::fs::write(app_dir.join(opts.runtime_config), rc)?;
         for (name, text) in &opts.files {
             std::fs::write(app_dir.join(name), text)?;
@@ -286,6 +274,20 @@ impl Drop for SpinApp {
     fn drop(&mut self) {
         self.signal_group(nix::sys::signal::Signal::SIGKILL);
     }
+}
+
+/// The project's file `name` with each `(from, to)` replaced (every `from` must be there, so a
+/// renamed line fails loudly) and `extra` appended.
+fn edited(root: &Path, name: &str, edits: &[(String, String)], extra: &str) -> Result<String> {
+    let mut text =
+        std::fs::read_to_string(root.join(name)).with_context(|| format!("reading {name}"))?;
+    for (from, to) in edits {
+        assert!(text.contains(from.as_str()), "{from} not in {name}");
+        text = text.replace(from.as_str(), to);
+    }
+    text.push('\n');
+    text.push_str(extra);
+    Ok(text)
 }
 
 fn free_port() -> Result<u16> {
@@ -475,22 +477,8 @@ impl SpinScenario {
         timeout: Duration,
         pred: impl Fn(&Health) -> bool,
     ) -> Result<Health> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let h = self.health().await?;
-            if pred(&h) {
-                return Ok(h);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "health never matched within {timeout:?}; last ({}): {:#}\n{}",
-                    h.status,
-                    h.body,
-                    self.app.logs()
-                );
-            }
-            tokio::time::sleep(every).await;
-        }
+        crate::scenario::poll_health(|| self.health(), every, timeout, pred, || self.app.logs())
+            .await
     }
 
     /// Polls health every `every` for `duration`, ignoring the answers (refreshes ride on them).

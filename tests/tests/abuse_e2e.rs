@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result};
 use clever_auth_tests::fake_clever::{FakeClever, FakeCleverConfig, Fault, Route};
+use clever_auth_tests::host_process::status_kib;
 use clever_auth_tests::http_client::{self, KeepAlive};
 use clever_auth_tests::scenario::{self, Scenario, HEALTH};
 use std::net::SocketAddr;
@@ -18,16 +19,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_millis(1500);
 const WRITE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Timers plus a loaded 2-core machine (others compile meanwhile).
 const MARGIN: Duration = Duration::from_millis(1500);
-
-/// The host's resident set, from /proc.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS line")
-}
 
 /// Open sockets of the host (its listener and client connections, outbound ones too).
 fn open_sockets(pid: u32) -> Result<usize> {
@@ -273,7 +264,7 @@ impl Watched {
     fn sample(&mut self, pid: u32, took: Duration) -> Result<()> {
         self.latencies.push(took);
         self.peak_sockets = self.peak_sockets.max(open_sockets(pid)?);
-        self.peak_rss = self.peak_rss.max(rss_kib(pid)?);
+        self.peak_rss = self.peak_rss.max(status_kib(pid, "VmRSS")?);
         Ok(())
     }
 
@@ -319,7 +310,7 @@ async fn a_well_behaved_client_gets_health_through_slowloris_and_non_reading_cli
     let url = s.host.url(HEALTH);
     let body_len = http_client::get(&url).await?.body.len();
     let sockets_before = open_sockets(pid)?;
-    let mut watched = Watched::new(rss_kib(pid)?);
+    let mut watched = Watched::new(status_kib(pid, "VmRSS")?);
     let attack = Attack::attach(s.host.addr, HEALTH, 200, HEALTH, 16, 40, body_len).await?;
     attack.wait_attached(pid, sockets_before).await?;
 
@@ -366,7 +357,7 @@ async fn the_gateway_listener_sheds_slowloris_and_non_readers_while_sync_calls_g
     assert_eq!((big.status, big.body.len()), (200, BIG_BYTES));
     let sockets_before = open_sockets(pid)?;
     let upstream_before = s.fake.accepted_connections();
-    let mut watched = Watched::new(rss_kib(pid)?);
+    let mut watched = Watched::new(status_kib(pid, "VmRSS")?);
     let attack = Attack::attach(gateway, PAGE, 200, BIG, 16, 8, BIG_BYTES).await?;
     attack.wait_attached(pid, sockets_before).await?;
 

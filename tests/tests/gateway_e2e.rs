@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clever_auth_tests::fake_clever::{
     FakeClever, Fault, Outcome, RateLimitBucket, RateLimitConfig, RequestRecord, Route, RouteMatch,
 };
-use clever_auth_tests::host_process::{HostOptions, HostProcess};
+use clever_auth_tests::host_process::{status_kib, HostOptions, HostProcess};
 use clever_auth_tests::http_client::{self, Reply};
 use clever_auth_tests::scenario::{two_districts, Scenario};
 use std::time::{Duration, Instant};
@@ -450,16 +450,6 @@ async fn an_upstream_that_never_answers_is_504_at_the_deadline() -> Result<()> {
     Ok(())
 }
 
-/// Peak resident memory of a process (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmHWM")
-}
-
 #[tokio::test]
 async fn a_50_mb_page_streams_through_with_bounded_memory() -> Result<()> {
     use http_body_util::BodyExt;
@@ -470,7 +460,7 @@ async fn a_50_mb_page_streams_through_with_bounded_memory() -> Result<()> {
         get(&s, "/clever/d-alpha/v3.0/bytes/1024").await?.status,
         200
     );
-    let before = peak_rss_kib(pid)?;
+    let before = status_kib(pid, "VmHWM")?;
 
     const SIZE: usize = 50 << 20;
     let url = s
@@ -507,7 +497,7 @@ async fn a_50_mb_page_streams_through_with_bounded_memory() -> Result<()> {
         }
     }
     assert_eq!(received, SIZE);
-    let grown_mib = peak_rss_kib(pid)?.saturating_sub(before) / 1024;
+    let grown_mib = status_kib(pid, "VmHWM")?.saturating_sub(before) / 1024;
     // Buffering the page whole would cost at least 50 MiB.
     assert!(
         grown_mib < 24,

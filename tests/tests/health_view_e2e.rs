@@ -54,7 +54,7 @@ async fn the_public_answer_names_no_district_and_a_client_cannot_ask_for_more() 
 
     // Asking for the detail, with any spelling of the header, changes nothing.
     for value in ["detail", "DETAIL"] {
-        let reply = http_client::get_with(
+        let reply = http_client::request_with_headers(
             "GET",
             &host.url(&format!("{HEALTH}?page=1")),
             &[(SIGNAL, value)],

@@ -7,6 +7,7 @@
 
 use clever_auth_tests::azure_scenario::{AzureOptions, AzureScenario, SECRET_SECRET};
 use clever_auth_tests::fake_clever::{FakeCleverConfig, Fault, Route};
+use clever_auth_tests::host_process::status_kib;
 use clever_auth_tests::http_client::KeepAlive;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,17 +20,6 @@ const TOKEN_CANARY: &str = "CANARYTOKEN";
 const SECRET_CANARY: &str = "CANARYSECRET";
 /// Growth of resident memory over the loaded phase that still counts as flat.
 const RSS_SLACK_KIB: u64 = 24 * 1024;
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
 
 #[derive(Default)]
 struct Tally {
@@ -72,7 +62,7 @@ async fn health_stays_up_under_load_through_faults_and_rotation() -> anyhow::Res
     for _ in 0..200 {
         clever_auth_tests::http_client::get(&url).await?;
     }
-    let rss_start = rss_kib(pid).unwrap_or(0);
+    let rss_start = status_kib(pid, "VmRSS").unwrap_or(0);
 
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -149,7 +139,7 @@ async fn health_stays_up_under_load_through_faults_and_rotation() -> anyhow::Res
     for c in clients {
         c.await?;
     }
-    let rss_end = rss_kib(pid).unwrap_or(0);
+    let rss_end = status_kib(pid, "VmRSS").unwrap_or(0);
     let (ok, non_2xx, errors) = (
         tally.ok.load(Ordering::Relaxed),
         tally.non_2xx.load(Ordering::Relaxed),
