@@ -7,6 +7,7 @@
 pub mod bindings;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod keyvalue;
 pub mod logging;
 pub mod outbound;

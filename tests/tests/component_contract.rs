@@ -41,11 +41,12 @@ fn world() -> (BTreeSet<String>, BTreeSet<String>) {
 }
 
 #[test]
-fn exports_are_exactly_the_http_handler_and_the_refresher() {
+fn exports_are_exactly_the_http_handler_the_refresher_and_the_gateway() {
     let (_, exports) = world();
     let expected: BTreeSet<String> = [
         "wasi:http/incoming-handler@0.2.6",
         "clever:auth/refresher@0.1.0",
+        "clever:auth/gateway@0.1.0",
     ]
     .map(String::from)
     .into();

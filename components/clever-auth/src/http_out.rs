@@ -115,13 +115,6 @@ pub struct Streaming {
 }
 
 impl Streaming {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
     /// The body's stream (taken once).
     pub fn stream(&mut self) -> Option<&InputStream> {
         if self.stream.is_none() {

@@ -2,7 +2,8 @@
 //!
 //! It serves `GET /health/clever-auth` from what the refresher left in the key-value store,
 //! the Clever gateway under `/clever/…` (Clever calls made with a district's token, which never
-//! leaves), and exports `clever:auth/refresher`, which the native host's scheduler calls. Under
+//! leaves), and exports `clever:auth/refresher`, which the native host's scheduler calls, and
+//! `clever:auth/gateway`, the gateway's decisions for a host that forwards natively. Under
 //! Spin, which has no scheduler, the health handler runs due refreshes itself after its
 //! response is sent.
 
@@ -26,7 +27,7 @@ mod lease;
 mod log;
 mod refresh;
 
-use bindings::exports::clever::auth::refresher;
+use bindings::exports::clever::auth::{gateway as gateway_export, refresher};
 use bindings::exports::wasi::http::incoming_handler;
 use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
 
@@ -51,6 +52,10 @@ impl refresher::Guest for Component {
     fn run_due() -> u64 {
         refresh::run_due_scheduled()
     }
+}
+
+impl gateway_export::Guest for Component {
+    type Call = gateway::export::CallHandle;
 }
 
 bindings::export!(Component with_types_in bindings);

@@ -38,6 +38,45 @@ pub struct Outbound {
 #[derive(Clone)]
 pub struct OutboundHooks(pub Arc<Outbound>);
 
+impl Outbound {
+    /// Sends one request under the policy (scheme, allowed hosts), over the pool; a 401 from
+    /// the token endpoint is reported. The component's wasi:http requests and the gateway's
+    /// native forwarding both come through here.
+    pub async fn send(
+        &self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<http::Response<WasiBody>, Error> {
+        let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+        let authority = request.uri().authority().map(|a| a.as_str().to_string());
+        let path = request.uri().path().to_string();
+        if let Err(denied) = self.policy.check(https, authority.as_deref()) {
+            tracing::warn!(operation = "outbound", reason = %denied, "outbound request refused");
+            return Err(Error::InternalError(Some(format!(
+                "{POLICY_REFUSAL}{denied}"
+            ))));
+        }
+        let (response, _io) = send::send(request, options, &self.upstream).await?;
+        if response.status() == http::StatusCode::UNAUTHORIZED {
+            let host = authority.as_deref().map(policy::host_of);
+            let is_token_endpoint = self
+                .token_endpoint
+                .as_ref()
+                .is_some_and(|(h, p)| Some(h) == host.as_ref() && path.starts_with(p.as_str()));
+            if is_token_endpoint {
+                if let Some(callback) = &self.on_unauthorized {
+                    callback();
+                }
+            }
+        }
+        Ok(response)
+    }
+}
+
+/// How a refusal by the policy begins (the component tells it from a connection failure by
+/// this prefix: retrying cannot help).
+pub const POLICY_REFUSAL: &str = "outbound policy: ";
+
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
@@ -48,29 +87,10 @@ impl WasiHttpHooks for OutboundHooks {
         _ = fut;
         let outbound = self.0.clone();
         Box::new(async move {
-            let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
-            let authority = request.uri().authority().map(|a| a.as_str().to_string());
-            let path = request.uri().path().to_string();
-            if let Err(denied) = outbound.policy.check(https, authority.as_deref()) {
-                tracing::warn!(operation = "outbound", reason = %denied, "outbound request refused");
-                return Err(Error::InternalError(Some(format!(
-                    "outbound policy: {denied}"
-                ))));
-            }
-            let (response, io) = send::send(request, options, &outbound.upstream).await?;
-            if response.status() == http::StatusCode::UNAUTHORIZED {
-                let host = authority.as_deref().map(policy::host_of);
-                let is_token_endpoint = outbound
-                    .token_endpoint
-                    .as_ref()
-                    .is_some_and(|(h, p)| Some(h) == host.as_ref() && path.starts_with(p.as_str()));
-                if is_token_endpoint {
-                    if let Some(callback) = &outbound.on_unauthorized {
-                        callback();
-                    }
-                }
-            }
-            Ok((response, Box::new(io) as IoFuture))
+            let response = outbound.send(request, options).await?;
+            // The pool's tasks drive the connection; nothing is left for wasi:http to drive.
+            let io: IoFuture = Box::new(async { Ok(()) });
+            Ok((response, io))
         })
     }
 }

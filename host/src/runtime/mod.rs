@@ -13,7 +13,7 @@ use std::sync::Arc;
 use wasmtime::component::Linker;
 use wasmtime::error::Context as _;
 use wasmtime::Store;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 /// Everything needed to create an instance of the component for one request or refresh.
 #[derive(Clone)]
@@ -67,6 +67,22 @@ impl Runtime {
             },
             origin,
         ))
+    }
+
+    /// One instance of the component, with both its HTTP handler and its own exports (the
+    /// gateway's decisions are asked of the instance that serves the request).
+    pub async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> Result<(Proxy, crate::bindings::Platform)> {
+        let instance = self
+            .proxy
+            .instance_pre()
+            .instantiate_async(&mut *store)
+            .await?;
+        let proxy = Proxy::new(&mut *store, &instance)?;
+        let platform = crate::bindings::Platform::new(&mut *store, &instance)?;
+        Ok((proxy, platform))
     }
 
     /// A store armed with the health deadline, so instantiating is bounded too (a store's

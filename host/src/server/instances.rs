@@ -3,6 +3,7 @@
 //! between requests (everything lives in the host's key-value store), so an instance that
 //! finished a request cleanly can serve the next; one that trapped is dropped.
 
+use crate::bindings::Platform;
 use crate::cli::InstanceMode;
 use crate::runtime::Runtime;
 use crate::state::HostState;
@@ -23,7 +24,7 @@ const MAX_IDLE: usize = MAX_IN_FLIGHT;
 
 pub struct Instances {
     mode: InstanceMode,
-    idle: Mutex<Vec<(Store<HostState>, Proxy)>>,
+    idle: Mutex<Vec<(Store<HostState>, Proxy, Platform)>>,
     admission: Arc<Semaphore>,
 }
 
@@ -31,6 +32,8 @@ pub struct Instances {
 pub struct Lease {
     pub store: Store<HostState>,
     pub proxy: Proxy,
+    /// The same instance's own exports (the gateway's decisions).
+    pub platform: Platform,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -58,19 +61,21 @@ impl Instances {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop();
-            if let Some((store, proxy)) = kept {
+            if let Some((store, proxy, platform)) = kept {
                 return Ok(Lease {
                     store,
                     proxy,
+                    platform,
                     _permit: permit,
                 });
             }
         }
         let mut store = runtime.new_store();
-        let proxy = runtime.proxy.instantiate_async(&mut store).await?;
+        let (proxy, platform) = runtime.instantiate(&mut store).await?;
         Ok(Lease {
             store,
             proxy,
+            platform,
             _permit: permit,
         })
     }
@@ -82,7 +87,7 @@ impl Instances {
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
-            idle.push((lease.store, lease.proxy));
+            idle.push((lease.store, lease.proxy, lease.platform));
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Hands one HTTP request to an instance of the component, within its call's deadline.
+//! Hands one health request to an instance of the component, within its call's deadline.
 
 use super::instances::Instances;
 use super::scrub;
@@ -11,42 +11,19 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
-/// Which kind of request the component serves; each has its own deadline and body handling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    /// A health answer: small, read whole and scrubbed within the health deadline.
-    Health,
-    /// A gateway answer: its head may wait on Clever (429 waits, retries) up to the gateway
-    /// deadline; its body streams through the scrubber, never held whole.
-    Gateway,
-}
-
-impl Call {
-    fn name(self) -> &'static str {
-        match self {
-            Call::Health => "health",
-            Call::Gateway => "gateway",
-        }
-    }
-}
-
-/// The component's answer, with every known secret value masked. A health answer, body
-/// included, must be complete within the health deadline; a gateway answer's head within the
-/// gateway deadline. The instance may go on working (a due refresh under Spin semantics, or a
-/// gateway body still streaming) until the refresh deadline.
+/// The component's health answer, with every known secret value masked. It must be complete,
+/// body included, within the health deadline. The instance may go on working (a due refresh
+/// under Spin semantics) until the refresh deadline. (The gateway has its own carrier,
+/// `crate::gateway`.)
 pub async fn call_component(
     runtime: &Runtime,
     instances: &Arc<Instances>,
     req: hyper::Request<Incoming>,
-    kind: Call,
 ) -> Result<hyper::Response<HyperOutgoingBody>> {
-    let call_name = kind.name();
+    let call_name = "health";
     let mut lease = instances.checkout(runtime).await?;
     // Waiting for a turn is not the component's time: the clock starts with the call.
-    let clock = match kind {
-        Call::Health => CallClock::health(&runtime.deadlines),
-        Call::Gateway => CallClock::gateway(&runtime.deadlines),
-    };
+    let clock = CallClock::health(&runtime.deadlines);
     deadline::arm(&mut lease.store, clock.clone());
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let req = lease
@@ -108,10 +85,7 @@ pub async fn call_component(
                 })
             }
         };
-        match kind {
-            Call::Health => scrub::scrubbed(response).await,
-            Call::Gateway => Ok(scrub::streamed(response)),
-        }
+        scrub::scrubbed(response).await
     };
     match tokio::time::timeout(clock.answer_deadline(), answer).await {
         Ok(result) => {

@@ -2,10 +2,10 @@
 
 mod guarded_io;
 pub mod health_view;
-mod instances;
+pub(crate) mod instances;
 mod invoke;
 pub mod limits;
-mod scrub;
+pub(crate) mod scrub;
 
 pub use health_view::HealthView;
 pub use instances::MAX_IN_FLIGHT;
@@ -239,11 +239,10 @@ async fn respond(
             StatusCode::BAD_REQUEST,
             r#"{"error":{"code":"bad_request","message":"absolute URLs are not accepted: send the path /clever/{district}/{version}/{path}"}}"#,
         ),
-        Route::Gateway => match invoke::call_component(
+        Route::Gateway => match crate::gateway::serve(
             &app.runtime,
             &app.instances,
             without_connection_listed(req),
-            invoke::Call::Gateway,
         )
         .await
         {
@@ -290,7 +289,7 @@ async fn component_answer(
     app: &App,
     req: hyper::Request<Incoming>,
 ) -> Result<Response<HyperOutgoingBody>> {
-    invoke::call_component(&app.runtime, &app.instances, req, invoke::Call::Health).await
+    invoke::call_component(&app.runtime, &app.instances, req).await
 }
 
 /// The headers a `Connection` header names are hop-by-hop (RFC 9110 §7.6.1). The component

@@ -12,6 +12,8 @@ use gw::echo::EchoMask;
 use gw::versions::OBSERVE_LIMIT;
 use gw::{GatewayError, SOURCE_HEADER};
 
+type Header = (String, Vec<u8>);
+
 /// `output-stream.blocking-write-and-flush` accepts at most 4096 bytes per call.
 const WRITE_CHUNK: usize = 4096;
 const READ_CHUNK: u64 = 64 * 1024;
@@ -25,8 +27,8 @@ fn fields(headers: &[(String, Vec<u8>)]) -> Fields {
     fields
 }
 
-/// The gateway's own error; the body is left out for HEAD.
-pub fn error(out: ResponseOutparam, e: &GatewayError, head: bool) {
+/// The gateway's own error as status, headers and body (empty for HEAD).
+pub fn own_answer(e: &GatewayError, head: bool) -> (u16, Vec<Header>, Vec<u8>) {
     let mut headers: Vec<(String, Vec<u8>)> = vec![
         ("content-type".into(), b"application/json".to_vec()),
         ("cache-control".into(), b"no-store".to_vec()),
@@ -35,15 +37,26 @@ pub fn error(out: ResponseOutparam, e: &GatewayError, head: bool) {
     for (n, v) in e.extra_headers() {
         headers.push((n.into(), v.into_bytes()));
     }
+    let body = if head {
+        Vec::new()
+    } else {
+        e.body().into_bytes()
+    };
+    (e.status(), headers, body)
+}
+
+/// The gateway's own error; the body is left out for HEAD.
+pub fn error(out: ResponseOutparam, e: &GatewayError, head: bool) {
+    let (status, headers, body_bytes) = own_answer(e, head);
     let response = OutgoingResponse::new(fields(&headers));
-    let _ = response.set_status_code(e.status());
+    let _ = response.set_status_code(status);
     let Ok(body) = response.body() else {
         return;
     };
     ResponseOutparam::set(out, Ok(response));
-    if !head {
+    if !body_bytes.is_empty() {
         if let Ok(stream) = body.write() {
-            for chunk in e.body().as_bytes().chunks(WRITE_CHUNK) {
+            for chunk in body_bytes.chunks(WRITE_CHUNK) {
                 if stream.blocking_write_and_flush(chunk).is_err() {
                     break;
                 }
@@ -80,7 +93,7 @@ fn write_all(sink: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
     Ok(())
 }
 
-/// Clever's status and headers (already filtered), then its body, streamed through `mask`
+/// Clever's status and headers (already filtered, the source header included), then its body, streamed through `mask`
 /// (the token the request carried never reaches the client, even if Clever echoes it).
 pub fn pass(
     out: ResponseOutparam,
@@ -89,9 +102,7 @@ pub fn pass(
     head: bool,
     mask: &mut EchoMask,
 ) -> Passed {
-    let mut all = headers.to_vec();
-    all.push((SOURCE_HEADER.into(), b"clever".to_vec()));
-    let response = OutgoingResponse::new(fields(&all));
+    let response = OutgoingResponse::new(fields(headers));
     let _ = response.set_status_code(upstream.status);
     let mut passed = Passed {
         prefix: Vec::new(),
