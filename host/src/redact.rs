@@ -262,6 +262,8 @@ pub fn scrub_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(m.ac.replace_all_bytes(bytes, &masks))
 }
 
+pub use clever_auth_core::gateway::echo::Pass;
+
 /// [`scrub_bytes`] over a body that arrives in pieces (the gateway streams Clever's answers):
 /// the last bytes of each piece are held back until the next one, so a value split across two
 /// pieces is still masked. What is held back is shorter than the longest registered value.
@@ -311,6 +313,35 @@ impl StreamScrubber {
             );
         }
         out
+    }
+
+    /// [`push`](Self::push) for a body pump that can pass parts of `piece` on without copying
+    /// them: when no known value is in sight (the common case), the answer is the bytes held
+    /// back from before and a prefix of `piece`; only what is held back now is copied.
+    pub fn pass(&mut self, piece: &[u8]) -> Pass {
+        let Some(m) = matcher() else {
+            return Pass::Clean {
+                held: std::mem::take(&mut self.carry),
+                upto: piece.len(),
+            };
+        };
+        let keep = m.longest.saturating_sub(1);
+        // A value starting in the held-back bytes (shorter than the longest value) ends within
+        // the piece's first `keep` bytes; any other lies in the piece whole.
+        let mut edge = self.carry.clone();
+        edge.extend_from_slice(&piece[..piece.len().min(keep)]);
+        if m.ac.is_match(&edge) || m.ac.is_match(piece) {
+            return Pass::Masked(self.push(piece));
+        }
+        let passing = (self.carry.len() + piece.len()).saturating_sub(keep);
+        if passing <= self.carry.len() {
+            let held: Vec<u8> = self.carry.drain(..passing).collect();
+            self.carry.extend_from_slice(piece);
+            return Pass::Clean { held, upto: 0 };
+        }
+        let upto = passing - self.carry.len();
+        let held = std::mem::replace(&mut self.carry, piece[upto..].to_vec());
+        Pass::Clean { held, upto }
     }
 
     /// The held-back end of the body, scrubbed.
@@ -378,6 +409,41 @@ mod tests {
         }
         out.extend(s.finish());
         assert_eq!(out, body);
+    }
+
+    fn passed(s: &mut StreamScrubber, piece: &[u8]) -> Vec<u8> {
+        match s.pass(piece) {
+            Pass::Clean { mut held, upto } => {
+                held.extend_from_slice(&piece[..upto]);
+                held
+            }
+            Pass::Masked(out) => out,
+        }
+    }
+
+    #[test]
+    fn pass_gives_what_push_gives_for_every_cut() {
+        register("canary-stream-PPPP-9999");
+        let body =
+            b"a canary-stream-PPPP-9999 b canary-stream-PPPP c canary-stream-PPPP-9999".to_vec();
+        for size in [1, 3, 10, 22, 23, 24, 40, body.len()] {
+            let (mut a, mut b) = (StreamScrubber::default(), StreamScrubber::default());
+            let (mut pushed, mut pass) = (Vec::new(), Vec::new());
+            for piece in body.chunks(size) {
+                pushed.extend(a.push(piece));
+                pass.extend(passed(&mut b, piece));
+            }
+            pushed.extend(a.finish());
+            pass.extend(b.finish());
+            assert_eq!(pushed, pass, "pieces of {size}");
+            assert!(!pass.windows(9).any(|w| w == b"PPPP-9999"), "masked");
+        }
+        let mut s = StreamScrubber::default();
+        let clean = b"z".repeat(4096);
+        assert!(
+            matches!(s.pass(&clean), Pass::Clean { upto, .. } if upto > 4000),
+            "a clean piece passes without a copy of its bulk"
+        );
     }
 
     // The registry is process-wide, so each test uses values no other test registers.

@@ -13,12 +13,13 @@
 mod body;
 mod forward;
 
-use crate::bindings::exports::clever::auth::gateway::{Header, OwnAnswer, Step};
+use crate::bindings::exports::clever::auth::gateway::{BodyReport, Header, OwnAnswer, Step};
 use crate::runtime::deadline::{self, CallClock, DeadlineExceeded};
 use crate::runtime::Runtime;
 use crate::server::instances::{Instances, Lease};
 use crate::state::Shared;
 use anyhow::{anyhow, Result};
+use body::MaskedBody;
 use bytes::Bytes;
 use clever_auth_core::gateway::echo::EchoMask;
 use http_body_util::{BodyExt, Full};
@@ -86,7 +87,7 @@ pub async fn serve(
     let stop = task.abort_handle();
     let answer = async {
         match receiver.await {
-            Ok(response) => Ok(crate::server::scrub::streamed(response)),
+            Ok(response) => Ok(response),
             Err(_) => Err(match task.await {
                 Ok(Ok(())) => anyhow!("the gateway ended without an answer"),
                 Ok(Err(e)) if e.is::<DeadlineExceeded>() => e,
@@ -162,16 +163,23 @@ async fn run(
                     gateway.call_finish(&mut *store, call, None).await?;
                     return Err(anyhow!("the component delivered without a reply"));
                 };
-                let mut mask = EchoMask::new(deliver.mask.as_bytes());
+                let mask = EchoMask::new(deliver.mask.as_bytes());
                 drop(deliver.mask);
                 let (parts, upstream_body) = response.into_parts();
                 let report = if head {
                     let _ = answer.send(with_head(parts.status, &deliver.headers, empty()));
                     None
                 } else {
-                    let (client_body, to_client) = body::pipe();
-                    let _ = answer.send(with_head(parts.status, &deliver.headers, client_body));
-                    Some(body::pump(upstream_body, to_client, &mut mask).await)
+                    let (body, report) = MaskedBody::new(upstream_body, mask);
+                    let body = body.boxed_unsync();
+                    let _ = answer.send(with_head(parts.status, &deliver.headers, body));
+                    // The client's connection streams the body; its report comes at the end.
+                    Some(report.await.unwrap_or(BodyReport {
+                        prefix: Vec::new(),
+                        complete: false,
+                        broken: true,
+                        masked: 0,
+                    }))
                 };
                 gateway
                     .call_finish(&mut *store, call, report.as_ref())
@@ -185,7 +193,12 @@ async fn run(
 }
 
 fn own_response(own: OwnAnswer) -> Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from(own.body))
+    // The component's own words: a known value in them would be a bug, masked all the same.
+    let body = match crate::redact::scrub_bytes(&own.body) {
+        std::borrow::Cow::Borrowed(_) => Bytes::from(own.body),
+        std::borrow::Cow::Owned(masked) => Bytes::from(masked),
+    };
+    let body = Full::new(body)
         .map_err(|never| match never {})
         .boxed_unsync();
     let status =

@@ -5,7 +5,7 @@ pub mod health_view;
 pub(crate) mod instances;
 mod invoke;
 pub mod limits;
-pub(crate) mod scrub;
+mod scrub;
 
 pub use health_view::HealthView;
 pub use instances::MAX_IN_FLIGHT;

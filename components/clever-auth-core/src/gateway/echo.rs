@@ -11,6 +11,15 @@ use memchr::memmem::Finder;
 /// What a masked token reads as, padded with `*` to the token's length.
 pub const MASK: &str = "<redacted>";
 
+/// What [`EchoMask::pass`] lets through for one piece.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Nothing masked: pass `held`, then `piece[..upto]` unchanged.
+    Clean { held: Vec<u8>, upto: usize },
+    /// Pass these bytes instead (a token was masked in them).
+    Masked(Vec<u8>),
+}
+
 /// One response body's masker for one token.
 pub struct EchoMask {
     /// `None` for an empty token: nothing to find.
@@ -65,6 +74,39 @@ impl EchoMask {
         out.extend_from_slice(&buf[pos..cut]);
         buf.drain(..cut);
         self.carry = buf;
+    }
+
+    /// [`push`](Self::push) for a carrier that can pass parts of `piece` on without copying
+    /// them: when nothing is masked (the common case), the answer is the bytes held back
+    /// from before and a prefix of `piece`, and only the few bytes held back now are copied.
+    pub fn pass(&mut self, piece: &[u8]) -> Pass {
+        let Some(finder) = &self.finder else {
+            return Pass::Clean {
+                held: std::mem::take(&mut self.carry),
+                upto: piece.len(),
+            };
+        };
+        let keep = self.mask.len() - 1;
+        // A token that starts in the held-back bytes (shorter than the token) ends within the
+        // piece's first `keep` bytes; any other lies in the piece whole.
+        let mut edge = self.carry.clone();
+        edge.extend_from_slice(&piece[..piece.len().min(keep)]);
+        if finder.find(&edge).is_some() || finder.find(piece).is_some() {
+            let mut out = Vec::new();
+            self.push(piece, &mut out);
+            return Pass::Masked(out);
+        }
+        let total = self.carry.len() + piece.len();
+        let passing = total.saturating_sub(keep);
+        if passing <= self.carry.len() {
+            // A piece shorter than what is held back: the oldest held bytes go on.
+            let held: Vec<u8> = self.carry.drain(..passing).collect();
+            self.carry.extend_from_slice(piece);
+            return Pass::Clean { held, upto: 0 };
+        }
+        let upto = passing - self.carry.len();
+        let held = std::mem::replace(&mut self.carry, piece[upto..].to_vec());
+        Pass::Clean { held, upto }
     }
 
     /// The end of the body: what was held back (no token fits in it whole).
@@ -205,5 +247,64 @@ mod tests {
     fn debug_never_shows_the_token() {
         let m = EchoMask::new(TOKEN);
         assert!(!format!("{m:?}").contains("tok-0123"));
+    }
+
+    /// `pass` lets through exactly what `push` does, whatever the cuts, with or without a
+    /// token in the body.
+    #[test]
+    fn pass_gives_what_push_gives_for_every_cut() {
+        let mut body = b"{\"data\":[".to_vec();
+        body.extend_from_slice(TOKEN);
+        body.extend_from_slice(b"],\"x\":\"");
+        body.extend_from_slice(&TOKEN[..10]);
+        body.extend_from_slice(b"\",\"y\":\"");
+        body.extend_from_slice(TOKEN);
+        body.extend_from_slice(b"\"}");
+        let clean = b"0123456789abcdef".repeat(20);
+        for body in [body.clone(), clean] {
+            for size in [
+                1,
+                2,
+                5,
+                TOKEN.len() - 1,
+                TOKEN.len(),
+                TOKEN.len() + 1,
+                64,
+                body.len(),
+            ] {
+                let mut pushed = EchoMask::new(TOKEN);
+                let mut passed = EchoMask::new(TOKEN);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                for piece in body.chunks(size) {
+                    pushed.push(piece, &mut a);
+                    match passed.pass(piece) {
+                        Pass::Clean { held, upto } => {
+                            b.extend_from_slice(&held);
+                            b.extend_from_slice(&piece[..upto]);
+                        }
+                        Pass::Masked(out) => b.extend_from_slice(&out),
+                    }
+                }
+                pushed.finish(&mut a);
+                passed.finish(&mut b);
+                assert_eq!(a, b, "pieces of {size}");
+                assert_eq!(a.len(), body.len());
+                assert_eq!(pushed.masked(), passed.masked());
+            }
+        }
+    }
+
+    #[test]
+    fn a_clean_piece_passes_without_a_copy_of_its_bulk() {
+        let mut m = EchoMask::new(TOKEN);
+        let piece = b"x".repeat(1000);
+        match m.pass(&piece) {
+            Pass::Clean { held, upto } => {
+                assert!(held.is_empty());
+                assert_eq!(upto, 1000 - (TOKEN.len() - 1));
+            }
+            Pass::Masked(_) => panic!("nothing to mask"),
+        }
+        assert_eq!(m.held_back(), TOKEN.len() - 1);
     }
 }
