@@ -27,13 +27,16 @@ use hyper::body::Incoming;
 use hyper::Response;
 use std::sync::Arc;
 use tokio::sync::oneshot;
+use wasmtime::component::ResourceAny;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiBody;
 
 const CALL_NAME: &str = "gateway";
 
-/// Serves one gateway request. The answer's head must come within the gateway's call
-/// deadline; its body then streams while the instance waits to record the request, bounded
-/// by the call's total deadline.
+/// Serves one gateway request. The component's turns up to the answer's head run in the
+/// client's connection task, within the gateway's call deadline; the body then streams, and a
+/// task of its own waits for its end to report it to the component (bounded by the call's
+/// total deadline) before the instance goes back.
 pub async fn serve(
     runtime: &Runtime,
     instances: &Arc<Instances>,
@@ -57,63 +60,75 @@ pub async fn serve(
             .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
             .collect(),
     };
-
-    let (sender, receiver) = oneshot::channel();
-    let task_instances = instances.clone();
-    let task_clock = clock.clone();
-    let shared = runtime.shared.clone();
-    let task = tokio::task::spawn(async move {
-        let run = run(&shared, &mut lease, request, sender);
-        match tokio::time::timeout(task_clock.total(), run).await {
-            Ok(Ok(())) => {
-                task_instances.checkin(lease);
-                Ok(())
-            }
+    let head = request.method == "HEAD";
+    let shared = &runtime.shared;
+    // On the deadline the turns are dropped mid-way, and the instance with them (a guest
+    // waiting in the host for a token, a rate limit or Clever is not stopped by the epoch).
+    let decided =
+        match tokio::time::timeout(clock.answer_deadline(), decide(shared, &mut lease, request))
+            .await
+        {
+            Ok(Ok(decided)) => decided,
             Ok(Err(e)) => {
-                if deadline::is_interrupt_anyhow(&e) && task_clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, CALL_NAME, task_clock.deadline());
+                if deadline::is_interrupt_anyhow(&e) {
+                    if clock.first_overrun() {
+                        deadline::report_overrun(&shared.kv, CALL_NAME, clock.deadline());
+                    }
+                    return Err(DeadlineExceeded::new(CALL_NAME, clock.answer_deadline()).into());
                 }
-                Err(e)
+                return Err(e.context("the component failed before answering"));
             }
             Err(_) => {
-                if task_clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, CALL_NAME, task_clock.total());
+                if clock.first_overrun() {
+                    deadline::report_overrun(&shared.kv, CALL_NAME, clock.answer_deadline());
                 }
-                Err(DeadlineExceeded::new(CALL_NAME, task_clock.total()).into())
+                return Err(DeadlineExceeded::new(CALL_NAME, clock.answer_deadline()).into());
+            }
+        };
+    clock.answered();
+    let (response, report) = match decided.ending {
+        Ending::Own(own) => (own_response(own), None),
+        Ending::Clever(delivery) => {
+            let Delivery {
+                response,
+                headers,
+                mask,
+            } = *delivery;
+            let (parts, upstream_body) = response.into_parts();
+            if head {
+                (with_head(parts.status, &headers, empty()), None)
+            } else {
+                let (body, report) = MaskedBody::new(upstream_body, mask);
+                let response = with_head(parts.status, &headers, body.boxed_unsync());
+                (response, Some(report))
+            }
+        }
+    };
+    let instances = instances.clone();
+    let shared = shared.clone();
+    let call = decided.call;
+    tokio::task::spawn(async move {
+        let finish = finish(&mut lease, call, report);
+        match tokio::time::timeout(clock.total(), finish).await {
+            Ok(Ok(())) => instances.checkin(lease),
+            Ok(Err(e)) => {
+                if deadline::is_interrupt_anyhow(&e) && clock.first_overrun() {
+                    deadline::report_overrun(&shared.kv, CALL_NAME, clock.deadline());
+                } else {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "recording a gateway request failed"
+                    );
+                }
+            }
+            Err(_) => {
+                if clock.first_overrun() {
+                    deadline::report_overrun(&shared.kv, CALL_NAME, clock.total());
+                }
             }
         }
     });
-
-    let stop = task.abort_handle();
-    let answer = async {
-        match receiver.await {
-            Ok(response) => Ok(response),
-            Err(_) => Err(match task.await {
-                Ok(Ok(())) => anyhow!("the gateway ended without an answer"),
-                Ok(Err(e)) if e.is::<DeadlineExceeded>() => e,
-                Ok(Err(e)) if deadline::is_interrupt_anyhow(&e) => {
-                    DeadlineExceeded::new(CALL_NAME, clock.answer_deadline()).into()
-                }
-                Ok(Err(e)) => e.context("the component failed before answering"),
-                Err(e) => anyhow!("the gateway task failed: {e}"),
-            }),
-        }
-    };
-    match tokio::time::timeout(clock.answer_deadline(), answer).await {
-        Ok(result) => {
-            clock.answered();
-            result
-        }
-        Err(_) => {
-            // A guest waiting in the host (a token, a rate limit), or Clever slower than the
-            // call's deadline: no epoch check would stop the wait.
-            stop.abort();
-            if clock.first_overrun() {
-                deadline::report_overrun(&runtime.shared.kv, CALL_NAME, clock.answer_deadline());
-            }
-            Err(DeadlineExceeded::new(CALL_NAME, clock.answer_deadline()).into())
-        }
-    }
+    Ok(response)
 }
 
 /// The caller's request as the component sees it.
@@ -123,14 +138,29 @@ struct Request {
     headers: Vec<Header>,
 }
 
-/// The turns of one request: the component decides, this executes.
-async fn run(
-    shared: &Shared,
-    lease: &mut Lease,
-    request: Request,
-    answer: oneshot::Sender<Response<HyperOutgoingBody>>,
-) -> Result<()> {
-    let head = request.method == "HEAD";
+/// Where the component's turns ended.
+struct Decided {
+    call: ResourceAny,
+    ending: Ending,
+}
+
+enum Ending {
+    /// An answer of the gateway's own.
+    Own(OwnAnswer),
+    /// Clever's answer, its body unread, to pass on.
+    Clever(Box<Delivery>),
+}
+
+struct Delivery {
+    response: http::Response<WasiBody>,
+    /// The headers the component passes on.
+    headers: Vec<Header>,
+    /// Masks the token the attempt carried wherever the body echoes it.
+    mask: EchoMask,
+}
+
+/// The turns of one request up to its answer: the component decides, this executes.
+async fn decide(shared: &Shared, lease: &mut Lease, request: Request) -> Result<Decided> {
     let gateway = lease.platform.clever_auth_gateway().call();
     let store = &mut lease.store;
     let call = gateway
@@ -153,42 +183,50 @@ async fn run(
                 step = gateway.call_sent(&mut *store, call, &reply).await?;
             }
             Step::Answer(own) => {
-                drop(upstream.take());
-                let _ = answer.send(own_response(own));
-                gateway.call_finish(&mut *store, call, None).await?;
-                break;
+                return Ok(Decided {
+                    call,
+                    ending: Ending::Own(own),
+                })
             }
             Step::Deliver(deliver) => {
-                let Some(response) = upstream.take() else {
-                    gateway.call_finish(&mut *store, call, None).await?;
-                    return Err(anyhow!("the component delivered without a reply"));
-                };
+                let response = upstream
+                    .take()
+                    .ok_or_else(|| anyhow!("the component delivered without a reply"))?;
                 let mask = EchoMask::new(deliver.mask.as_bytes());
-                drop(deliver.mask);
-                let (parts, upstream_body) = response.into_parts();
-                let report = if head {
-                    let _ = answer.send(with_head(parts.status, &deliver.headers, empty()));
-                    None
-                } else {
-                    let (body, report) = MaskedBody::new(upstream_body, mask);
-                    let body = body.boxed_unsync();
-                    let _ = answer.send(with_head(parts.status, &deliver.headers, body));
-                    // The client's connection streams the body; its report comes at the end.
-                    Some(report.await.unwrap_or(BodyReport {
-                        prefix: Vec::new(),
-                        complete: false,
-                        broken: true,
-                        masked: 0,
-                    }))
-                };
-                gateway
-                    .call_finish(&mut *store, call, report.as_ref())
-                    .await?;
-                break;
+                return Ok(Decided {
+                    call,
+                    ending: Ending::Clever(Box::new(Delivery {
+                        response,
+                        headers: deliver.headers,
+                        mask,
+                    })),
+                });
             }
         }
     }
-    call.resource_drop_async(&mut *store).await?;
+}
+
+/// Reports the request's end (what its body showed) to the component, and lets go of the call.
+async fn finish(
+    lease: &mut Lease,
+    call: ResourceAny,
+    report: Option<oneshot::Receiver<BodyReport>>,
+) -> Result<()> {
+    let report = match report {
+        // The client's connection streams the body; its report comes at the end.
+        Some(rx) => Some(rx.await.unwrap_or(BodyReport {
+            prefix: Vec::new(),
+            complete: false,
+            broken: true,
+            masked: 0,
+        })),
+        None => None,
+    };
+    let gateway = lease.platform.clever_auth_gateway().call();
+    gateway
+        .call_finish(&mut lease.store, call, report.as_ref())
+        .await?;
+    call.resource_drop_async(&mut lease.store).await?;
     Ok(())
 }
 

@@ -38,9 +38,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// sent yet anyway).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
 
-/// As many as the component can have requests in flight at once (64) would keep every
-/// connection of a burst; half of it keeps most of them without holding many sockets idle.
-pub const MAX_IDLE_PER_HOST: usize = 32;
+/// As many as the gateway can have requests in flight at once (at most 160): with fewer, a
+/// burst of 64 gateway calls closed half its connections on return and opened them again on
+/// the next request (a TCP, and against Clever a TLS, handshake each time).
+pub const MAX_IDLE_PER_HOST: usize = 160;
 
 /// The most an upstream connection buffers of what Clever sent ahead of the component's
 /// reads. hyper's default (≈400 KiB) grows with a fast upstream, and the gateway holds one per
