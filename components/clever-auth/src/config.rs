@@ -2,6 +2,7 @@
 
 use crate::bindings::wasi::config::store;
 use crate::kv::Kv;
+use std::cell::RefCell;
 use clever_auth_core::health::CredentialPresence;
 use clever_auth_core::secret::Secret;
 use clever_auth_core::settings::{self, SettingError, Settings, CLIENT_ID, CLIENT_SECRET};
@@ -23,10 +24,7 @@ pub fn settings() -> Result<Settings, Vec<SettingError>> {
 /// read now (every setting is a host call; see `clever_auth_core::settings_check`) and stored.
 /// Health and every gateway request start here.
 pub fn checked(kv: Option<&Kv>, now: UnixMillis) -> SettingsCheck {
-    if let Some(check) = kv
-        .and_then(|kv| kv.get::<SettingsCheck>(settings_check::KEY).ok().flatten())
-        .filter(|c| c.fresh_at(now))
-    {
+    if let Some(check) = kv.and_then(stored_check).filter(|c| c.fresh_at(now)) {
         return check;
     }
     let check = SettingsCheck::new(&settings(), health_detail_setting(), now);
@@ -35,6 +33,28 @@ pub fn checked(kv: Option<&Kv>, now: UnixMillis) -> SettingsCheck {
         let _ = kv.put(settings_check::KEY, &check);
     }
     check
+}
+
+thread_local! {
+    /// The stored check this instance parsed last, with its bytes: an instance the native host
+    /// keeps for many requests parses the record once per change, not once per request (the
+    /// gateway reads it on every request). Under Spin every request has a new instance.
+    static PARSED: RefCell<Option<(Vec<u8>, SettingsCheck)>> = const { RefCell::new(None) };
+}
+
+/// The stored settings check, if any (parsed again only when its bytes changed).
+fn stored_check(kv: &Kv) -> Option<SettingsCheck> {
+    let bytes = kv.bucket().get(settings_check::KEY).ok().flatten()?;
+    PARSED.with_borrow_mut(|parsed| {
+        if let Some((seen, check)) = parsed.as_ref() {
+            if *seen == bytes {
+                return Some(check.clone());
+            }
+        }
+        let check: SettingsCheck = serde_json::from_slice(&bytes).ok()?;
+        *parsed = Some((bytes, check.clone()));
+        Some(check)
+    })
 }
 
 /// The health view setting (`clever_auth_core::health_view::DETAIL_SETTING`), if any.
