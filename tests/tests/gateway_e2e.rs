@@ -23,6 +23,30 @@ async fn get(s: &Scenario, path: &str) -> Result<Reply> {
     http_client::get(&s.host.gateway_url(path)).await
 }
 
+/// Waits until `n` requests have logged their `gateway_request` event: a request is recorded
+/// (figures, versions, event) when its body has reached the client, just after the client
+/// has the whole answer.
+async fn recorded(s: &Scenario, n: usize) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let logged = s
+            .logs()
+            .lines()
+            .filter(|l| l.contains("\"gateway_request\""))
+            .count();
+        if logged >= n {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "{logged} of {n} gateway requests recorded within 5 s:\n{}",
+                s.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn data_requests(fake: &FakeClever, district: &str) -> Vec<RequestRecord> {
     fake.requests_for(RouteMatch::route(Route::Data))
         .into_iter()
@@ -128,6 +152,17 @@ async fn hop_by_hop_headers_stay_behind_and_the_callers_others_pass() -> Result<
     for gone in ["x-private", "cookie", "x-clever-auth-detail"] {
         assert!(headers.get(gone).is_none(), "{gone} was forwarded: {echo}");
     }
+
+    // The other way: a header Clever's answer names in its `Connection` stays behind, the
+    // others come back.
+    let reply = get(&s, "/clever/d-alpha/v3.0/echo/x?hop=1").await?;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-end-to-end"), Some("1"));
+    assert_eq!(
+        reply.header("x-hop-private"),
+        None,
+        "a hop-by-hop header of Clever's answer was passed back"
+    );
     Ok(())
 }
 
@@ -525,6 +560,7 @@ async fn api_versions_seen_on_gateway_traffic_feed_the_version_check() -> Result
     assert!(output.contains("v3.1"), "{output}");
     // The probes' event, logged once for the change, not once per request.
     assert_eq!(get(&s, SCHOOLS).await?.status, 200);
+    recorded(&s, 2).await?;
     let problems = s
         .logs()
         .lines()
@@ -543,6 +579,7 @@ async fn each_request_logs_one_event_and_health_shows_gateway_figures() -> Resul
         Fault::rate_limited_retry_after_secs(30),
     );
     assert_eq!(get(&s, SCHOOLS).await?.status, 429);
+    recorded(&s, 2).await?;
     let events: Vec<serde_json::Value> = s
         .logs()
         .lines()

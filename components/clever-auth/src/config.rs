@@ -2,12 +2,12 @@
 
 use crate::bindings::wasi::config::store;
 use crate::kv::Kv;
-use std::cell::RefCell;
 use clever_auth_core::health::CredentialPresence;
 use clever_auth_core::secret::Secret;
 use clever_auth_core::settings::{self, SettingError, Settings, CLIENT_ID, CLIENT_SECRET};
 use clever_auth_core::settings_check::{self, SettingsCheck};
 use clever_auth_core::UnixMillis;
+use std::cell::RefCell;
 
 fn get(key: &str) -> Result<Option<String>, String> {
     store::get(key).map_err(|e| match e {

@@ -623,15 +623,39 @@ fn gateway_data(ctx: &Ctx, resource: &[&str], served: &str) -> Option<Resp> {
                 .iter()
                 .map(|(n, v)| (n.clone(), Value::String(v.clone())))
                 .collect();
-            Some(json_reply(
+            let body = json!({
+                "pathAndQuery": ctx.path_and_query,
+                "headers": headers,
+                "tokenDistrict": owner,
+                "links": [{"rel": "self", "uri": format!("/{served}/echo")}],
+            });
+            // `?hop=1`: the answer names a header of its own as hop-by-hop (RFC 9110 §7.6.1),
+            // as a proxy in front of Clever may.
+            let hop = ctx.path_and_query.contains("hop=1");
+            let extra = if hop {
+                vec![
+                    (
+                        header::CONNECTION,
+                        HeaderValue::from_static("x-hop-private"),
+                    ),
+                    (
+                        HeaderName::from_static("x-hop-private"),
+                        HeaderValue::from_static("1"),
+                    ),
+                    (
+                        HeaderName::from_static("x-end-to-end"),
+                        HeaderValue::from_static("1"),
+                    ),
+                ]
+            } else {
+                Vec::new()
+            };
+            Some(build(
                 ctx,
                 StatusCode::OK,
-                &json!({
-                    "pathAndQuery": ctx.path_and_query,
-                    "headers": headers,
-                    "tokenDistrict": owner,
-                    "links": [{"rel": "self", "uri": format!("/{served}/echo")}],
-                }),
+                Some(JSON),
+                Bytes::from(body.to_string()),
+                extra,
             ))
         }
         ["bytes", n] => {
