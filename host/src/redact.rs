@@ -262,7 +262,8 @@ pub fn scrub_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(m.ac.replace_all_bytes(bytes, &masks))
 }
 
-pub use clever_auth_core::gateway::echo::Pass;
+use clever_auth_core::gateway::echo;
+pub use echo::Pass;
 
 /// [`scrub_bytes`] over a body that arrives in pieces (the gateway streams Clever's answers):
 /// the last bytes of each piece are held back until the next one, so a value split across two
@@ -326,22 +327,11 @@ impl StreamScrubber {
             };
         };
         let keep = m.longest.saturating_sub(1);
-        // A value starting in the held-back bytes (shorter than the longest value) ends within
-        // the piece's first `keep` bytes; any other lies in the piece whole.
-        let mut edge = self.carry.clone();
-        edge.extend_from_slice(&piece[..piece.len().min(keep)]);
+        let edge = echo::edge(&self.carry, piece, keep);
         if m.ac.is_match(&edge) || m.ac.is_match(piece) {
             return Pass::Masked(self.push(piece));
         }
-        let passing = (self.carry.len() + piece.len()).saturating_sub(keep);
-        if passing <= self.carry.len() {
-            let held: Vec<u8> = self.carry.drain(..passing).collect();
-            self.carry.extend_from_slice(piece);
-            return Pass::Clean { held, upto: 0 };
-        }
-        let upto = passing - self.carry.len();
-        let held = std::mem::replace(&mut self.carry, piece[upto..].to_vec());
-        Pass::Clean { held, upto }
+        echo::pass_clean(&mut self.carry, piece, keep)
     }
 
     /// The held-back end of the body, scrubbed.

@@ -20,6 +20,30 @@ pub enum Pass {
     Masked(Vec<u8>),
 }
 
+/// The bytes around the cut between `carry` (the bytes held back, fewer than `keep + 1`) and
+/// `piece`: a value of at most `keep + 1` bytes that starts in `carry` ends in here; any other
+/// value in `carry + piece` lies in `piece` whole.
+pub fn edge(carry: &[u8], piece: &[u8], keep: usize) -> Vec<u8> {
+    let mut edge = carry.to_vec();
+    edge.extend_from_slice(&piece[..piece.len().min(keep)]);
+    edge
+}
+
+/// For `carry + piece` with nothing to mask in it: what passes on (all but the last `keep`
+/// bytes), holding the last `keep` back in `carry` for the next piece.
+pub fn pass_clean(carry: &mut Vec<u8>, piece: &[u8], keep: usize) -> Pass {
+    let passing = (carry.len() + piece.len()).saturating_sub(keep);
+    if passing <= carry.len() {
+        // A piece shorter than what is held back: the oldest held bytes go on.
+        let held: Vec<u8> = carry.drain(..passing).collect();
+        carry.extend_from_slice(piece);
+        return Pass::Clean { held, upto: 0 };
+    }
+    let upto = passing - carry.len();
+    let held = std::mem::replace(carry, piece[upto..].to_vec());
+    Pass::Clean { held, upto }
+}
+
 /// One response body's masker for one token.
 pub struct EchoMask {
     /// `None` for an empty token: nothing to find.
@@ -87,26 +111,13 @@ impl EchoMask {
             };
         };
         let keep = self.mask.len() - 1;
-        // A token that starts in the held-back bytes (shorter than the token) ends within the
-        // piece's first `keep` bytes; any other lies in the piece whole.
-        let mut edge = self.carry.clone();
-        edge.extend_from_slice(&piece[..piece.len().min(keep)]);
+        let edge = edge(&self.carry, piece, keep);
         if finder.find(&edge).is_some() || finder.find(piece).is_some() {
             let mut out = Vec::new();
             self.push(piece, &mut out);
             return Pass::Masked(out);
         }
-        let total = self.carry.len() + piece.len();
-        let passing = total.saturating_sub(keep);
-        if passing <= self.carry.len() {
-            // A piece shorter than what is held back: the oldest held bytes go on.
-            let held: Vec<u8> = self.carry.drain(..passing).collect();
-            self.carry.extend_from_slice(piece);
-            return Pass::Clean { held, upto: 0 };
-        }
-        let upto = passing - self.carry.len();
-        let held = std::mem::replace(&mut self.carry, piece[upto..].to_vec());
-        Pass::Clean { held, upto }
+        pass_clean(&mut self.carry, piece, keep)
     }
 
     /// The end of the body: what was held back (no token fits in it whole).
