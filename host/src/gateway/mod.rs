@@ -163,15 +163,14 @@ struct Delivery {
 async fn decide(shared: &Shared, lease: &mut Lease, request: Request) -> Result<Decided> {
     let gateway = lease.platform.clever_auth_gateway().call();
     let store = &mut lease.store;
-    let call = gateway
-        .call_constructor(
+    let (call, mut step) = gateway
+        .call_start(
             &mut *store,
             &request.method,
             &request.path_with_query,
             &request.headers,
         )
         .await?;
-    let mut step = gateway.call_start(&mut *store, call).await?;
     // The last attempt's response, its body unread until it is delivered.
     let mut upstream = None;
     loop {
@@ -206,7 +205,7 @@ async fn decide(shared: &Shared, lease: &mut Lease, request: Request) -> Result<
     }
 }
 
-/// Reports the request's end (what its body showed) to the component, and lets go of the call.
+/// Reports the request's end (what its body showed) to the component, which ends the call.
 async fn finish(
     lease: &mut Lease,
     call: ResourceAny,
@@ -222,11 +221,11 @@ async fn finish(
         })),
         None => None,
     };
+    // `finish` takes the call: the component drops it.
     let gateway = lease.platform.clever_auth_gateway().call();
     gateway
         .call_finish(&mut lease.store, call, report.as_ref())
         .await?;
-    call.resource_drop_async(&mut lease.store).await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ mod writer;
 
 use crate::cli::LogFormat;
 use crate::telemetry::Layers;
-use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::layer::{Layer as _, Layered, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry};
 
@@ -56,7 +56,12 @@ pub fn init(format: LogFormat, telemetry: Option<Layers<Base>>) {
                     .flatten_event(true)
                     .with_current_span(false)
                     // The spans exist for telemetry; the lines stay as they were.
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    // Nor does the layer see them: the JSON formatter otherwise writes every
+                    // span's fields as JSON when it opens, and parses and writes them again at
+                    // each `record` (a gateway request's server and client spans: two of
+                    // each), for lines that never show them.
+                    .with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_event())),
             )
             .init(),
         LogFormat::Text => subscriber.with(stdout).init(),

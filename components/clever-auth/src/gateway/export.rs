@@ -11,14 +11,15 @@ use std::cell::RefCell;
 pub struct CallHandle(RefCell<Call>);
 
 impl wit::GuestCall for CallHandle {
-    fn new(method: String, path_with_query: String, headers: Vec<wit::Header>) -> Self {
-        CallHandle(RefCell::new(Call::new(method, path_with_query, headers)))
-    }
-
-    fn start(&self) -> wit::Step {
-        let mut call = self.0.borrow_mut();
+    fn start(
+        method: String,
+        path_with_query: String,
+        headers: Vec<wit::Header>,
+    ) -> (wit::Call, wit::Step) {
+        let mut call = Call::new(method, path_with_query, headers);
         let step = call.start();
-        to_wit(step, call.head())
+        let step = to_wit(step, call.head());
+        (wit::Call::new(CallHandle(RefCell::new(call))), step)
     }
 
     fn sent(&self, reply: wit::Reply) -> wit::Step {
@@ -33,8 +34,9 @@ impl wit::GuestCall for CallHandle {
         to_wit(step, call.head())
     }
 
-    fn finish(&self, body: Option<wit::BodyReport>) {
-        self.0.borrow_mut().finish(body.map(|b| call::BodyReport {
+    fn finish(call: wit::Call, body: Option<wit::BodyReport>) {
+        let handle: CallHandle = call.into_inner();
+        handle.0.into_inner().finish(body.map(|b| call::BodyReport {
             prefix: b.prefix,
             complete: b.complete,
             broken: b.broken,
