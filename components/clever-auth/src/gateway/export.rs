@@ -49,7 +49,7 @@ fn to_wit(step: Step, head: bool) -> wit::Step {
     match step {
         Step::Send(a) => wit::Step::Send(wit::Attempt {
             method: a.method.as_str().to_string(),
-            url: a.url.to_string(),
+            url: a.url.as_str().to_string(),
             bearer: a.token.expose().to_string(),
             headers: a.headers,
             timeout_ms: a.timeout_ms,
