@@ -8,7 +8,7 @@
 //! Why not wasi:http here too: each request then crossed the component boundary some hundred
 //! times (resources, streams, pollables for the outgoing request and both bodies), about
 //! 160 µs of CPU a request, and every byte of a 1 MB page was copied into and out of the
-//! instance's memory (README, "Calling Clever from your sync code").
+//! instance's memory (README, "The gateway vs direct vs nginx").
 
 mod body;
 mod forward;
@@ -111,16 +111,15 @@ pub async fn serve(
         let finish = finish(&mut lease, call, report);
         match tokio::time::timeout(clock.total(), finish).await {
             Ok(Ok(())) => instances.checkin(lease),
-            Ok(Err(e)) => {
-                if deadline::is_interrupt_anyhow(&e) && clock.first_overrun() {
+            Ok(Err(e)) if deadline::is_interrupt_anyhow(&e) => {
+                if clock.first_overrun() {
                     deadline::report_overrun(&shared.kv, CALL_NAME, clock.deadline());
-                } else {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "recording a gateway request failed"
-                    );
                 }
             }
+            Ok(Err(e)) => tracing::error!(
+                error = format!("{e:#}"),
+                "recording a gateway request failed"
+            ),
             Err(_) => {
                 if clock.first_overrun() {
                     deadline::report_overrun(&shared.kv, CALL_NAME, clock.total());
