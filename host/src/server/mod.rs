@@ -239,13 +239,7 @@ async fn respond(
             StatusCode::BAD_REQUEST,
             r#"{"error":{"code":"bad_request","message":"absolute URLs are not accepted: send the path /clever/{district}/{version}/{path}"}}"#,
         ),
-        Route::Gateway => match crate::gateway::serve(
-            &app.runtime,
-            &app.instances,
-            without_connection_listed(req),
-        )
-        .await
-        {
+        Route::Gateway => match crate::gateway::serve(&app.runtime, &app.instances, req).await {
             Ok(r) => r,
             // Already logged as an overrun.
             Err(e) if e.is::<DeadlineExceeded>() => gateway_error(
@@ -290,24 +284,6 @@ async fn component_answer(
     req: hyper::Request<Incoming>,
 ) -> Result<Response<HyperOutgoingBody>> {
     invoke::call_component(&app.runtime, &app.instances, req).await
-}
-
-/// The headers a `Connection` header names are hop-by-hop (RFC 9110 §7.6.1). The component
-/// never sees `Connection` itself (wasi:http drops it), so they are removed here, before the
-/// gateway could forward them to Clever.
-fn without_connection_listed(mut req: hyper::Request<Incoming>) -> hyper::Request<Incoming> {
-    let listed: Vec<hyper::header::HeaderName> = req
-        .headers()
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| hyper::header::HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        req.headers_mut().remove(name);
-    }
-    req
 }
 
 /// An error the host answers for the gateway, marked as the gateway's own.
