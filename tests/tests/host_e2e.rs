@@ -2,6 +2,8 @@
 
 use clever_auth_tests::host_process::{HostOptions, HostProcess};
 use clever_auth_tests::http_client::{get, request};
+use clever_auth_tests::scenario::wait_health;
+use std::time::Duration;
 
 const HEALTH: &str = "/health/clever-auth";
 
@@ -45,15 +47,19 @@ async fn dev_credentials_are_seen_and_never_echoed() -> anyhow::Result<()> {
             .env("CLEVER_API_BASE_URL", "http://127.0.0.1:9"),
     )
     .await?;
-    let reply = get(&host.url(HEALTH)).await?;
-    let body = reply.json()?;
-    assert_eq!(
-        body["checks"]["clever:credentials"][0]["status"], "pass",
-        "{body}"
-    );
+    // Health is served at once and the secrets poller reads the variables just after: a
+    // first answer may still say "waiting", so wait (bounded) for the credentials check.
+    let seen = wait_health(&host, Duration::from_secs(10), |h| {
+        h.body["checks"]["clever:credentials"][0]["status"] == "pass"
+    })
+    .await?;
     // Credentials alone are not a token: still fail, for the right reason.
-    assert_eq!(reply.status, 503);
-    assert_eq!(body["error"]["code"], "no_valid_token");
+    assert_eq!(seen.status, 503);
+    assert_eq!(
+        seen.body["error"]["code"], "no_valid_token",
+        "{}",
+        seen.body
+    );
     let output = host.output.clone();
     host.terminate().await?;
     let logs = output.text();
@@ -62,7 +68,7 @@ async fn dev_credentials_are_seen_and_never_echoed() -> anyhow::Result<()> {
         "start-up warning missing:\n{logs}"
     );
     assert!(
-        !logs.contains(canary) && !reply.text().contains(canary),
+        !logs.contains(canary) && !seen.body.to_string().contains(canary),
         "secret leaked"
     );
     Ok(())
