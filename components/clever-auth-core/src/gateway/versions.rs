@@ -31,7 +31,9 @@ pub fn observe(
 ) -> Option<VersionObservation> {
     let unsupported = clever_wire::is_version_not_supported(status, prefix);
     let mut seen = BTreeSet::new();
-    if (200..300).contains(&status) {
+    // A body without a `"uri"` key names no version and is not parsed (a key
+    // written with JSON escapes, `"\u0075ri"`, would be missed; Clever writes it plainly).
+    if (200..300).contains(&status) && find(prefix, URI_KEY).is_some() {
         if complete {
             seen = clever_wire::detect_versions(prefix);
         }
@@ -48,11 +50,10 @@ pub fn observe(
 
 /// The versions of every `"uri": "…"` string in `bytes`, JSON or not, cut or whole.
 fn scan_uris(bytes: &[u8]) -> BTreeSet<String> {
-    const KEY: &[u8] = b"\"uri\"";
     let mut out = BTreeSet::new();
     let mut i = 0;
-    while let Some(pos) = find(&bytes[i..], KEY) {
-        let mut j = i + pos + KEY.len();
+    while let Some(pos) = find(&bytes[i..], URI_KEY) {
+        let mut j = i + pos + URI_KEY.len();
         while bytes.get(j).is_some_and(|b| b.is_ascii_whitespace()) {
             j += 1;
         }
@@ -77,8 +78,10 @@ fn scan_uris(bytes: &[u8]) -> BTreeSet<String> {
     out
 }
 
+const URI_KEY: &[u8] = b"\"uri\"";
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 /// The record the health check and the alerts read: the newer of the probes' record and the
