@@ -183,10 +183,14 @@ struct App {
 
 async fn handle(app: &App, mut req: hyper::Request<Incoming>) -> Response<HyperOutgoingBody> {
     let started = std::time::Instant::now();
-    health_view::apply(req.headers_mut(), app.view);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let route = routing::route(app.routes, &method, &path);
+    // The signal is for the health answer only: on a gateway request it would be forwarded to
+    // Clever with the caller's headers.
+    if matches!(route, Route::Component) {
+        health_view::apply(req.headers_mut(), app.view);
+    }
     // Unmatched paths are not recorded: they are whatever a client sent. Gateway requests are
     // named by their template: district ids and Clever paths stay out of telemetry names.
     let span = telemetry::spans::server(
