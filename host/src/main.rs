@@ -9,11 +9,12 @@ async fn main() -> ExitCode {
     // SDK's), so none of them has to guess.
     let _ = rustls::crypto::ring::default_provider().install_default();
     if cli.precompile {
-        logging::init(cli.log_format, None);
+        let _flush = logging::init(cli.log_format, None);
         return precompile(&cli);
     }
     let telemetry = telemetry::Telemetry::start(&telemetry::Settings::from_cli(&cli));
-    logging::init(cli.log_format, telemetry.layers());
+    // Dropped last, after the final lines below: it writes what is still queued for stdout.
+    let _flush = logging::init(cli.log_format, telemetry.layers());
     telemetry.report();
     let result = clever_auth_host::run(cli).await;
     if let Err(e) = &result {

@@ -4,7 +4,7 @@
 //! lines are re-emitted here as structured events ([`component`]).
 
 pub mod component;
-mod writer;
+pub mod writer;
 
 use crate::cli::LogFormat;
 use crate::telemetry::Layers;
@@ -39,14 +39,17 @@ pub fn level_filter() -> EnvFilter {
 }
 
 /// Stdout (scrubbed) plus, with Application Insights on, the telemetry layers, all under the
-/// same level filter.
-pub fn init(format: LogFormat, telemetry: Option<Layers<Base>>) {
+/// same level filter. Lines still queued for stdout are written when the returned value is
+/// dropped: hold it until the process ends.
+#[must_use = "dropping it stops the stdout writer"]
+pub fn init(format: LogFormat, telemetry: Option<Layers<Base>>) -> writer::Flush {
+    let (out, flush) = writer::ScrubbedStdout::start();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let subscriber = tracing_subscriber::registry()
         .with(level_filter())
         .with(telemetry);
     let stdout = tracing_subscriber::fmt::layer()
-        .with_writer(writer::ScrubbedStdout)
+        .with_writer(out)
         .with_ansi(ansi);
     match format {
         LogFormat::Json => subscriber
@@ -67,6 +70,7 @@ pub fn init(format: LogFormat, telemetry: Option<Layers<Base>>) {
         LogFormat::Text => subscriber.with(stdout).init(),
     }
     install_panic_hook();
+    flush
 }
 
 /// A panic message can quote anything (a value, a URL): it goes through the log, scrubbed,

@@ -1,19 +1,49 @@
-//! The stdout writer behind every log line: scrubs known secrets before the bytes leave.
+//! The stdout writer behind every log line: scrubs known secrets before the bytes leave, and
+//! hands the line to a writer thread that writes whatever has queued up in one go.
+//!
+//! Why a thread: a busy gateway logs one line per request, and a `write` to the pipe that App
+//! Service (or a terminal) reads costs a system call and a wake-up of the reader each time,
+//! in the request's own task. The thread writes every line that waited while it wrote the
+//! last batch with one call, and flushes as soon as nothing more waits, so a quiet service
+//! still shows each line at once.
 
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::MakeWriter;
+
+/// Up to this many bytes of lines go out in one write.
+const BATCH_BYTES: usize = 64 * 1024;
+/// Lines waiting for the thread, at most (about 1 MiB of JSON lines); beyond that loggers
+/// wait. The crate's default, 128,000, let a slow reader of stdout hold some 40 MiB.
+const QUEUED_LINES: usize = 4096;
 
 /// `fmt` formats a whole event into one buffer and writes it with a single `write_all`, so a
 /// value cannot be split across two writes and slip past the scrubber.
-pub struct ScrubbedStdout;
+pub struct ScrubbedStdout(NonBlocking);
 
-pub struct Writer(io::Stdout);
+/// Writes what is still queued when dropped: hold it until the process ends.
+pub struct Flush(#[allow(dead_code)] WorkerGuard);
+
+impl ScrubbedStdout {
+    pub fn start() -> (ScrubbedStdout, Flush) {
+        // Not lossy: a line is never dropped; if stdout stops taking lines, loggers wait, as
+        // they did when they wrote it themselves.
+        let (writer, guard) = NonBlockingBuilder::default()
+            .lossy(false)
+            .buffered_lines_limit(QUEUED_LINES)
+            .thread_name("clever-auth-log")
+            .finish(BufWriter::with_capacity(BATCH_BYTES, io::stdout()));
+        (ScrubbedStdout(writer), Flush(guard))
+    }
+}
+
+pub struct Writer(NonBlocking);
 
 impl<'a> MakeWriter<'a> for ScrubbedStdout {
     type Writer = Writer;
 
     fn make_writer(&'a self) -> Writer {
-        Writer(io::stdout())
+        Writer(self.0.clone())
     }
 }
 
@@ -21,7 +51,6 @@ impl Write for Writer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let line = crate::redact::scrub_bytes(buf);
         self.0
-            .lock()
             .write_all(&with_instance(&line, super::instance_id()))?;
         Ok(buf.len())
     }
