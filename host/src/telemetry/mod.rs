@@ -112,6 +112,7 @@ impl Telemetry {
             }));
         let mut layers: Layers<S> = vec![spans.boxed()];
         layers.extend(event_layers(pipeline));
+        self::spans::read_from_now_on();
         Some(layers)
     }
 
