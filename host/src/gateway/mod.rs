@@ -11,6 +11,7 @@
 //! instance's memory (README, "The gateway vs direct vs nginx").
 
 mod body;
+mod event;
 mod forward;
 
 use crate::bindings::exports::clever::auth::gateway::{BodyReport, Header, OwnAnswer, Step};
@@ -204,7 +205,8 @@ async fn decide(shared: &Shared, lease: &mut Lease, request: Request) -> Result<
     }
 }
 
-/// Reports the request's end (what its body showed) to the component, which ends the call.
+/// Reports the request's end (what its body showed) to the component, which ends the call and
+/// gives back the request's event.
 async fn finish(
     lease: &mut Lease,
     call: ResourceAny,
@@ -222,9 +224,10 @@ async fn finish(
     };
     // `finish` takes the call: the component drops it.
     let gateway = lease.platform.clever_auth_gateway().call();
-    gateway
+    let recorded = gateway
         .call_finish(&mut lease.store, call, report.as_ref())
         .await?;
+    event::log(&recorded);
     Ok(())
 }
 

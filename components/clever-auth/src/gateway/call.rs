@@ -75,6 +75,39 @@ pub struct BodyReport {
     pub masked: u64,
 }
 
+/// The `gateway_request` event: one per request. The native host logs it from the record
+/// `finish` returns; under Spin the component writes it on stderr ([`RequestEvent::log`]).
+pub struct RequestEvent {
+    pub district: Option<String>,
+    pub method: String,
+    pub path: Option<String>,
+    pub status: u16,
+    pub attempts: u32,
+    pub waited_ms: u64,
+    pub duration_ms: u64,
+    pub error_code: Option<&'static str>,
+}
+
+impl RequestEvent {
+    pub fn log(&self) {
+        let level = if self.status >= 500 { "warn" } else { "info" };
+        log::event(
+            level,
+            "gateway_request",
+            json!({
+                "district": self.district,
+                "method": self.method,
+                "path": self.path,
+                "status": self.status,
+                "attempts": self.attempts,
+                "waited_ms": self.waited_ms,
+                "duration_ms": self.duration_ms,
+                "error_code": self.error_code,
+            }),
+        );
+    }
+}
+
 /// What one request did, for its `gateway_request` event.
 #[derive(Default)]
 struct Trace {
@@ -373,9 +406,9 @@ impl Call {
         Step::Answer(e)
     }
 
-    /// The request's event, its figures for health, and what its body said about API
-    /// versions. `body` is none for an own answer and for HEAD.
-    pub fn finish(&mut self, body: Option<BodyReport>) {
+    /// The request's figures for health and what its body said about API versions; returns
+    /// its event. `body` is none for an own answer and for HEAD.
+    pub fn finish(&mut self, body: Option<BodyReport>) -> RequestEvent {
         let (status, error_code, observed) = match self.end {
             Some(End::Own { status, code }) => (status, Some(code), None),
             Some(End::Clever { status, identity }) => {
@@ -400,15 +433,15 @@ impl Call {
             }
             None => (500, Some("component_error"), None),
         };
-        self.record(status, error_code, observed);
+        self.record(status, error_code, observed)
     }
 
     fn record(
-        &self,
+        &mut self,
         status: u16,
-        error_code: Option<&str>,
+        error_code: Option<&'static str>,
         observed: Option<versions::VersionObservation>,
-    ) {
+    ) -> RequestEvent {
         let trace = &self.trace;
         let now = clock::now();
         let opened;
@@ -422,21 +455,16 @@ impl Call {
         if let Some(kv) = kv {
             record_figures(kv, trace, status, observed.as_ref(), now);
         }
-        let level = if status >= 500 { "warn" } else { "info" };
-        log::event(
-            level,
-            "gateway_request",
-            json!({
-                "district": trace.district,
-                "method": self.method,
-                "path": trace.path,
-                "status": status,
-                "attempts": trace.attempts,
-                "waited_ms": trace.waited_ms,
-                "duration_ms": now.saturating_sub(self.started),
-                "error_code": error_code,
-            }),
-        );
+        RequestEvent {
+            district: self.trace.district.take(),
+            method: std::mem::take(&mut self.method),
+            path: self.trace.path.take(),
+            status,
+            attempts: self.trace.attempts,
+            waited_ms: self.trace.waited_ms,
+            duration_ms: now.saturating_sub(self.started),
+            error_code,
+        }
     }
 }
 

@@ -34,14 +34,24 @@ impl wit::GuestCall for CallHandle {
         to_wit(step, call.head())
     }
 
-    fn finish(call: wit::Call, body: Option<wit::BodyReport>) {
+    fn finish(call: wit::Call, body: Option<wit::BodyReport>) -> wit::RequestEvent {
         let handle: CallHandle = call.into_inner();
-        handle.0.into_inner().finish(body.map(|b| call::BodyReport {
+        let event = handle.0.into_inner().finish(body.map(|b| call::BodyReport {
             prefix: b.prefix,
             complete: b.complete,
             broken: b.broken,
             masked: b.masked,
         }));
+        wit::RequestEvent {
+            district: event.district,
+            method: event.method,
+            path: event.path,
+            status: event.status,
+            attempts: event.attempts,
+            waited_ms: event.waited_ms,
+            duration_ms: event.duration_ms,
+            error_code: event.error_code.map(str::to_string),
+        }
     }
 }
 

@@ -63,13 +63,13 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
                     previous.finish();
                 }
                 respond::error(out, &e, head);
-                call.finish(None);
+                call.finish(None).log();
                 return;
             }
             Step::Deliver { headers, token } => {
                 let Some(response) = upstream.take() else {
                     // `sent` delivers only after a reply; nothing to pass on otherwise.
-                    call.finish(None);
+                    call.finish(None).log();
                     return;
                 };
                 let mut mask = EchoMask::new(token.expose().as_bytes());
@@ -80,7 +80,7 @@ pub fn handle(request: IncomingRequest, out: ResponseOutparam) {
                     broken: passed.broken,
                     masked: mask.masked(),
                 });
-                call.finish(report);
+                call.finish(report).log();
                 return;
             }
         };
