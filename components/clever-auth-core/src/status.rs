@@ -24,6 +24,9 @@ pub mod keys {
     pub const HOST_INSTANCE: &str = "clever-auth/v1/host/instance";
     /// The lease that lets one instance at a time acquire tokens.
     pub const LEASE: &str = "clever-auth/v1/lease/acquire";
+    /// A counter (`wasi:keyvalue/atomics.increment`, nothing else): who creates the lease
+    /// record on a new store.
+    pub const LEASE_SEEDS: &str = "clever-auth/v1/lease/seeds";
     /// Written by the gateway when Clever refused a district's token (401) or a district has no
     /// usable token: asks the refresher for a new listing.
     pub const RELIST_REQUEST: &str = "clever-auth/v1/relist-request";

@@ -10,6 +10,9 @@ use clever_auth_core::status::keys;
 use clever_auth_core::UnixMillis;
 use serde::{Deserialize, Serialize};
 
+/// See [`Lease::acquire`].
+const SEED_AGAIN_EVERY: i64 = 64;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct LeaseRecord {
     holder: u64,
@@ -23,14 +26,39 @@ pub struct Lease<'a> {
 
 impl<'a> Lease<'a> {
     /// Takes the lease until `now + ttl_ms` unless someone else holds an unexpired one.
+    ///
+    /// The lease is only ever taken by a swap over an existing record. Spin's SQLite store
+    /// (4.0) carries out a swap over an absent key as an unconditional insert (`INSERT … ON
+    /// CONFLICT DO UPDATE`), so two instances that both saw no record both took the lease (two
+    /// token listings from one burst of health polls); over an existing record it is a
+    /// conditional update, which is atomic. So on a new store one instance, the first that
+    /// the atomic counter [`keys::LEASE_SEEDS`] counts, creates the record unheld; the others
+    /// find it busy until it exists.
     pub fn acquire(bucket: &'a Bucket, now: UnixMillis, ttl_ms: u64) -> Option<Lease<'a>> {
-        let cas = Cas::new(bucket, keys::LEASE).ok()?;
-        let current = cas.current().ok()?;
-        if let Some(bytes) = current {
-            if let Ok(held) = serde_json::from_slice::<LeaseRecord>(&bytes) {
-                if held.until > now {
+        let (cas, bytes) = match Self::current(bucket)? {
+            (cas, Some(bytes)) => (cas, bytes),
+            (cas, None) => {
+                let seeds = atomics::increment(bucket, keys::LEASE_SEEDS, 1).ok()?;
+                // Every 64th attempt seeds again: a first seeder that died between counting
+                // and writing must not keep the lease absent for good.
+                if seeds % SEED_AGAIN_EVERY != 1 {
                     return None;
                 }
+                let unheld = serde_json::to_vec(&LeaseRecord {
+                    holder: 0,
+                    until: 0,
+                })
+                .ok()?;
+                atomics::swap(cas, &unheld).ok()?;
+                match Self::current(bucket)? {
+                    (cas, Some(bytes)) => (cas, bytes),
+                    (_, None) => return None,
+                }
+            }
+        };
+        if let Ok(held) = serde_json::from_slice::<LeaseRecord>(&bytes) {
+            if held.until > now {
+                return None;
             }
         }
         let holder = crate::entropy::random_u64();
@@ -47,6 +75,13 @@ impl<'a> Lease<'a> {
 }
 
 impl Lease<'_> {
+    /// A handle on the lease record and what it holds now.
+    fn current(bucket: &Bucket) -> Option<(Cas, Option<Vec<u8>>)> {
+        let cas = Cas::new(bucket, keys::LEASE).ok()?;
+        let bytes = cas.current().ok()?;
+        Some((cas, bytes))
+    }
+
     /// Extends the lease to `now + ttl_ms` if it is still ours; false when someone else holds
     /// it now (or the store failed), in which case the run must stop without saving.
     pub fn renew(&self, now: UnixMillis, ttl_ms: u64) -> bool {
