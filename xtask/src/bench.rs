@@ -77,6 +77,8 @@ pub struct Options {
     pub gen_threads: usize,
     pub max_requests: u64,
     pub first_token_runs: u32,
+    /// Rounds of each gateway point (direct, gateway, nginx in turn each round).
+    pub gateway_rounds: u32,
     /// Run one part only (`scale10k`, `spin`, `gateway`).
     pub only: Option<String>,
 }

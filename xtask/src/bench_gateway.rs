@@ -2,7 +2,8 @@
 //! request to Clever costs through the host's gateway, against the same request sent
 //! **direct** to the upstream and through **nginx** as a reverse proxy adding a fixed
 //! `Authorization` header with upstream keep-alive: 1, 64 and 256 connections, 1 KB and 1 MB
-//! bodies, side by side (for each point the three run one after the other).
+//! bodies, side by side (for each point the three run one after the other, `--gateway-rounds`
+//! times in turn; the ratios are taken within a round, since the machine's speed drifts).
 //!
 //! The upstream is `clever-auth-bench upstream`, a fast stand-in for Clever's data API (the
 //! fake Clever is single-threaded and logs every request: it would be the bottleneck); the
@@ -89,10 +90,11 @@ pub fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> {
         });
     }
 
+    let rounds = opts.gateway_rounds.max(1);
     let mut points = Vec::new();
     for (bytes, body_label) in BODIES {
         for connections in CONNECTIONS {
-            for t in &targets {
+            for (round, t) in (1..=rounds).flat_map(|r| targets.iter().map(move |t| (r, t))) {
                 let url = format!(
                     "http://{}{}/{API_VERSION}/bytes/{bytes}",
                     t.addr, t.path_prefix
@@ -111,6 +113,7 @@ pub fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> {
                 }
                 p["target"] = json!(t.label);
                 p["body"] = json!(body_label);
+                p["round"] = json!(round);
                 points.push(p);
             }
         }
@@ -336,9 +339,45 @@ fn load(
 
 // ----- report -----
 
-fn point<'a>(r: &'a Value, target: &str, body: &str, connections: usize) -> Option<&'a Value> {
-    r["points"].as_array()?.iter().find(|p| {
-        p["target"] == target && p["body"] == body && p["connections"] == json!(connections)
+/// A point's runs, one per round, in order.
+fn runs<'a>(r: &'a Value, target: &str, body: &str, connections: usize) -> Vec<&'a Value> {
+    r["points"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["target"] == target && p["body"] == body && p["connections"] == json!(connections)
+        })
+        .collect()
+}
+
+/// `f` of the gateway's and the other target's runs of the same round, round by round.
+fn per_round(
+    r: &Value,
+    other: &str,
+    body: &str,
+    connections: usize,
+    f: impl Fn(&Value, &Value) -> f64,
+) -> Vec<f64> {
+    runs(r, "gateway", body, connections)
+        .into_iter()
+        .zip(runs(r, other, body, connections))
+        .map(|(g, o)| f(g, o))
+        .collect()
+}
+
+/// The median, and the range when there is more than one value.
+fn median_and_range(mut values: Vec<f64>, unit: &str, digits: usize) -> Option<String> {
+    values.sort_by(f64::total_cmp);
+    let median = *values.get(values.len() / 2)?;
+    let (lo, hi) = (values[0], values[values.len() - 1]);
+    Some(if values.len() > 1 {
+        format!(
+            "**{median:.digits$}{unit}** (median of {} rounds; {lo:.digits$}–{hi:.digits$}{unit})",
+            values.len()
+        )
+    } else {
+        format!("**{median:.digits$}{unit}**")
     })
 }
 
@@ -356,21 +395,22 @@ pub fn render(r: &Value) -> String {
     let _ = writeln!(s, "## Gateway vs direct vs nginx\n");
     let _ = writeln!(
         s,
-        "Upstream: {}. nginx: {}. Each point: closed-loop load, the three targets one after the other. CPU and peak RSS are the proxy's (for direct: the upstream's).\n",
+        "Upstream: {}. nginx: {}. Each point: closed-loop load, the three targets one after the other, round after round. CPU and peak RSS are the proxy's (for direct: the upstream's).\n",
         r["upstream"].as_str().unwrap_or("?"),
         r["nginx"].as_str().or(r["nginx_missing"].as_str()).unwrap_or("?"),
     );
     let _ = writeln!(
         s,
-        "| body | conns | target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | non-2xx+errors | loadavg |"
+        "| body | conns | round | target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | non-2xx+errors | loadavg |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
     for p in r["points"].as_array().into_iter().flatten() {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {:.2} |",
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {:.2} |",
             p["body"].as_str().unwrap_or("?"),
             p["connections"],
+            p["round"].as_u64().unwrap_or(1),
             p["target"].as_str().unwrap_or("?"),
             num(&p["rps"]),
             num(&p["latency_us"]["p50"]) / 1000.0,
@@ -382,32 +422,68 @@ pub fn render(r: &Value) -> String {
         );
     }
     let _ = writeln!(s);
-    let added = |body: &str| {
-        let g = point(r, "gateway", body, 1)?;
-        let d = point(r, "direct", body, 1)?;
-        Some((num(&g["latency_us"]["p50"]) - num(&d["latency_us"]["p50"])) / 1000.0)
-    };
-    if let Some(ms) = added("1 KB") {
+    let added = per_round(r, "direct", "1 KB", 1, |g, d| {
+        (num(&g["latency_us"]["p50"]) - num(&d["latency_us"]["p50"])) / 1000.0
+    });
+    if let Some(ms) = median_and_range(added, " ms", 3) {
         let _ = writeln!(
             s,
-            "- Added p50 at 1 connection, 1 KB, gateway vs direct: **{ms:.3} ms** (target ≤ 0.5 ms)."
+            "- Added p50 at 1 connection, 1 KB, gateway vs direct: {ms} (target ≤ 0.5 ms)."
         );
     }
     for body in ["1 KB", "1 MB"] {
-        if let (Some(g), Some(n)) = (point(r, "gateway", body, 64), point(r, "nginx", body, 64)) {
+        let ratios = per_round(r, "nginx", body, 64, |g, n| {
+            100.0 * num(&g["rps"]) / num(&n["rps"])
+        });
+        if let Some(pct) = median_and_range(ratios, " %", 0) {
             let _ = writeln!(
                 s,
-                "- Gateway req/s at 64 connections, {body}: **{:.0} %** of nginx's (target ≥ 50 %).",
-                100.0 * num(&g["rps"]) / num(&n["rps"])
+                "- Gateway req/s at 64 connections, {body}: {pct} of nginx's, round by round (target ≥ 50 %)."
             );
         }
     }
-    if let Some(g) = point(r, "gateway", "1 MB", 256) {
+    let rss: Vec<f64> = runs(r, "gateway", "1 MB", 256)
+        .into_iter()
+        .map(|g| num(&g["server_rss_max_kib"]) / 1024.0)
+        .collect();
+    if let Some(mib) = median_and_range(rss, " MiB", 1) {
         let _ = writeln!(
             s,
-            "- Gateway host peak RSS streaming 1 MB at 256 connections: **{:.1} MiB** (target < 128 MiB).",
-            num(&g["server_rss_max_kib"]) / 1024.0
+            "- Gateway host peak RSS streaming 1 MB at 256 connections: {mib} (target < 128 MiB)."
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(target: &str, round: u64, rps: f64) -> Value {
+        json!({ "target": target, "body": "1 KB", "connections": 64, "round": round, "rps": rps })
+    }
+
+    #[test]
+    fn ratios_pair_runs_of_the_same_round_and_report_the_median() {
+        // A machine twice as fast in round 2: the ratio stays 40 % within each round, while
+        // pairing across rounds would give 20 % or 80 %.
+        let r = json!({ "points": [
+            run("gateway", 1, 400.0), run("nginx", 1, 1000.0),
+            run("gateway", 2, 800.0), run("nginx", 2, 2000.0),
+            run("gateway", 3, 300.0), run("nginx", 3, 1000.0),
+        ]});
+        let ratios = per_round(&r, "nginx", "1 KB", 64, |g, n| {
+            100.0 * num(&g["rps"]) / num(&n["rps"])
+        });
+        assert_eq!(ratios, [40.0, 40.0, 30.0]);
+        assert_eq!(
+            median_and_range(ratios, " %", 0).as_deref(),
+            Some("**40 %** (median of 3 rounds; 30–40 %)")
+        );
+        assert_eq!(
+            median_and_range(vec![1.25], " ms", 2).as_deref(),
+            Some("**1.25 ms**")
+        );
+        assert_eq!(median_and_range(Vec::new(), " %", 0), None);
+    }
 }

@@ -82,6 +82,11 @@ enum Cmd {
         /// Host starts for the first-token median.
         #[arg(long, default_value_t = 5)]
         first_token_runs: u32,
+        /// Rounds of the gateway section: each point runs direct, gateway and nginx this many
+        /// times in turn, and the ratios are taken round by round (the machine's speed drifts
+        /// between minutes; 3 gives a median and a range).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+        gateway_rounds: u32,
         /// Run one part only: `scale10k` (10,000 districts on one instance), `spin` (health
         /// under `spin up` side by side with the host and the native baseline), `gateway` (the
         /// gateway vs direct vs nginx).
@@ -172,6 +177,7 @@ fn main() -> Result<()> {
             gen_threads,
             max_requests,
             first_token_runs,
+            gateway_rounds,
             only,
         } => bench::run(
             &root,
@@ -183,6 +189,7 @@ fn main() -> Result<()> {
                 gen_threads,
                 max_requests,
                 first_token_runs,
+                gateway_rounds,
                 only,
             },
         )?,
