@@ -176,6 +176,12 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_GATEWAY_MAX_IN_FLIGHT", default_value_t = 96, value_parser = clap::value_parser!(u32).range(1..=160))]
     pub gateway_max_in_flight: u32,
 
+    /// Threads serving the gateway listener, each with its own event loop and its own pool of
+    /// connections to Clever (a request never changes thread). 0: one per CPU the process may
+    /// use.
+    #[arg(long, env = "CLEVER_AUTH_GATEWAY_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub gateway_threads: u16,
+
     /// Largest request head (request line and headers) in bytes; a larger one is answered 431.
     #[arg(long, env = "CLEVER_AUTH_MAX_REQUEST_HEAD_BYTES", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1024..=1_048_576))]
     pub max_request_head_bytes: u32,
@@ -290,6 +296,14 @@ impl Cli {
         }
     }
 
+    /// How many threads serve the gateway listener.
+    pub fn gateway_threads(&self) -> usize {
+        match self.gateway_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => usize::from(n),
+        }
+    }
+
     /// The gateway listener's limits: the public listener's, with its own admission count.
     pub fn gateway_listener_limits(&self) -> crate::server::ListenerLimits {
         crate::server::ListenerLimits {
@@ -337,6 +351,17 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn gateway_threads_default_to_one_per_cpu() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let cli = Cli::try_parse_from(["clever-auth-host"]).expect("no arguments parse");
+        assert_eq!(cli.gateway_threads(), cpus);
+        let cli = Cli::try_parse_from(["clever-auth-host", "--gateway-threads", "3"])
+            .expect("an explicit count parses");
+        assert_eq!(cli.gateway_threads(), 3);
+        assert!(Cli::try_parse_from(["clever-auth-host", "--gateway-threads", "257"]).is_err());
     }
 
     #[test]

@@ -142,21 +142,30 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let drain = Duration::from_secs(cli.drain_secs);
-    let gateway = gateway_listener.map(|l| {
-        tokio::spawn(server::serve(
-            l,
-            cli.gateway_listener_limits(),
-            server::routing::Routes::Gateway,
-            runtime.clone(),
-            cli.instance_mode,
-            // Loopback only: the per-district detail is safe here.
-            server::HealthView::Detail,
-            until_stopped(stopped.clone()),
-            drain,
-        ))
-    });
-    let result = server::serve(
-        listener,
+    let gateway = match gateway_listener {
+        Some(l) => {
+            let shared = server::Listener::new(
+                cli.gateway_listener_limits(),
+                server::routing::Routes::Gateway,
+                runtime.clone(),
+                cli.instance_mode,
+                // Loopback only: the per-district detail is safe here.
+                server::HealthView::Detail,
+            );
+            let served = server::threads::serve_on_threads(
+                l,
+                cli.gateway_threads(),
+                shared,
+                &runtime.shared.outbound.upstream,
+                stopped.clone(),
+                drain,
+            )?;
+            Some(tokio::spawn(served))
+        }
+        None => None,
+    };
+    let upstream = runtime.shared.outbound.upstream.clone();
+    let public = server::Listener::new(
         cli.listener_limits(),
         server::routing::Routes::Health,
         runtime,
@@ -166,10 +175,8 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
         } else {
             server::HealthView::Public
         },
-        until_stopped(stopped),
-        drain,
-    )
-    .await;
+    );
+    let result = server::serve(listener, public, upstream, until_stopped(stopped), drain).await;
     if let Some(gateway) = gateway {
         match gateway.await {
             Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "gateway listener failed"),

@@ -697,6 +697,59 @@ async fn sequential_requests_share_one_upstream_connection() -> Result<()> {
     Ok(())
 }
 
+/// SIGTERM while gateway requests wait on Clever, served by the gateway's own threads: each is
+/// answered whole before the host exits, and it exits cleanly.
+#[tokio::test]
+async fn requests_in_flight_at_sigterm_are_answered_before_the_host_exits() -> Result<()> {
+    const CALLERS: usize = 4;
+    let fake = FakeClever::start(two_districts()).await?;
+    let s = Scenario::launch_with(fake, &[], &["--gateway-threads", "2"]).await?;
+    s.wait_status("pass", Duration::from_secs(30)).await?;
+    let delay = Duration::from_millis(700);
+    s.fake.set_persistent_fault(
+        RouteMatch::route(Route::Data).for_district("d-alpha"),
+        Fault::Delay(delay),
+    );
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let url = s.host.gateway_url(SCHOOLS);
+            tokio::spawn(async move { http_client::get(&url).await })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while data_requests(&s.fake, "d-alpha").len() < CALLERS {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "Clever saw {} of {CALLERS} requests",
+            data_requests(&s.fake, "d-alpha").len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let Scenario { fake: _fake, host } = s;
+    let output = host.output.clone();
+    let signalled = Instant::now();
+    let status = host.terminate().await?;
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        output.text()
+    );
+    // The exit waited for Clever's delayed answers (bounded: the drain is 10 s by default).
+    let waited = signalled.elapsed();
+    assert!(
+        waited >= delay / 2 && waited < Duration::from_secs(8),
+        "exited {waited:?} after SIGTERM"
+    );
+    for caller in callers {
+        let reply = caller.await??;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_source(&reply, "clever");
+        assert_eq!(reply.json()?["tokenDistrict"], "d-alpha");
+    }
+    assert!(output.text().contains("\"stopped\""), "{}", output.text());
+    Ok(())
+}
+
 /// A response the caller stopped reading half-way leaves its connection unusable: the next
 /// requests get their own answers whole, never the rest of the abandoned body.
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! as the component's `reply`.
 
 use crate::bindings::exports::clever::auth::gateway::{Attempt, Header, Reply};
-use crate::outbound::{Outbound, POLICY_REFUSAL};
+use crate::outbound::{Outbound, Upstream, POLICY_REFUSAL};
 use clever_auth_core::secret::AccessToken;
 use http_body_util::{BodyExt, Empty};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 /// body is still to be read.
 pub async fn send(
     outbound: &Outbound,
+    upstream: &Upstream,
     attempt: Attempt,
 ) -> (Reply, Option<http::Response<WasiBody>>) {
     let Attempt {
@@ -34,7 +35,7 @@ pub async fn send(
         first_byte_timeout: timeout,
         between_bytes_timeout: timeout,
     };
-    match outbound.send(request, Some(options)).await {
+    match outbound.send_over(upstream, request, Some(options)).await {
         Ok(response) => {
             let status = response.status().as_u16();
             let headers = response

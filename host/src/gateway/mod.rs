@@ -15,6 +15,7 @@ mod event;
 mod forward;
 
 use crate::bindings::exports::clever::auth::gateway::{BodyReport, Header, OwnAnswer, Step};
+use crate::outbound::Upstream;
 use crate::runtime::deadline::{self, CallClock, DeadlineExceeded};
 use crate::runtime::Runtime;
 use crate::server::instances::{Instances, Lease};
@@ -41,6 +42,7 @@ const CALL_NAME: &str = "gateway";
 pub async fn serve(
     runtime: &Runtime,
     instances: &Arc<Instances>,
+    upstream: &Upstream,
     req: hyper::Request<Incoming>,
 ) -> Result<Response<HyperOutgoingBody>> {
     let mut lease = instances.checkout(runtime).await?;
@@ -65,27 +67,29 @@ pub async fn serve(
     let shared = &runtime.shared;
     // On the deadline the turns are dropped mid-way, and the instance with them (a guest
     // waiting in the host for a token, a rate limit or Clever is not stopped by the epoch).
-    let decided =
-        match tokio::time::timeout(clock.answer_deadline(), decide(shared, &mut lease, request))
-            .await
-        {
-            Ok(Ok(decided)) => decided,
-            Ok(Err(e)) => {
-                if deadline::is_interrupt_anyhow(&e) {
-                    if clock.first_overrun() {
-                        deadline::report_overrun(&shared.kv, CALL_NAME, clock.deadline());
-                    }
-                    return Err(DeadlineExceeded::new(CALL_NAME, clock.answer_deadline()).into());
-                }
-                return Err(e.context("the component failed before answering"));
-            }
-            Err(_) => {
+    let decided = match tokio::time::timeout(
+        clock.answer_deadline(),
+        decide(shared, upstream, &mut lease, request),
+    )
+    .await
+    {
+        Ok(Ok(decided)) => decided,
+        Ok(Err(e)) => {
+            if deadline::is_interrupt_anyhow(&e) {
                 if clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, CALL_NAME, clock.answer_deadline());
+                    deadline::report_overrun(&shared.kv, CALL_NAME, clock.deadline());
                 }
                 return Err(DeadlineExceeded::new(CALL_NAME, clock.answer_deadline()).into());
             }
-        };
+            return Err(e.context("the component failed before answering"));
+        }
+        Err(_) => {
+            if clock.first_overrun() {
+                deadline::report_overrun(&shared.kv, CALL_NAME, clock.answer_deadline());
+            }
+            return Err(DeadlineExceeded::new(CALL_NAME, clock.answer_deadline()).into());
+        }
+    };
     clock.answered();
     let (response, report) = match decided.ending {
         Ending::Own(own) => (own_response(own), None),
@@ -160,7 +164,12 @@ struct Delivery {
 }
 
 /// The turns of one request up to its answer: the component decides, this executes.
-async fn decide(shared: &Shared, lease: &mut Lease, request: Request) -> Result<Decided> {
+async fn decide(
+    shared: &Shared,
+    upstream: &Upstream,
+    lease: &mut Lease,
+    request: Request,
+) -> Result<Decided> {
     let gateway = lease.platform.clever_auth_gateway().call();
     let store = &mut lease.store;
     let (call, mut step) = gateway
@@ -172,13 +181,13 @@ async fn decide(shared: &Shared, lease: &mut Lease, request: Request) -> Result<
         )
         .await?;
     // The last attempt's response, its body unread until it is delivered.
-    let mut upstream = None;
+    let mut answered = None;
     loop {
         match step {
             Step::Send(attempt) => {
-                drop(upstream.take());
-                let (reply, response) = forward::send(&shared.outbound, attempt).await;
-                upstream = response;
+                drop(answered.take());
+                let (reply, response) = forward::send(&shared.outbound, upstream, attempt).await;
+                answered = response;
                 step = gateway.call_sent(&mut *store, call, &reply).await?;
             }
             Step::Answer(own) => {
@@ -188,7 +197,7 @@ async fn decide(shared: &Shared, lease: &mut Lease, request: Request) -> Result<
                 })
             }
             Step::Deliver(deliver) => {
-                let response = upstream
+                let response = answered
                     .take()
                     .ok_or_else(|| anyhow!("the component delivered without a reply"))?;
                 let mask = EchoMask::new(deliver.mask.as_bytes());

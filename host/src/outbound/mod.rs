@@ -47,6 +47,16 @@ impl Outbound {
         request: Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<http::Response<WasiBody>, Error> {
+        self.send_over(&self.upstream, request, options).await
+    }
+
+    /// [`Outbound::send`] over `upstream`'s connections instead of the process's pool.
+    pub async fn send_over(
+        &self,
+        upstream: &Upstream,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<http::Response<WasiBody>, Error> {
         let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
         let authority = request.uri().authority().map(|a| a.as_str().to_string());
         let path = request.uri().path().to_string();
@@ -56,7 +66,7 @@ impl Outbound {
                 "{POLICY_REFUSAL}{denied}"
             ))));
         }
-        let (response, _io) = send::send(request, options, &self.upstream).await?;
+        let (response, _io) = send::send(request, options, upstream).await?;
         if response.status() == http::StatusCode::UNAUTHORIZED {
             let host = authority.as_deref().map(policy::host_of);
             let is_token_endpoint = self

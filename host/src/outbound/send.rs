@@ -52,6 +52,8 @@ const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<Connector, WasiBody>,
+    tls: Arc<rustls::ClientConfig>,
+    max_idle: usize,
 }
 
 impl Upstream {
@@ -66,8 +68,19 @@ impl Upstream {
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(max_idle)
             .http1_max_buf_size(UPSTREAM_READ_BUFFER)
-            .build(Connector::new(tls));
-        Self { client }
+            .build(Connector::new(tls.clone()));
+        Self {
+            client,
+            tls,
+            max_idle,
+        }
+    }
+
+    /// A pool of its own with the same settings. hyper-util drives each connection in a task
+    /// spawned on the runtime that opened it: a gateway thread with its own pool keeps the
+    /// request, its connection and its body on one thread, with no wake-up crossing threads.
+    pub fn sibling(&self) -> Self {
+        Self::with_max_idle(self.tls.clone(), self.max_idle)
     }
 }
 

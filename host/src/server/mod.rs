@@ -10,8 +10,10 @@ mod scrub;
 pub use health_view::HealthView;
 pub use instances::MAX_IN_FLIGHT;
 pub mod routing;
+pub mod threads;
 
 use crate::cli::InstanceMode;
+use crate::outbound::Upstream;
 use crate::runtime::deadline::DeadlineExceeded;
 use crate::runtime::Runtime;
 use crate::telemetry;
@@ -47,30 +49,52 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         })
 }
 
-/// Serves `routes` until `shutdown` resolves, then stops accepting and lets open connections
-/// finish for at most `drain`. `limits` bound what this listener's clients can hold. Each
-/// listener has its own instances and admission count, so gateway requests waiting on Clever
-/// never hold up health.
-#[allow(clippy::too_many_arguments)]
-pub async fn serve(
-    listener: TcpListener,
+/// What one listener's connections share, on whichever thread they are served: its limits,
+/// routes and health view, its instances and admission count, and its connection cap. Each
+/// listener has its own, so gateway requests waiting on Clever never hold up health.
+pub struct Listener {
     limits: ListenerLimits,
     routes: Routes,
     runtime: Runtime,
-    mode: InstanceMode,
+    instances: Arc<Instances>,
     view: HealthView,
+    connections: Arc<Semaphore>,
+}
+
+impl Listener {
+    pub fn new(
+        limits: ListenerLimits,
+        routes: Routes,
+        runtime: Runtime,
+        mode: InstanceMode,
+        view: HealthView,
+    ) -> Arc<Listener> {
+        Arc::new(Listener {
+            limits,
+            routes,
+            runtime,
+            instances: Instances::new(mode, limits.max_in_flight),
+            view,
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+        })
+    }
+}
+
+/// Serves `shared`'s routes on `listener` until `shutdown` resolves, then stops accepting and
+/// lets open connections finish for at most `drain`. Gateway requests go to Clever over
+/// `upstream`'s connections.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Listener>,
+    upstream: Upstream,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> Result<()> {
-    let app = Arc::new(App {
-        runtime,
-        instances: Instances::new(mode, limits.max_in_flight),
-        view,
-        routes,
-    });
-    let graceful = GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let limits = shared.limits;
+    let connections = shared.connections.clone();
+    let app = Arc::new(App { shared, upstream });
     let mut refused = RefusalLog::default();
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -172,24 +196,22 @@ impl RefusalLog {
     }
 }
 
-/// What every connection shares.
+/// What every connection served by one thread shares.
 struct App {
-    runtime: Runtime,
-    instances: Arc<Instances>,
-    /// Which health answer this listener gives.
-    view: HealthView,
-    routes: Routes,
+    shared: Arc<Listener>,
+    /// This thread's upstream connections.
+    upstream: Upstream,
 }
 
 async fn handle(app: &App, mut req: hyper::Request<Incoming>) -> Response<HyperOutgoingBody> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let route = routing::route(app.routes, &method, &path);
+    let route = routing::route(app.shared.routes, &method, &path);
     // The signal is for the health answer only: on a gateway request it would be forwarded to
     // Clever with the caller's headers.
     if matches!(route, Route::Component) {
-        health_view::apply(req.headers_mut(), app.view);
+        health_view::apply(req.headers_mut(), app.shared.view);
     }
     // Unmatched paths are not recorded: they are whatever a client sent. Gateway requests are
     // named by their template: district ids and Clever paths stay out of telemetry names.
@@ -243,7 +265,14 @@ async fn respond(
             StatusCode::BAD_REQUEST,
             r#"{"error":{"code":"bad_request","message":"absolute URLs are not accepted: send the path /clever/{district}/{version}/{path}"}}"#,
         ),
-        Route::Gateway => match crate::gateway::serve(&app.runtime, &app.instances, req).await {
+        Route::Gateway => match crate::gateway::serve(
+            &app.shared.runtime,
+            &app.shared.instances,
+            &app.upstream,
+            req,
+        )
+        .await
+        {
             Ok(r) => r,
             // Already logged as an overrun.
             Err(e) if e.is::<DeadlineExceeded>() => gateway_error(
@@ -287,7 +316,7 @@ async fn component_answer(
     app: &App,
     req: hyper::Request<Incoming>,
 ) -> Result<Response<HyperOutgoingBody>> {
-    invoke::call_component(&app.runtime, &app.instances, req).await
+    invoke::call_component(&app.shared.runtime, &app.shared.instances, req).await
 }
 
 /// An error the host answers for the gateway, marked as the gateway's own.
