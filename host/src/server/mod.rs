@@ -1,5 +1,6 @@
 //! The HTTP/1.1 server: accepts connections, routes, drains on shutdown.
 
+mod accept;
 mod guarded_io;
 pub mod health_view;
 pub(crate) mod instances;
@@ -34,7 +35,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -90,71 +91,71 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> Result<()> {
-    let limits = shared.limits;
-    let connections = shared.connections.clone();
-    let app = Arc::new(App { shared, upstream });
-    let mut refused = RefusalLog::default();
+    let app = Arc::new(App {
+        shared: shared.clone(),
+        upstream,
+    });
     let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Per-connection failures (e.g. the peer reset before accept) are not fatal;
-                    // running out of descriptors is, for a moment: do not spin on it.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Over the cap: closed at once, before any task, buffer or timer exists for it.
-        let Ok(slot) = connections.clone().try_acquire_owned() else {
-            drop(stream);
-            refused.one(limits.max_connections);
-            continue;
-        };
-        // Best effort: without it the connection still has every other limit.
-        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer_bytes);
-        // A response goes out in several writes (head, then body pieces): with Nagle on, each
-        // one after the first waited for the client's delayed ACK, 40 ms per request.
-        let _ = stream.set_nodelay(true);
-        let in_progress = InProgress::default();
-        let io = GuardedIo::new(
-            stream,
-            in_progress.clone(),
-            limits.idle_timeout,
-            limits.write_timeout,
-        );
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let app = app.clone();
-            // Held while the request is served, so the idle clock does not run meanwhile.
-            let serving = in_progress.start();
-            async move {
-                let response = handle(&app, req).await;
-                drop(serving);
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            .header_read_timeout(limits.header_read_timeout)
-            .max_header_size(limits.max_head_bytes)
-            .max_buf_size(limits.read_buffer())
-            .serve_connection(TokioIo::new(io), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            drop(slot);
-        });
-    }
+    accept::until(&listener, &shared, shutdown, |stream, peer, slot| {
+        serve_connection(&app, &graceful, stream, peer, slot);
+    })
+    .await;
     drop(listener);
+    drain_connections(graceful, drain).await;
+    Ok(())
+}
+
+/// Serves one accepted connection in a task of its own; `slot` (its place under the
+/// connection cap) is held until it closes.
+pub(super) fn serve_connection(
+    app: &Arc<App>,
+    graceful: &GracefulShutdown,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: impl Send + 'static,
+) {
+    let limits = app.shared.limits;
+    // Best effort: without it the connection still has every other limit.
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(limits.send_buffer_bytes);
+    // A response goes out in several writes (head, then body pieces): with Nagle on, each
+    // one after the first waited for the client's delayed ACK, 40 ms per request.
+    let _ = stream.set_nodelay(true);
+    let in_progress = InProgress::default();
+    let io = GuardedIo::new(
+        stream,
+        in_progress.clone(),
+        limits.idle_timeout,
+        limits.write_timeout,
+    );
+    let app = app.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        // Held while the request is served, so the idle clock does not run meanwhile.
+        let serving = in_progress.start();
+        async move {
+            let response = handle(&app, req).await;
+            drop(serving);
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_head_bytes)
+        .max_buf_size(limits.read_buffer())
+        .serve_connection(TokioIo::new(io), service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+        drop(slot);
+    });
+}
+
+/// After the listener stopped accepting: open connections finish, for at most `drain`.
+pub(super) async fn drain_connections(graceful: GracefulShutdown, drain: Duration) {
     tracing::info!(
         drain_secs = drain.as_secs(),
         "shutting down: draining open connections"
@@ -163,41 +164,10 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(drain) => tracing::warn!("drain timed out; closing remaining connections"),
     }
-    Ok(())
-}
-
-/// After a failed accept (e.g. EMFILE), before the next.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
-
-/// Refused connections are logged at most once a second, with a count: an attack must not
-/// turn into a log flood.
-#[derive(Default)]
-struct RefusalLog {
-    since_last: u64,
-    last: Option<std::time::Instant>,
-}
-
-impl RefusalLog {
-    fn one(&mut self, cap: usize) {
-        self.since_last += 1;
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1))
-        {
-            tracing::warn!(
-                refused = self.since_last,
-                max_connections = cap,
-                "connection cap reached: new connections are closed at once"
-            );
-            self.since_last = 0;
-            self.last = Some(now);
-        }
-    }
 }
 
 /// What every connection served by one thread shares.
-struct App {
+pub(super) struct App {
     shared: Arc<Listener>,
     /// This thread's upstream connections.
     upstream: Upstream,
