@@ -69,11 +69,47 @@ impl Target {
         url
     }
 
+    /// [`Target::upstream_url`] parsed: `base` is parsed once per thread and kept (a reused
+    /// instance serves many requests with the same setting), and only this target's path and
+    /// query are parsed onto it. Parsing the whole URL, host and IDNA processing included, was
+    /// about 3 % of a gateway request's CPU.
+    pub fn upstream(&self, base: &str) -> Result<url::Url, url::ParseError> {
+        let mut url = parsed_base(base)?;
+        let path = format!(
+            "{}/{}/{}",
+            url.path().trim_end_matches('/'),
+            self.version,
+            self.path
+        );
+        url.set_path(&path);
+        url.set_query(self.query.as_deref());
+        Ok(url)
+    }
+
     /// The upstream path without the query (queries may hold ids; logs and telemetry carry
     /// only this).
     pub fn log_path(&self) -> String {
         format!("/{}/{}", self.version, self.path)
     }
+}
+
+thread_local! {
+    /// The last base URL parsed, with what it parsed to.
+    static BASE: std::cell::RefCell<Option<(String, url::Url)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn parsed_base(base: &str) -> Result<url::Url, url::ParseError> {
+    BASE.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if let Some((raw, url)) = kept.as_ref() {
+            if raw == base {
+                return Ok(url.clone());
+            }
+        }
+        let url = url::Url::parse(base)?;
+        *kept = Some((base.to_string(), url.clone()));
+        Ok(url)
+    })
 }
 
 fn bad(message: impl Into<String>) -> GatewayError {
@@ -372,6 +408,44 @@ mod tests {
             assert_eq!(parsed.host_str(), Some("api.clever.com"), "{target}");
             assert!(parsed.path().starts_with("/v3.0/"), "{target}");
         }
+    }
+
+    #[test]
+    fn the_parsed_upstream_is_the_whole_url_parsed() {
+        let bases = [
+            "https://api.clever.com",
+            "https://api.clever.com/",
+            "http://127.0.0.1:8080/prefix",
+            "http://127.0.0.1:8080/prefix/",
+            "https://API.Clever.COM:443/a/b",
+        ];
+        let targets = [
+            "/clever/d/v3.0/districts/d/schools?limit=100",
+            "/clever/d/v3.1/x",
+            "/clever/app/v3.0/districts?",
+            "/clever/d/v3.0/a%20b/c?q=%7C&r=s%20t",
+            "/clever/d/v3.0/@evil.example/x",
+            "/clever/d/v3.0/x?u=http://evil.example/#frag",
+            "/clever/d/v3.0/sp ace/x?q=sp ace",
+            "/clever/d/v3.0/%E2%9C%93/x?q=%E2%9C%93",
+        ];
+        let checked = targets.iter().filter(|t| parse(t).is_ok()).count();
+        assert!(checked >= 6, "only {checked} targets parse");
+        // Twice round, so the kept base is both set and reused, and changed between bases.
+        for _ in 0..2 {
+            for base in bases {
+                for target in targets {
+                    let Ok(t) = parse(target) else { continue };
+                    let whole = url::Url::parse(&t.upstream_url(base)).expect("whole");
+                    let built = t.upstream(base).expect("built");
+                    assert_eq!(built.as_str(), whole.as_str(), "{base} {target}");
+                }
+            }
+        }
+        assert!(parse("/clever/d/v3.0/x")
+            .expect("t")
+            .upstream("not a url")
+            .is_err());
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl Call {
                 obtain(&kv, &settings, &district, None, deadline, &mut self.trace)?
             }
         };
-        let url = url::Url::parse(&target.upstream_url(&settings.api_base_url)).map_err(|e| {
+        let url = target.upstream(&settings.api_base_url).map_err(|e| {
             GatewayError::bad_request(format!("the upstream URL cannot be built: {e}"))
         })?;
         let policy = RetryPolicy {
