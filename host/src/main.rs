@@ -2,6 +2,13 @@ use clap::Parser;
 use clever_auth_host::{cli::Cli, logging, telemetry};
 use std::process::ExitCode;
 
+/// jemalloc instead of glibc's malloc: the gateway allocates and frees on two threads at a high
+/// rate, and glibc's free path (consolidation, arena locks) showed in its profile. Interleaved
+/// pairs at 1 KB and 64 connections: +4, +8 and +14 % req/s; peak RSS streaming 1 MB pages at
+/// 256 connections 109 MiB against 99 (mimalloc, tried before, peaked at 121 MiB).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

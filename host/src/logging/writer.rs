@@ -272,15 +272,13 @@ mod tests {
         let sink = Sink::default();
         let (out, flush) =
             ScrubbedStdout::start_with(Stalled(gate.clone(), sink.clone()), "test-stall");
-        let line = vec![b'x'; 1023];
+        let mut line = vec![b'x'; 1023];
+        line.push(b'\n');
         let logger = {
             let out = out.clone();
-            let line = line.clone();
             std::thread::spawn(move || {
                 for _ in 0..4 * MAX_QUEUED / 1024 {
-                    let mut l = line.clone();
-                    l.push(b'\n');
-                    let _ = out.make_writer().write_all(&l);
+                    let _ = out.make_writer().write_all(&line);
                 }
             })
         };
