@@ -37,6 +37,11 @@ pub const SPIN_FAST_SETTINGS: [(&str, &str); 6] = [
     ("clever_refresh_jitter", "0"),
 ];
 
+/// The opt-in to the per-district health detail on Spin's listener, as `cargo xtask run --spin`
+/// sets it. [`SpinOptions::against`] includes it (most tests read the detail); a test of the
+/// public default takes it out with [`SpinOptions::without_var`].
+pub const HEALTH_DETAIL_OPT_IN: (&str, &str) = ("clever_health_detail", "always");
+
 /// The Spin binary, or `None` (with a message) when this machine has none and CI is not set.
 /// Panics under `CI=true` without Spin: a Spin test never skips silently in CI.
 pub fn spin_binary() -> Option<PathBuf> {
@@ -120,14 +125,22 @@ impl SpinOptions {
         self
     }
 
-    /// The fake's credentials and origins, [`SPIN_FAST_SETTINGS`], then `extra` on top.
+    /// Drops every value given for variable `name`, so the manifest's default applies.
+    pub fn without_var(mut self, name: &str) -> Self {
+        self.variables.retain(|(k, _)| k != name);
+        self
+    }
+
+    /// The fake's credentials and origins, [`SPIN_FAST_SETTINGS`], the health detail's opt-in
+    /// ([`HEALTH_DETAIL_OPT_IN`]), then `extra` on top.
     pub fn against(fake: &FakeClever, extra: &[(&str, &str)]) -> Self {
         let mut opts = SpinOptions::default()
             .var("clever_client_id", &fake.client_id())
             .var("clever_client_secret", &fake.client_secret())
             .var("clever_oauth_base_url", fake.base_url())
             .var("clever_api_base_url", fake.api_base_url());
-        for (k, v) in SPIN_FAST_SETTINGS.iter().chain(extra) {
+        let opt_in = [HEALTH_DETAIL_OPT_IN];
+        for (k, v) in SPIN_FAST_SETTINGS.iter().chain(&opt_in).chain(extra) {
             opts = opts.var(k, v);
         }
         opts

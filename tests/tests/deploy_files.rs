@@ -474,8 +474,8 @@ fn spin_key_vault_manifest_binds_every_setting_with_vault_compatible_names() {
     assert_eq!(bound.len(), SETTINGS.len() + 1);
     assert_eq!(
         bound[DETAIL_SETTING].as_str(),
-        Some("always"),
-        "local development gets the health detail"
+        Some(""),
+        "the listener gives the public health answer"
     );
     // spin.toml derives its allowed hosts from variables; here the URLs are literals (a
     // variable would be looked up in the vault), so the allowed hosts are their origins.

@@ -513,6 +513,11 @@ async fn spin_with_key_vault(
             r#"clever_retry_base_ms = "2000""#,
             r#"clever_retry_base_ms = "100""#.to_string(),
         ),
+        // The tests read the per-district detail: the operator's opt-in.
+        (
+            r#"clever_health_detail = """#,
+            r#"clever_health_detail = "always""#.to_string(),
+        ),
     ]
     .map(|(from, to)| (from.to_string(), to))
     .to_vec();

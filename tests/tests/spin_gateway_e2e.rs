@@ -1,7 +1,9 @@
 //! The Clever gateway (`/clever/{district}/{version}/…`) under a real `spin up` of the project's
-//! own `spin.toml`, against the fake Clever; and a sync component in the same app reaching it
-//! through Spin's service chaining (`http://clever-auth.spin.internal`) without ever holding a
-//! token (`tests/consumer`, built by `cargo xtask test`).
+//! own `spin.toml`, against the fake Clever. The gateway is a private endpoint: only a sync
+//! component in the same app reaches it, through Spin's service chaining
+//! (`http://clever-auth.spin.internal`), without ever holding a token (`tests/consumer`, built
+//! by `cargo xtask test`); Spin's listener gives nobody a district's data, and its health
+//! answer names no district unless the operator opts in.
 //!
 //! Without Spin on this machine each test says so and returns; under `CI=true` it fails.
 
@@ -28,10 +30,19 @@ source = "consumer.wasm"
 allowed_outbound_hosts = ["http://clever-auth.spin.internal"]
 "#;
 
-/// `spin up` against a fake with two districts, polled until both tokens are in place.
+/// `spin up` of the app with the consumer beside clever-auth, against a fake with two
+/// districts, polled until both tokens are in place.
 async fn ready(opts: impl FnOnce(&FakeClever) -> SpinOptions) -> Result<Option<SpinScenario>> {
+    let consumer = paths::test_consumer();
+    assert!(
+        consumer.is_file(),
+        "missing {}: run the tests with `cargo xtask test`, which builds it",
+        consumer.display()
+    );
     let fake = FakeClever::start(two_districts()).await?;
-    let opts = opts(&fake);
+    let mut opts = opts(&fake);
+    opts.manifest_extra.push_str(CONSUMER_MANIFEST);
+    opts.copies.push(("consumer.wasm".into(), consumer));
     let Some(s) = SpinScenario::launch_opts(fake, opts).await? else {
         return Ok(None);
     };
@@ -90,7 +101,7 @@ async fn the_gateway_under_spin_sends_the_districts_token_and_refuses_what_it_mu
     let Some(s) = ready(|fake| SpinOptions::against(fake, &[])).await? else {
         return Ok(());
     };
-    let url = |path: &str| s.app.url(&format!("/clever/{path}"));
+    let url = |path: &str| s.app.url(&format!("/consumer/{path}"));
 
     let reply = http_client::get(&url(SCHOOLS)).await?;
     assert_eq!(reply.status, 200, "{}\n{}", reply.text(), s.app.logs());
@@ -129,12 +140,12 @@ async fn the_gateway_under_spin_sends_the_districts_token_and_refuses_what_it_mu
     }
     assert!(masked(), "no gateway_echo_masked event:\n{}", s.app.logs());
 
-    // A caller holding a token of its own is refused, and nothing reaches Clever.
+    // A component sending a token of its own is refused, and nothing reaches Clever.
     let before = s.fake.request_count(RouteMatch::route(Route::Data));
     let carrying = http_client::request_with_headers(
         "GET",
         &url(SCHOOLS),
-        &[("Authorization", "Bearer caller-held-token-123")],
+        &[("x-forward-authorization", "Bearer caller-held-token-123")],
     )
     .await?;
     assert_eq!(carrying.status, 400, "{}", carrying.text());
@@ -159,7 +170,7 @@ async fn a_429_under_spin_is_waited_out_by_its_retry_after() -> Result<()> {
         Fault::rate_limited_retry_after_secs(1),
     );
     let started = Instant::now();
-    let reply = http_client::get(&s.app.url(&format!("/clever/{SCHOOLS}"))).await?;
+    let reply = http_client::get(&s.app.url(&format!("/consumer/{SCHOOLS}"))).await?;
     let took = started.elapsed();
     assert_eq!(reply.status, 200, "{}\n{}", reply.text(), s.app.logs());
     let seen = schools_seen(&s.fake, "d-alpha");
@@ -173,20 +184,7 @@ async fn a_429_under_spin_is_waited_out_by_its_retry_after() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_consumer_component_gets_clevers_data_through_service_chaining_without_a_token(
 ) -> Result<()> {
-    let consumer = paths::test_consumer();
-    assert!(
-        consumer.is_file(),
-        "missing {}: run the tests with `cargo xtask test`, which builds it",
-        consumer.display()
-    );
-    let Some(s) = ready(|fake| {
-        let mut opts = SpinOptions::against(fake, &[]);
-        opts.manifest_extra = CONSUMER_MANIFEST.into();
-        opts.copies = vec![("consumer.wasm".into(), consumer.clone())];
-        opts
-    })
-    .await?
-    else {
+    let Some(s) = ready(|fake| SpinOptions::against(fake, &[])).await? else {
         return Ok(());
     };
 
@@ -203,5 +201,119 @@ async fn a_consumer_component_gets_clevers_data_through_service_chaining_without
         http_client::get(&s.app.url("/consumer/d-nobody/v3.0/districts/d-nobody")).await?;
     assert_eq!(unknown.status, 404, "{}", unknown.text());
     assert_eq!(error_code(&unknown)?, "unknown_district");
+    Ok(())
+}
+
+/// Paths a client of Spin's listener tries for the gateway: the route itself, its edges, and
+/// the spellings a router might normalise into it.
+const LISTENER_PROBES: [&str; 7] = [
+    "/clever/d-alpha/v3.0/districts/d-alpha",
+    "/clever/d-alpha/v3.0/districts/d-alpha/schools?limit=100",
+    "/clever/",
+    "/clever",
+    "/CLEVER/d-alpha/v3.0/districts/d-alpha",
+    "//clever/d-alpha/v3.0/districts/d-alpha",
+    "/health/clever-auth/../../clever/d-alpha/v3.0/districts/d-alpha",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spins_listener_lends_no_districts_token_while_the_consumer_still_gets_its_data(
+) -> Result<()> {
+    let Some(s) = ready(|fake| SpinOptions::against(fake, &[])).await? else {
+        return Ok(());
+    };
+    let before = s.fake.request_count(RouteMatch::route(Route::Data));
+    for path in LISTENER_PROBES {
+        for method in ["GET", "HEAD"] {
+            let reply = http_client::request(method, &s.app.url(path)).await?;
+            assert_eq!(reply.status, 404, "{method} {path}: {}", reply.text());
+            assert!(
+                !reply.text().contains("tokenDistrict"),
+                "{method} {path} gave district data: {}",
+                reply.text()
+            );
+            assert_no_token(&s.fake, &reply);
+        }
+    }
+    assert_eq!(
+        s.fake.request_count(RouteMatch::route(Route::Data)),
+        before,
+        "a listener client made the gateway call Clever"
+    );
+
+    // The same app's component, through service chaining, is served.
+    let reply = http_client::get(&s.app.url(&format!("/consumer/{SCHOOLS}"))).await?;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.text(), s.app.logs());
+    assert_eq!(reply.json()?["tokenDistrict"], "d-alpha");
+    assert_eq!(
+        s.fake.request_count(RouteMatch::route(Route::Data)),
+        before + 1
+    );
+    Ok(())
+}
+
+/// Headers a caller of Spin's listener may send hoping for the detail: the native host's own
+/// signal, and Spin's request headers (which Spin sets itself, but a client may send too).
+const DETAIL_ASKS: [(&str, &str); 6] = [
+    ("clever-auth-health-view", "detail"),
+    (
+        "spin-full-url",
+        "http://clever-auth.spin.internal/health/clever-auth",
+    ),
+    ("spin-client-addr", "127.0.0.1:1"),
+    ("spin-component-route", "/health/clever-auth"),
+    ("spin-path-info", "/health/clever-auth"),
+    ("host", "clever-auth.spin.internal"),
+];
+
+/// Whether a health body names a district of [`two_districts`], anywhere.
+fn names_a_district(body: &str) -> bool {
+    body.contains("d-alpha") || body.contains("d-beta")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spins_listener_gives_the_public_health_answer_unless_the_operator_opts_in() -> Result<()> {
+    let Some(s) = ready(|fake| {
+        SpinOptions::against(fake, &[]).without_var(clever_auth_tests::spin::HEALTH_DETAIL_OPT_IN.0)
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let url = s.app.url("/health/clever-auth?page=1");
+    let plain = http_client::get(&url).await?;
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    let body = plain.json()?;
+    assert_eq!(body["status"], "pass");
+    assert_eq!(body["districts"]["total"], 2, "counts, not names");
+    assert!(body.get("checks").is_none(), "{body}");
+    assert!(!names_a_district(&plain.text()), "{}", plain.text());
+    for (name, value) in DETAIL_ASKS {
+        let asked = http_client::request_with_headers("GET", &url, &[(name, value)]).await?;
+        assert_eq!(asked.status, 200, "{name}: {}", asked.text());
+        assert!(
+            !names_a_district(&asked.text()),
+            "{name}: {value} turned the detail on: {}",
+            asked.text()
+        );
+    }
+    let all: Vec<(&str, &str)> = DETAIL_ASKS.to_vec();
+    let asked = http_client::request_with_headers("GET", &url, &all).await?;
+    assert!(!names_a_district(&asked.text()), "{}", asked.text());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operators_opt_in_gives_the_listener_the_per_district_detail() -> Result<()> {
+    let Some(s) = ready(|fake| SpinOptions::against(fake, &[])).await? else {
+        return Ok(());
+    };
+    let h = s.health().await?;
+    assert_eq!(h.district_ids(), ["d-alpha", "d-beta"], "{}", h.body);
+    assert!(
+        h.body["checks"]["clever:credentials"].is_array(),
+        "{}",
+        h.body
+    );
     Ok(())
 }

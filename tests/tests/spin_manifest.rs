@@ -20,9 +20,14 @@ fn manifest_is_v2_and_routes_health_to_the_built_component() {
     assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
     let trigger = &m["trigger"]["http"][0];
     assert_eq!(trigger["route"].as_str(), Some("/health/clever-auth"));
-    // The gateway, for sync components reaching it by service chaining.
+    // The gateway, for sync components reaching it by service chaining only: a private
+    // endpoint, which Spin's listener never routes to.
     let gateway = &m["trigger"]["http"][1];
-    assert_eq!(gateway["route"].as_str(), Some("/clever/..."));
+    assert_eq!(
+        gateway["route"]["private"].as_bool(),
+        Some(true),
+        "the gateway lends district tokens: never a listener route"
+    );
     assert_eq!(gateway["component"].as_str(), Some("clever-auth"));
     let component = &m["component"]["clever-auth"];
     assert_eq!(
@@ -57,7 +62,8 @@ fn every_setting_is_a_variable_with_the_documented_default() {
         .expect("component variables");
     // The settings, plus the health view (not a Clever setting; Spin's signal for the detail).
     assert_eq!(vars.len(), SETTINGS.len() + 1);
-    assert_eq!(vars[DETAIL_SETTING]["default"].as_str(), Some("always"));
+    // The listener's health answer is the public one unless an operator opts in.
+    assert_eq!(vars[DETAIL_SETTING]["default"].as_str(), Some(""));
     assert_eq!(
         bound[DETAIL_SETTING].as_str(),
         Some(format!("{{{{ {DETAIL_SETTING} }}}}").as_str())

@@ -35,6 +35,8 @@ pub fn find_spin(root: &Path) -> Result<PathBuf> {
 /// `spin up` of `<root>/spin.toml` with `runtime-config.toml`, development credentials and
 /// both Clever origins pointed at `fake_url` (the allowed outbound hosts follow them).
 /// `clean_env` drops the machine's own `SPIN_VARIABLE_*` first (for measurements).
+/// On a loopback `listen` the health answer is the per-district detail (the opt-in a local
+/// demo wants); on any other address it stays public, as `spin.toml` has it.
 pub fn spin_up_against(
     spin: &Path,
     root: &Path,
@@ -58,7 +60,20 @@ pub fn spin_up_against(
         .env("SPIN_VARIABLE_CLEVER_CLIENT_SECRET", "demo-client-secret")
         .env("SPIN_VARIABLE_CLEVER_OAUTH_BASE_URL", fake_url)
         .env("SPIN_VARIABLE_CLEVER_API_BASE_URL", fake_url);
+    if is_loopback(listen) {
+        cmd.env("SPIN_VARIABLE_CLEVER_HEALTH_DETAIL", "always");
+    }
     cmd
+}
+
+/// Whether `listen` (`host:port`, as `spin up --listen` takes it) binds loopback only.
+fn is_loopback(listen: &str) -> bool {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => listen
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host == "localhost"),
+    }
 }
 
 /// The local loop under Spin: fake Clever plus `spin up`, until Ctrl-C.
@@ -72,6 +87,9 @@ pub fn demo(root: &Path, listen: &str) -> Result<()> {
         spin.display()
     );
     println!("Spin has no scheduler: refreshes run on health requests (README, \"Under Spin and under clever-auth-host\")");
+    if !is_loopback(listen) {
+        println!("{listen} is not loopback: the health answer stays public (the per-district detail is for loopback only)");
+    }
     let status = spin_up_against(&spin, root, &fake_url, listen, false)
         .status()
         .context("starting spin up");
@@ -83,4 +101,20 @@ pub fn demo(root: &Path, listen: &str) -> Result<()> {
         bail!("spin up exited with {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_addresses_get_the_health_detail() {
+        assert!(is_loopback("127.0.0.1:3000"));
+        assert!(is_loopback("[::1]:3000"));
+        assert!(is_loopback("localhost:3000"));
+        assert!(!is_loopback("0.0.0.0:3000"));
+        assert!(!is_loopback("[::]:3000"));
+        assert!(!is_loopback("10.1.2.3:80"));
+        assert!(!is_loopback("example.com:80"));
+    }
 }

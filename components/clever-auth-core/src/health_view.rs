@@ -1,14 +1,18 @@
 //! Which health answer a request gets: the public one, or the per-district detail.
 //!
-//! Two signals, one per host:
-//! - **`clever-auth-host`** sets the request header [`DETAIL_HEADER`] itself on requests that
-//!   arrive on a listener configured for detail (`--health-detail`, and the loopback gateway
-//!   listener), and strips that header from every client request first, so no client can ask
-//!   for the detail. The host never answers the [`DETAIL_SETTING`] key.
-//! - **Spin** (local development) cannot strip headers, so there the `wasi:config` variable
-//!   [`DETAIL_SETTING`] decides: `spin.toml` sets it to `always`.
+//! Closed by default: the public answer unless a signal that only the deployment can give says
+//! otherwise. The `wasi:config` key [`DETAIL_SETTING`] carries it:
+//! - **`clever-auth-host`** answers the key itself with [`FOLLOW_HOST_HEADER`] (never from an
+//!   app setting), and then the request header [`DETAIL_HEADER`] decides. The host sets that
+//!   header on requests arriving on a listener configured for detail (`--health-detail`, and
+//!   the loopback gateway listener) and strips it from every client request first, so no
+//!   client can ask for the detail.
+//! - **Spin** cannot strip request headers, so a header never counts there: its variable is
+//!   empty by default (public), and an operator whose listener only trusted clients reach opts
+//!   in with `always` (`cargo xtask run --spin` does, for the local demo).
 //!
-//! Without the variable the header is trusted: exactly the native host's case.
+//! Absent, empty or any other value means the public answer: a manifest or host that forgets
+//! the key exposes nothing.
 
 use crate::health::View;
 
@@ -16,17 +20,21 @@ use crate::health::View;
 pub const DETAIL_HEADER: &str = "clever-auth-health-view";
 /// The header's value that asks for the detail.
 pub const DETAIL_HEADER_VALUE: &str = "detail";
-/// `wasi:config` key: `always` (detail for every request: Spin's default), `never` (public
-/// for every request), or absent/empty (follow [`DETAIL_HEADER`]).
+/// `wasi:config` key: `always` (detail for every request), [`FOLLOW_HOST_HEADER`] (the
+/// native host's own answer: [`DETAIL_HEADER`] decides), anything else the public answer.
 pub const DETAIL_SETTING: &str = "clever_health_detail";
+/// The value with which the native host says that it strips and sets [`DETAIL_HEADER`].
+pub const FOLLOW_HOST_HEADER: &str = "host-header";
 
 /// Decides the view from the setting, the host's header and the request's query (`page=N`
 /// picks a page of the detail).
 pub fn decide(setting: Option<&str>, header: Option<&[u8]>, query: Option<&str>) -> View {
     let detail = match setting.map(str::trim) {
         Some(s) if s.eq_ignore_ascii_case("always") => true,
-        Some(s) if s.eq_ignore_ascii_case("never") => false,
-        _ => header.is_some_and(|h| h.eq_ignore_ascii_case(DETAIL_HEADER_VALUE.as_bytes())),
+        Some(s) if s == FOLLOW_HOST_HEADER => {
+            header.is_some_and(|h| h.eq_ignore_ascii_case(DETAIL_HEADER_VALUE.as_bytes()))
+        }
+        _ => false,
     };
     if detail {
         View::Detail {
@@ -51,40 +59,57 @@ mod tests {
     use super::*;
 
     const DETAIL: Option<&[u8]> = Some(b"detail");
+    const HOST: Option<&str> = Some(FOLLOW_HOST_HEADER);
 
     #[test]
-    fn without_the_setting_the_host_header_decides() {
-        assert_eq!(decide(None, None, None), View::Public);
-        assert_eq!(decide(None, DETAIL, None), View::Detail { page: 1 });
+    fn the_header_decides_only_when_the_host_says_it_owns_it() {
+        assert_eq!(decide(HOST, None, None), View::Public);
+        assert_eq!(decide(HOST, DETAIL, None), View::Detail { page: 1 });
         assert_eq!(
-            decide(Some(""), Some(b"DETAIL"), None),
+            decide(HOST, Some(b"DETAIL"), None),
             View::Detail { page: 1 }
         );
-        assert_eq!(decide(None, Some(b"public"), None), View::Public);
-        assert_eq!(decide(None, Some(b"detail "), None), View::Public);
+        assert_eq!(decide(HOST, Some(b"public"), None), View::Public);
+        assert_eq!(decide(HOST, Some(b"detail "), None), View::Public);
     }
 
     #[test]
-    fn the_setting_overrides_the_header() {
+    fn without_the_hosts_signal_no_header_turns_the_detail_on() {
+        for setting in [
+            None,
+            Some(""),
+            Some("never"),
+            Some(" Never "),
+            Some("HOST-HEADER"),
+        ] {
+            assert_eq!(decide(setting, DETAIL, None), View::Public, "{setting:?}");
+            assert_eq!(decide(setting, Some(b"DETAIL"), None), View::Public);
+        }
+    }
+
+    #[test]
+    fn always_gives_the_detail_to_every_request() {
         assert_eq!(decide(Some("always"), None, None), View::Detail { page: 1 });
-        assert_eq!(decide(Some("never"), DETAIL, None), View::Public);
-        assert_eq!(decide(Some(" Never "), DETAIL, None), View::Public);
+        assert_eq!(
+            decide(Some(" Always "), None, None),
+            View::Detail { page: 1 }
+        );
     }
 
     #[test]
     fn the_page_comes_from_the_query_and_only_matters_for_the_detail() {
         assert_eq!(
-            decide(None, DETAIL, Some("x=1&page=3")),
+            decide(HOST, DETAIL, Some("x=1&page=3")),
             View::Detail { page: 3 }
         );
         assert_eq!(
-            decide(None, DETAIL, Some("page=-1")),
+            decide(HOST, DETAIL, Some("page=-1")),
             View::Detail { page: 1 }
         );
         assert_eq!(
-            decide(None, DETAIL, Some("page=99999999999")),
+            decide(HOST, DETAIL, Some("page=99999999999")),
             View::Detail { page: 1 }
         );
-        assert_eq!(decide(None, None, Some("page=2")), View::Public);
+        assert_eq!(decide(HOST, None, Some("page=2")), View::Public);
     }
 }

@@ -2,6 +2,7 @@
 
 use super::provider::{EnvProvider, NoProvider, Provider};
 use clap::ValueEnum;
+use clever_auth_core::health_view;
 use clever_auth_core::settings::SETTINGS;
 use std::sync::Arc;
 
@@ -55,7 +56,12 @@ impl ConfigSource {
     }
 
     /// `Ok(None)` for unknown keys as well as unset ones: to the component both mean "absent".
+    /// The health view key is the host's own answer, never an app setting: this host strips
+    /// and sets the view header itself (`server::health_view`), so the component may follow it.
     pub fn get(&self, key: &str) -> Result<Option<String>, String> {
+        if key == health_view::DETAIL_SETTING {
+            return Ok(Some(health_view::FOLLOW_HOST_HEADER.to_string()));
+        }
         let Some(spec) = SETTINGS.iter().find(|s| s.name == key) else {
             return Ok(None);
         };
@@ -134,16 +140,17 @@ mod tests {
     }
 
     #[test]
-    fn the_health_view_setting_is_never_answered_so_only_the_listener_decides() {
+    fn the_health_view_setting_is_the_hosts_own_so_only_the_listener_decides() {
         let settings = MapProvider(
             "settings",
-            HashMap::from([(clever_auth_core::health_view::DETAIL_SETTING, "always")]),
+            HashMap::from([(health_view::DETAIL_SETTING, "always")]),
         );
         let s = ConfigSource::new(Arc::new(settings), Arc::new(NoProvider));
         assert_eq!(
-            s.get(clever_auth_core::health_view::DETAIL_SETTING),
-            Ok(None)
+            s.get(health_view::DETAIL_SETTING),
+            Ok(Some(health_view::FOLLOW_HOST_HEADER.to_string()))
         );
+        assert!(s.get_all().expect("readable").is_empty());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! Spin app as clever-auth, it answers `GET /consumer/{rest}` by calling
 //! `http://clever-auth.spin.internal/clever/{rest}` (Spin's service chaining: no network hop,
 //! no token in this component) and returns the gateway's status, content type and body.
+//! A request header `x-forward-{name}` reaches the gateway as `{name}`, so a test can send what
+//! a careless sync component would (its own `Authorization`, say).
 
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::outgoing_handler;
@@ -12,6 +14,8 @@ use wasip2::http::types::{
 use wasip2::io::streams::StreamError;
 
 const PREFIX: &str = "/consumer/";
+/// Request headers with this prefix are passed on to the gateway without it.
+const FORWARD: &str = "x-forward-";
 /// clever-auth's component id in spin.toml, as Spin's service chaining names it.
 const GATEWAY: &str = "clever-auth.spin.internal";
 /// `output-stream.blocking-write-and-flush` accepts at most 4096 bytes per call.
@@ -23,7 +27,7 @@ impl Guest for Consumer {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let path = request.path_with_query().unwrap_or_default();
         let answer = match path.strip_prefix(PREFIX) {
-            Some(rest) => call_gateway(&format!("/clever/{rest}")),
+            Some(rest) => call_gateway(&format!("/clever/{rest}"), forwarded(&request)),
             None => Ok((404, "text/plain".into(), b"not a consumer path".to_vec())),
         };
         let (status, content_type, body) =
@@ -32,9 +36,27 @@ impl Guest for Consumer {
     }
 }
 
+/// The `x-forward-*` headers of `request`, named without the prefix.
+fn forwarded(request: &IncomingRequest) -> Vec<(String, Vec<u8>)> {
+    request
+        .headers()
+        .entries()
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            let rest = name.strip_prefix(FORWARD)?;
+            Some((rest.to_string(), value))
+        })
+        .collect()
+}
+
 /// One GET to the gateway; its status, content type and whole body.
-fn call_gateway(path: &str) -> Result<(u16, String, Vec<u8>), String> {
-    let request = OutgoingRequest::new(Fields::new());
+fn call_gateway(
+    path: &str,
+    headers: Vec<(String, Vec<u8>)>,
+) -> Result<(u16, String, Vec<u8>), String> {
+    let headers = Fields::from_list(&headers).map_err(|e| format!("forwarded headers: {e:?}"))?;
+    let request = OutgoingRequest::new(headers);
     let _ = request.set_scheme(Some(&Scheme::Http));
     let _ = request.set_authority(Some(GATEWAY));
     let _ = request.set_path_with_query(Some(path));
