@@ -87,7 +87,8 @@ async fn first_answer_is_from_memory_and_pass_follows_within_5_s() -> anyhow::Re
     assert_eq!(h.district_ids(), ["d-alpha", "d-beta"]);
     assert_eq!(s.fake.request_count(Route::TokenList), 1);
     // A known length, not chunked framing: Spin can send head and body as one segment
-    // (README, Benchmarks: without it every answer under Spin waited ~40 ms on delayed ACKs).
+    // (docs/benchmarks.md, "Health under Spin": without it every answer waited ~40 ms on
+    // delayed ACKs).
     let reply = clever_auth_tests::http_client::get(&s.app.url(HEALTH)).await?;
     assert_eq!(
         reply.header("content-length"),

@@ -8,7 +8,7 @@
 //! Why not wasi:http here too: each request then crossed the component boundary some hundred
 //! times (resources, streams, pollables for the outgoing request and both bodies), about
 //! 160 µs of CPU a request, and every byte of a 1 MB page was copied into and out of the
-//! instance's memory (README, "The gateway vs direct vs nginx").
+//! instance's memory (docs/benchmarks.md, "The gateway vs direct vs nginx").
 
 mod body;
 mod event;

@@ -15,8 +15,8 @@ use wasmtime_wasi_http::p2::bindings::Proxy;
 
 /// Requests the public listener lets into the component at once; more wait for a turn.
 /// Serving health is CPU-bound, so a higher limit adds live instances (memory), not
-/// throughput: 200, 64 and 32 measured the same req/s at 256 connections (README, "Admission
-/// limit").
+/// throughput: 200, 64 and 32 measured the same req/s at 256 connections (docs/benchmarks.md,
+/// "Admission limit").
 pub const MAX_IN_FLIGHT: usize = 64;
 /// Instances kept between requests in reuse mode, at most: a burst up to the public limit
 /// never drops instances only to instantiate them again.
