@@ -40,17 +40,26 @@ fn hop_by_hop(name: &str, listed: &[String]) -> bool {
         || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
 }
 
+/// Caller headers that would carry credentials of the caller's own.
+const CREDENTIAL_HEADERS: [&str; 2] = ["Authorization", "Proxy-Authorization"];
+
 /// The caller's headers as sent to Clever. A request carrying `Authorization` (or
 /// `Proxy-Authorization`) is refused: a token must never come from, or go back to, the caller,
 /// and silently replacing one would hide a client that holds tokens it should not.
 /// `Cookie` and the gateway's own `X-Clever-Auth-*` headers stay behind too.
 pub fn request_headers(incoming: &[Header]) -> Result<Vec<Header>, GatewayError> {
-    if incoming.iter().any(|(n, _)| {
-        n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("proxy-authorization")
-    }) {
-        return Err(GatewayError::bad_request(
-            "the request carries Authorization: the gateway sets it itself, remove it",
-        ));
+    // The message names the header that was sent, in its canonical spelling (never the
+    // caller's bytes or value), so a client sending Proxy-Authorization is not sent hunting
+    // for an Authorization it does not have.
+    for refused in CREDENTIAL_HEADERS {
+        if incoming
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(refused))
+        {
+            return Err(GatewayError::bad_request(format!(
+                "the request carries {refused}: the gateway authenticates to Clever itself, remove it"
+            )));
+        }
     }
     let listed = named_by_connection(incoming);
     Ok(incoming
@@ -107,6 +116,24 @@ mod tests {
             assert_eq!(e.code, super::super::ErrorCode::BadRequest);
             assert!(!e.message.contains("Bearer x"));
         }
+    }
+
+    #[test]
+    fn the_refusal_names_the_header_that_was_sent() {
+        let proxy = request_headers(&h(&[("proxy-authorization", "Basic eA==")]))
+            .expect_err("proxy-authorization");
+        assert!(
+            proxy.message.contains("carries Proxy-Authorization:"),
+            "{}",
+            proxy.message
+        );
+        let plain =
+            request_headers(&h(&[("AUTHORIZATION", "Bearer x")])).expect_err("authorization");
+        assert!(
+            plain.message.contains("carries Authorization:"),
+            "{}",
+            plain.message
+        );
     }
 
     #[test]
