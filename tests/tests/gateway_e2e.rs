@@ -140,14 +140,20 @@ async fn hop_by_hop_headers_stay_behind_and_the_callers_others_pass() -> Result<
             ("X-Private", "secret-ish"),
             ("Cookie", "session=1"),
             ("X-Clever-Auth-Detail", "1"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-For", "10.9.8.7"),
+            ("X-Invented", "1"),
+            ("If-None-Match", "\"v1\""),
         ],
     )
     .await?;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let echo = reply.json()?;
+
     assert_eq!(echo["pathAndQuery"], "/v3.0/echo/x?a=1");
     let headers = &echo["headers"];
     assert_eq!(headers["x-request-id"], "req-42");
+    assert_eq!(headers["if-none-match"], "\"v1\"");
     assert_eq!(headers["authorization"], "Bearer <present>");
     // `clever-auth-health-view` is the host's signal to the health handler, never sent here.
     for gone in [
@@ -155,6 +161,9 @@ async fn hop_by_hop_headers_stay_behind_and_the_callers_others_pass() -> Result<
         "cookie",
         "x-clever-auth-detail",
         "clever-auth-health-view",
+        "x-forwarded-host",
+        "x-forwarded-for",
+        "x-invented",
     ] {
         assert!(headers.get(gone).is_none(), "{gone} was forwarded: {echo}");
     }

@@ -1,5 +1,7 @@
-//! Which headers cross the gateway. Hop-by-hop headers (RFC 9110 §7.6.1) stop here in both
-//! directions; the caller's `Authorization` is refused, because the gateway sets it.
+//! Which headers cross the gateway. Towards Clever only an allow-list of the caller's headers
+//! travels (a deny-list let `X-Forwarded-*` and whatever a caller invented through); hop-by-hop
+//! headers (RFC 9110 §7.6.1) stop here in both directions; the caller's `Authorization` is
+//! refused, because the gateway sets it.
 
 use super::GatewayError;
 
@@ -40,6 +42,19 @@ fn hop_by_hop(name: &str, listed: &[String]) -> bool {
         || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
 }
 
+/// The caller's headers that reach Clever: content negotiation, conditional reads, and the
+/// request's identity for tracing. Lower case, as they are compared.
+pub const FORWARDED: [&str; 8] = [
+    "accept",
+    "accept-encoding",
+    "if-none-match",
+    "if-modified-since",
+    "user-agent",
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+];
+
 /// Caller headers that would carry credentials of the caller's own.
 const CREDENTIAL_HEADERS: [&str; 2] = ["Authorization", "Proxy-Authorization"];
 
@@ -65,9 +80,7 @@ pub fn request_headers(incoming: &[Header]) -> Result<Vec<Header>, GatewayError>
     Ok(incoming
         .iter()
         .filter(|(n, _)| {
-            !hop_by_hop(n, &listed)
-                && !n.eq_ignore_ascii_case("cookie")
-                && !n.to_ascii_lowercase().starts_with("x-clever-auth-")
+            FORWARDED.iter().any(|f| n.eq_ignore_ascii_case(f)) && !hop_by_hop(n, &listed)
         })
         .cloned()
         .collect())
@@ -154,6 +167,30 @@ mod tests {
         ]))
         .expect("ok");
         assert_eq!(names(&out), ["Accept", "X-Request-Id", "Accept-Encoding"]);
+    }
+
+    #[test]
+    fn only_the_allow_list_reaches_clever() {
+        let out = request_headers(&h(&[
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("Forwarded", "for=10.0.0.1"),
+            ("X-Original-URL", "/admin"),
+            ("Origin", "https://evil.example"),
+            ("If-None-Match", "\"v1\""),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("User-Agent", "sync/1.0"),
+            ("X-Invented", "1"),
+        ]))
+        .expect("ok");
+        assert_eq!(names(&out), ["If-None-Match", "traceparent", "User-Agent"]);
+        // Connection still takes an allowed header out.
+        let out =
+            request_headers(&h(&[("Connection", "User-Agent"), ("User-Agent", "x")])).expect("ok");
+        assert!(out.is_empty(), "{:?}", names(&out));
     }
 
     #[test]

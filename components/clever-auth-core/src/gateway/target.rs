@@ -210,7 +210,34 @@ fn check_segment(segment: &str) -> Result<(), GatewayError> {
             "encoded slashes, backslashes or control bytes are not allowed in the path",
         ));
     }
+    if encodes_a_separator_again(decoded) {
+        return Err(bad(
+            "double-encoded dots, slashes or backslashes (%252e, %252f, %255c) are not allowed in the path",
+        ));
+    }
     Ok(())
+}
+
+/// Clever decodes a path once, so `%252e%252e` stays a name there; a hop that decodes twice
+/// would climb out of the API's tree. What is left after the first decoding is decoded again
+/// (`%25` at any depth, at most a few levels) and refused where it spells `.`, `/` or `\`.
+fn encodes_a_separator_again(mut once: Vec<u8>) -> bool {
+    const AGAIN: [&[u8]; 3] = [b"%2e", b"%2f", b"%5c"];
+    for _ in 0..4 {
+        let lower = once.to_ascii_lowercase();
+        if AGAIN.iter().any(|a| lower.windows(3).any(|w| w == *a)) {
+            return true;
+        }
+        if !lower.windows(3).any(|w| w == b"%25") {
+            return false;
+        }
+        match std::str::from_utf8(&once).ok().and_then(percent_decode) {
+            Some(next) => once = next,
+            None => return false,
+        }
+    }
+    // Still `%25` after that many levels: nobody means it.
+    true
 }
 
 fn check_query(query: &str) -> Result<(), GatewayError> {
@@ -336,6 +363,25 @@ mod tests {
         }
         // Dots inside a name are ordinary.
         assert!(parse("/clever/d/v3.0/files/a..b.json").is_ok());
+    }
+
+    #[test]
+    fn double_encoded_separators_are_refused_at_any_depth() {
+        for bad in [
+            "/clever/d/v3.0/%252e%252e/oauth/tokens",
+            "/clever/d/v3.0/%252E%252E/x",
+            "/clever/d/v3.0/x%252fy",
+            "/clever/d/v3.0/x%255Cy",
+            "/clever/d/v3.0/%25252e%25252e/x",
+            "/clever/d/v3.0/a%252eb",
+        ] {
+            let e = parse(bad).expect_err(bad);
+            assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
+            assert!(e.message.contains("double-encoded"), "{bad}: {}", e.message);
+        }
+        // A literal percent sign, encoded once, is an ordinary name.
+        assert!(parse("/clever/d/v3.0/files/100%25").is_ok());
+        assert!(parse("/clever/d/v3.0/files/a%2541").is_ok());
     }
 
     #[test]
