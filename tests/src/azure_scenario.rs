@@ -3,7 +3,7 @@
 //! Clever with them.
 
 use crate::fake_azure::{
-    FakeIdentityConfig, FakeIdentityEndpoint, FakeKeyVault, FakeKeyVaultConfig,
+    FakeIdentityConfig, FakeIdentityEndpoint, FakeKeyVault, FakeKeyVaultConfig, Fault, SecretMatch,
 };
 use crate::fake_clever::FakeClever;
 use crate::host_process::{HostOptions, HostProcess};
@@ -32,21 +32,46 @@ pub struct AzureOptions {
     pub clever: Option<crate::fake_clever::FakeCleverConfig>,
     /// More CAs (PEM) the host trusts besides the vault's, e.g. a fake Application Insights'.
     pub extra_ca_pems: Vec<String>,
+    /// The vault holds no secret of this name (as before an operator has put it there).
+    pub omit_secret: Option<&'static str>,
+    /// The client secret the vault holds, when it is not the one Clever accepts.
+    pub vault_client_secret: Option<String>,
+    /// Every vault request meets this fault, from before the host's first read.
+    pub vault_fault: Option<Fault>,
+    /// Every identity-endpoint request meets this fault, from before the host's first read.
+    pub identity_fault: Option<Fault>,
+    /// The listener gives the public health answer (the gateway listener keeps the detail).
+    pub public_health: bool,
 }
 
 impl AzureScenario {
     pub async fn start(opts: AzureOptions) -> Result<AzureScenario> {
         let clever = FakeClever::start(opts.clever.clone().unwrap_or_else(two_districts)).await?;
         let vault = FakeKeyVault::start(FakeKeyVaultConfig {
-            secrets: vec![
-                (ID_SECRET.into(), clever.client_id()),
-                (SECRET_SECRET.into(), clever.client_secret()),
-            ],
+            secrets: [
+                (ID_SECRET, clever.client_id()),
+                (
+                    SECRET_SECRET,
+                    opts.vault_client_secret
+                        .clone()
+                        .unwrap_or_else(|| clever.client_secret()),
+                ),
+            ]
+            .into_iter()
+            .filter(|(name, _)| Some(*name) != opts.omit_secret)
+            .map(|(name, value)| (name.to_string(), value))
+            .collect(),
             start_down: opts.vault_down,
             ..Default::default()
         })
         .await?;
         let identity = FakeIdentityEndpoint::start(FakeIdentityConfig::default()).await?;
+        if let Some(fault) = &opts.vault_fault {
+            vault.set_persistent_fault(SecretMatch::Any, fault.clone());
+        }
+        if let Some(fault) = &opts.identity_fault {
+            identity.set_persistent_fault(fault.clone());
+        }
         let dir = tempfile::tempdir()?;
         let ca: PathBuf = vault.write_ca_pem(dir.path())?;
         if !opts.extra_ca_pems.is_empty() {
@@ -61,16 +86,19 @@ impl AzureScenario {
             .identity_header
             .clone()
             .unwrap_or_else(|| identity.header_secret());
-        let mut host = HostOptions::default()
-            .args(&["--allow-loopback-http", "--extra-ca", &ca.to_string_lossy()])
-            .env("KEYVAULT_URL", vault.url())
-            // The fake listens on 127.0.0.1, not on <name>.vault.azure.net.
-            .env("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", "false")
-            .env("IDENTITY_ENDPOINT", &identity.endpoint())
-            .env("IDENTITY_HEADER", &header)
-            .env("CLEVER_TOKEN_URL", &clever.token_url())
-            .env("CLEVER_API_BASE_URL", clever.api_base_url())
-            .env("CLEVER_AUTH_SECRETS_REREAD_MIN_SECS", "0");
+        let mut host = HostOptions {
+            public_health: opts.public_health,
+            ..Default::default()
+        }
+        .args(&["--allow-loopback-http", "--extra-ca", &ca.to_string_lossy()])
+        .env("KEYVAULT_URL", vault.url())
+        // The fake listens on 127.0.0.1, not on <name>.vault.azure.net.
+        .env("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", "false")
+        .env("IDENTITY_ENDPOINT", &identity.endpoint())
+        .env("IDENTITY_HEADER", &header)
+        .env("CLEVER_TOKEN_URL", &clever.token_url())
+        .env("CLEVER_API_BASE_URL", clever.api_base_url())
+        .env("CLEVER_AUTH_SECRETS_REREAD_MIN_SECS", "0");
         for (k, v) in FAST_SETTINGS {
             host = host.env(k, v);
         }

@@ -3,7 +3,9 @@
 //! that never carry a value.
 
 use clever_auth_tests::azure_scenario::{AzureOptions, AzureScenario, SECRET_SECRET};
+use clever_auth_tests::fake_azure::Fault;
 use clever_auth_tests::fake_clever::Route;
+use clever_auth_tests::http_client;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -24,7 +26,7 @@ async fn vault_down_at_start_then_recovers_without_a_restart() -> anyhow::Result
         .wait_health(WAIT, |h| secrets_check(h)["status"] == "fail")
         .await?;
     assert_eq!(h.status, 503);
-    assert_eq!(h.body["error"]["code"], "credentials_missing");
+    assert_eq!(h.body["error"]["code"], "vault_unreachable");
     assert!(
         h.body["error"]["message"]
             .as_str()
@@ -198,4 +200,125 @@ async fn every_vault_access_is_audited_without_its_value() -> anyhow::Result<()>
     }
     assert!(!logs.contains(&s.clever.client_secret()));
     Ok(())
+}
+
+/// Starts the production wiring with `opts` and checks that the public health answer names the
+/// cause with its stable code and fixed message, reveals nothing of the vault, and that the
+/// loopback detail carries the specifics (`detail_says`, when given).
+async fn the_public_answer_names(
+    opts: AzureOptions,
+    code: &str,
+    message: &str,
+    detail_says: Option<&str>,
+) -> anyhow::Result<()> {
+    let s = AzureScenario::start(AzureOptions {
+        public_health: true,
+        ..opts
+    })
+    .await?;
+    let h = s
+        .wait_health(WAIT, |h| h.body["error"]["code"] == code)
+        .await?;
+    assert_eq!(h.status, 503, "{}", h.body);
+    assert_eq!(h.body["status"], "fail");
+    assert_eq!(h.body["error"]["message"], message, "{}", h.body);
+    let public = h.body.to_string();
+    for internal in [s.vault.vault_host(), SECRET_SECRET, "secrets provider"] {
+        assert!(!public.contains(internal), "{internal} in {public}");
+    }
+    let detail = http_client::get(&s.host.gateway_url(HEALTH))
+        .await?
+        .json()?;
+    assert_eq!(detail["error"]["code"], code, "{detail}");
+    if let Some(words) = detail_says {
+        let text = detail["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(words), "detail lacks {words:?}: {text}");
+    }
+    Ok(())
+}
+
+const HEALTH: &str = "/health/clever-auth";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absent_secret_is_named_as_absent() -> anyhow::Result<()> {
+    the_public_answer_names(
+        AzureOptions {
+            omit_secret: Some(SECRET_SECRET),
+            ..Default::default()
+        },
+        "secret_not_found",
+        "a Clever client credential is absent from the secrets store",
+        Some(SECRET_SECRET),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vault_that_refuses_the_identity_is_named_as_refusing() -> anyhow::Result<()> {
+    the_public_answer_names(
+        AzureOptions {
+            vault_fault: Some(Fault::Forbidden),
+            ..Default::default()
+        },
+        "vault_forbidden",
+        "the secrets store refused this service's identity",
+        Some("Forbidden"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_vault_is_named_as_unreachable() -> anyhow::Result<()> {
+    the_public_answer_names(
+        AzureOptions {
+            vault_down: true,
+            ..Default::default()
+        },
+        "vault_unreachable",
+        "the secrets store could not be reached",
+        None,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_identity_endpoint_is_named_as_such() -> anyhow::Result<()> {
+    the_public_answer_names(
+        AzureOptions {
+            identity_fault: Some(Fault::Status(500)),
+            ..Default::default()
+        },
+        "identity_unavailable",
+        "the managed identity endpoint issued no token",
+        None,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_setting_is_named_as_invalid() -> anyhow::Result<()> {
+    the_public_answer_names(
+        AzureOptions {
+            env: vec![("CLEVER_RETRY_MAX".into(), "many".into())],
+            ..Default::default()
+        },
+        "settings_invalid",
+        "a setting has an unusable value",
+        Some("clever_retry_max"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_clever_refuses_are_named_as_refused() -> anyhow::Result<()> {
+    the_public_answer_names(
+        AzureOptions {
+            vault_client_secret: Some("not-the-secret-clever-knows".into()),
+            ..Default::default()
+        },
+        "bad_credentials",
+        "Clever rejected the client credentials",
+        None,
+    )
+    .await
 }

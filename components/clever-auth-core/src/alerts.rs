@@ -2,10 +2,10 @@
 //! when a condition starts and a clear event when it ends, so an Azure Monitor rule on the
 //! stable `alert` field fires once per incident rather than once per log line.
 
+// The raised alerts are part of the status snapshot, so their types live there.
+pub use crate::status::{ActiveAlert, ActiveAlerts};
 use crate::status::{CredentialState, StatusSnapshot, VersionState};
 use crate::UnixMillis;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// The stable names of the `alert` field; monitoring rules match on them.
 pub mod names {
@@ -23,19 +23,6 @@ pub struct Thresholds {
     pub rate_limited_ms: u64,
     pub skew_ms: u64,
 }
-
-/// One alert that is currently raised.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActiveAlert {
-    pub alert: String,
-    pub district: Option<String>,
-    /// When the underlying condition began (not when the threshold was crossed).
-    pub since: UnixMillis,
-    pub raised_at: UnixMillis,
-}
-
-/// Keyed by `alert` or `alert/district`, so each district's disconnection is its own incident.
-pub type ActiveAlerts = BTreeMap<String, ActiveAlert>;
 
 /// What changed between two evaluations.
 #[derive(Debug, Default, PartialEq, Eq)]

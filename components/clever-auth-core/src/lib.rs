@@ -25,3 +25,4 @@ pub mod clever_wire;
 pub mod gateway;
 pub mod ratelimit;
 pub mod secret;
+pub mod secrets_error;

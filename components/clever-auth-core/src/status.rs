@@ -5,6 +5,7 @@
 
 use crate::UnixMillis;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Key-value keys, namespaced so the store can be shared with other components.
 pub mod keys {
@@ -162,7 +163,7 @@ pub struct StatusSnapshot {
     pub service: ServiceStatus,
     pub districts: std::collections::BTreeMap<String, DistrictRecord>,
     /// Alerts currently raised (see [`crate::alerts`]).
-    pub alerts: crate::alerts::ActiveAlerts,
+    pub alerts: ActiveAlerts,
 }
 
 /// What is known about one district's token, without the token itself.
@@ -186,6 +187,19 @@ impl DistrictRecord {
             .is_some_and(|exp| now < exp.saturating_sub(skew_ms))
     }
 }
+
+/// One alert that is currently raised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    pub alert: String,
+    pub district: Option<String>,
+    /// When the underlying condition began (not when the threshold was crossed).
+    pub since: UnixMillis,
+    pub raised_at: UnixMillis,
+}
+
+/// Keyed by `alert` or `alert/district`, so each district's disconnection is its own incident.
+pub type ActiveAlerts = BTreeMap<String, ActiveAlert>;
 
 #[cfg(test)]
 mod tests {

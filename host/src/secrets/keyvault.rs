@@ -13,6 +13,7 @@ use azure_core::http::{
 use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
 use clever_auth_core::secret::Secret;
+use clever_auth_core::secrets_error as codes;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -150,29 +151,33 @@ impl KeyVaultSource {
     }
 }
 
+/// Maps the SDK's error to one of the stable codes that health and alerts tell apart
+/// (`FetchError::code`); Key Vault's own code, when it gave one, leads the message instead.
 fn error_from(e: &azure_core::Error) -> FetchError {
     use azure_core::error::ErrorKind;
-    let (code, status) = match e.kind() {
+    let (code, status, vault_code) = match e.kind() {
         ErrorKind::HttpResponse {
             status, error_code, ..
         } => {
             let status = u16::from(*status);
-            let code = match (status, error_code.as_deref()) {
-                (_, Some(c)) => c.to_string(),
-                (403, None) => "Forbidden".into(),
-                (404, None) => "SecretNotFound".into(),
-                (429, None) => "Throttled".into(),
-                (s, None) => format!("http_{s}"),
+            let code = match status {
+                401 | 403 => codes::VAULT_FORBIDDEN,
+                404 => codes::SECRET_NOT_FOUND,
+                429 => codes::VAULT_THROTTLED,
+                _ => codes::VAULT_ERROR,
             };
-            (code, Some(status))
+            (code, Some(status), error_code.clone())
         }
-        ErrorKind::Credential => ("identity_unavailable".into(), None),
-        ErrorKind::Connection | ErrorKind::Io => ("unreachable".into(), None),
-        _ => ("keyvault_error".into(), None),
+        ErrorKind::Credential => (codes::IDENTITY_UNAVAILABLE, None, None),
+        ErrorKind::Connection | ErrorKind::Io => (codes::VAULT_UNREACHABLE, None, None),
+        _ => (codes::VAULT_ERROR, None, None),
     };
     // The SDK's top-level text is generic; the cause is further down the chain. Its messages
     // name URLs and status texts, never secret values.
-    let mut message = e.to_string();
+    let mut message = match vault_code {
+        Some(c) => format!("Key Vault {c}: {e}"),
+        None => e.to_string(),
+    };
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         message.push_str(": ");
@@ -187,7 +192,7 @@ fn error_from(e: &azure_core::Error) -> FetchError {
         message.truncate(cut);
     }
     FetchError {
-        code,
+        code: code.into(),
         message,
         status,
         client_request_id: None,
@@ -211,7 +216,7 @@ impl SecretSource for KeyVaultSource {
                 Ok(Err(e)) => return Err(error_from(&e)),
                 Err(_) => {
                     return Err(FetchError {
-                        code: "timeout".into(),
+                        code: codes::VAULT_UNREACHABLE.into(),
                         message: format!(
                             "Key Vault did not answer within {:?}",
                             self.attempt_timeout
@@ -237,7 +242,7 @@ impl SecretSource for KeyVaultSource {
                 .and_then(|id| id.trim_end_matches('/').rsplit('/').next())
                 .map(str::to_string);
             let value = secret.value.ok_or_else(|| FetchError {
-                code: "empty".into(),
+                code: codes::SECRET_NOT_FOUND.into(),
                 message: format!("secret {name} has no value"),
                 status: Some(status),
                 client_request_id: client_request_id.clone(),

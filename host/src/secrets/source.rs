@@ -16,7 +16,7 @@ pub struct Fetched {
 /// Why a fetch failed. Never carries a secret value.
 #[derive(Debug, Clone)]
 pub struct FetchError {
-    /// Stable code for health and alerts (`unreachable`, `forbidden`, `not_found`, …).
+    /// Stable code for health and alerts: one of [`clever_auth_core::secrets_error`]'s.
     pub code: String,
     pub message: String,
     pub status: Option<u16>,
@@ -55,7 +55,7 @@ impl SecretSource for EnvSource {
                     client_request_id: None,
                 }),
                 _ => Err(FetchError {
-                    code: "not_found".into(),
+                    code: clever_auth_core::secrets_error::SECRET_NOT_FOUND.into(),
                     message: format!("environment variable {name} is not set"),
                     status: None,
                     client_request_id: None,

@@ -1,5 +1,6 @@
 //! What the machine asks the shell to do, and what the shell reports back.
 
+use crate::backoff::{classify_transport, Outcome, PermanentKind, TransientKind, TransportFailure};
 use crate::lifecycle::TokenEntry;
 use crate::secret::AccessToken;
 use serde_json::Value;
@@ -34,6 +35,28 @@ pub enum TransportError {
     Denied {
         host: String,
     },
+}
+
+/// How a transport failure counts for the retry policy, and its health code.
+pub fn transport_outcome(e: &TransportError) -> (Outcome, &'static str) {
+    match e {
+        TransportError::Timeout => {
+            let o = Outcome::Transient(TransientKind::Timeout);
+            (o, o.code())
+        }
+        TransportError::Connection(_) => {
+            let o = Outcome::Transient(TransientKind::Connection);
+            (o, o.code())
+        }
+        TransportError::Invalid(_) => (
+            Outcome::Permanent(PermanentKind::UnexpectedStatus(0)),
+            "request_invalid",
+        ),
+        TransportError::Denied { .. } => {
+            let o = classify_transport(TransportFailure::Denied);
+            (o, o.code())
+        }
+    }
 }
 
 impl std::fmt::Display for TransportError {

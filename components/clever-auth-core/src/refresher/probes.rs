@@ -1,7 +1,7 @@
 //! What a connection probe's answer means for its district, and the API version seen across a
 //! batch of probes.
 
-use super::io::{HttpResult, Reply};
+use super::io::{transport_outcome, HttpResult, Reply};
 use crate::backoff::classify_status;
 use crate::clever_wire;
 use crate::ratelimit::RateLimitInfo;
@@ -28,7 +28,7 @@ pub fn verdict(result: &HttpResult, now: UnixMillis) -> Result<(), ProbeFailure>
         Ok(reply) => reply,
         Err(e) => {
             return Err(ProbeFailure {
-                code: super::machine::transport_outcome(e).1.into(),
+                code: transport_outcome(e).1.into(),
                 message: format!("probe: {e}"),
                 status: None,
                 revoked: false,

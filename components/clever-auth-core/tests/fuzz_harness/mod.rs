@@ -994,7 +994,16 @@ fn error_record(u: &mut Unstructured<'_>, now: u64) -> ArbResult<Option<ErrorRec
         return Ok(None);
     }
     Ok(Some(ErrorRecord {
-        code: pick(u, &["http_503", "no_valid_token", ""])?,
+        code: pick(
+            u,
+            &[
+                "http_503",
+                "no_valid_token",
+                "",
+                "vault_forbidden",
+                "secret_not_found",
+            ],
+        )?,
         message: pick(u, TEXTS)?,
         at: time_near(u, now, 0)?,
     }))
@@ -1186,11 +1195,27 @@ fn check_health(case: &HealthCase) {
         .and_then(|s| s.api_version.as_ref())
         .is_some_and(|v| v.state == VersionState::Unsupported);
     let credentials_missing = !case.credentials.client_id || !case.credentials.client_secret;
+    // A missing credential is named by the secrets provider's own failure, when it has one.
+    let missing_code = case
+        .secrets
+        .as_ref()
+        .and_then(|s| s.last_error.as_ref())
+        .map(|e| e.code.as_str())
+        .filter(|code| matches!(*code, "vault_forbidden" | "secret_not_found"))
+        .unwrap_or("credentials_missing");
+    let rejected = service.and_then(|s| s.credentials) == Some(CredentialState::Rejected);
     let blocking = [
         (!case.settings_errors.is_empty(), "settings_invalid"),
-        (credentials_missing, "credentials_missing"),
+        (credentials_missing, missing_code),
         (unsupported, "version_unsupported"),
-        (!districts.iter().any(usable), "no_valid_token"),
+        (
+            !districts.iter().any(usable),
+            if rejected {
+                "bad_credentials"
+            } else {
+                "no_valid_token"
+            },
+        ),
     ]
     .into_iter()
     .find_map(|(blocks, code)| blocks.then_some(code));

@@ -8,10 +8,10 @@ mod alerting;
 mod probe;
 
 use super::cycle::{Cycle, SecretsView, CREDENTIALS_RECHECK_MS, RECHECK_MS};
-use super::io::{Action, HttpResult, LogEvent, Reply, Request, TransportError};
+use super::io::{transport_outcome, Action, HttpResult, LogEvent, Reply, Request};
 use super::listing::Pages;
 use super::probes::VersionProbe;
-use crate::backoff::{classify_status, Outcome, PermanentKind, RetryPolicy, TransientKind};
+use crate::backoff::{classify_status, Outcome, RetryPolicy, TransientKind};
 use crate::clever_wire;
 use crate::lifecycle::{Timing, TokenEntry};
 use crate::ratelimit::RateLimitInfo;
@@ -354,28 +354,6 @@ impl Machine {
             },
             logs,
         )
-    }
-}
-
-/// How a transport failure counts for the retry policy, and its health code.
-pub(super) fn transport_outcome(e: &TransportError) -> (Outcome, &'static str) {
-    match e {
-        TransportError::Timeout => {
-            let o = Outcome::Transient(TransientKind::Timeout);
-            (o, o.code())
-        }
-        TransportError::Connection(_) => {
-            let o = Outcome::Transient(TransientKind::Connection);
-            (o, o.code())
-        }
-        TransportError::Invalid(_) => (
-            Outcome::Permanent(PermanentKind::UnexpectedStatus(0)),
-            "request_invalid",
-        ),
-        TransportError::Denied { .. } => {
-            let o = crate::backoff::classify_transport(crate::backoff::TransportFailure::Denied);
-            (o, o.code())
-        }
     }
 }
 
