@@ -2,7 +2,10 @@
 //! is how App Service passes settings to a container.
 
 use crate::config::SecretsSource;
-use clap::{Parser, ValueEnum};
+use crate::logging::LogFormat;
+use crate::server::InstanceMode;
+use crate::telemetry;
+use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -253,19 +256,22 @@ fn parse_gateway_listen(value: &str) -> Result<GatewayListen, String> {
     Ok(GatewayListen::On(addr))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InstanceMode {
-    Fresh,
-    Reuse,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
-
 impl Cli {
+    /// What the telemetry exporter needs of the command line.
+    pub fn telemetry_settings(&self) -> telemetry::Settings {
+        telemetry::Settings {
+            connection_string: self
+                .appinsights_connection_string
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            intervals: telemetry::settings::Intervals::with_override(self.telemetry_interval_ms),
+            extra_ca: self.extra_ca.clone(),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+
     /// Where precompiled components are kept, if anywhere.
     pub fn component_cache_dir(&self) -> Option<PathBuf> {
         if self.no_component_cache {

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
         let _flush = logging::init(cli.log_format, None);
         return precompile(&cli);
     }
-    let telemetry = telemetry::Telemetry::start(&telemetry::Settings::from_cli(&cli));
+    let telemetry = telemetry::Telemetry::start(&cli.telemetry_settings());
     // Dropped last, after the final lines below: it writes what is still queued for stdout.
     let _flush = logging::init(cli.log_format, telemetry.layers());
     telemetry.report();

@@ -1,6 +1,7 @@
 //! The `wasi:keyvalue/{store,atomics}@0.2.0-draft2` host traits over [`MemoryStore`].
 
-use super::{BucketHandle, CasHandle, KeyValueView};
+use super::resources::{BucketHandle, CasHandle};
+use super::KeyValueView;
 use crate::bindings::wasi::keyvalue::{atomics, store};
 use store::{Error, KeyResponse};
 use wasmtime::component::Resource;

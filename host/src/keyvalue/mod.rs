@@ -2,26 +2,16 @@
 
 mod host;
 mod memory;
+mod resources;
 
 pub use memory::MemoryStore;
+pub use resources::{BucketHandle, CasHandle};
 
 use crate::bindings::wasi::keyvalue::{atomics, store};
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 /// The store label the component opens; Spin's manifest lists the same one.
 pub const DEFAULT_LABEL: &str = "default";
-
-/// Host representation of an open `bucket`.
-pub struct BucketHandle {
-    label: String,
-}
-
-/// Host representation of a `cas` handle: the value seen when it was created.
-pub struct CasHandle {
-    label: String,
-    key: String,
-    seen: Option<Vec<u8>>,
-}
 
 /// What the `wasi:keyvalue` host traits see of a store's data.
 pub struct KeyValueView<'a> {

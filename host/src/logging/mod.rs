@@ -6,7 +6,6 @@
 pub mod component;
 pub mod writer;
 
-use crate::cli::LogFormat;
 use crate::telemetry::Layers;
 use tracing_subscriber::layer::{Layer as _, Layered, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
@@ -42,6 +41,13 @@ pub fn level_filter() -> EnvFilter {
 /// same level filter. Lines still queued for stdout are written when the returned value is
 /// dropped: hold it until the process ends.
 #[must_use = "dropping it stops the stdout writer"]
+/// How log lines are written: JSON for App Service and Log Analytics, text for a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
 pub fn init(format: LogFormat, telemetry: Option<Layers<Base>>) -> writer::Flush {
     let (out, flush) = writer::ScrubbedStdout::start();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());

@@ -3,8 +3,8 @@
 //! the secrets are re-read on an interval and, rate-limited, whenever Clever answers 401.
 
 use super::audit::{self, Access};
+use super::held::{now_ms, SecretNames, Secrets};
 use super::source::{FetchError, SecretSource};
-use super::{SecretNames, Secrets};
 use clever_auth_core::secret::Secret;
 use clever_auth_core::status::ErrorRecord;
 use std::hash::{BuildHasher, Hasher};
@@ -68,7 +68,7 @@ pub async fn run(
                 secrets.record_failure(ErrorRecord {
                     code: e.code,
                     message: e.message,
-                    at: super::now_ms(),
+                    at: now_ms(),
                 });
             }
         }

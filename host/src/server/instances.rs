@@ -4,7 +4,6 @@
 //! finished a request cleanly can serve the next; one that trapped is dropped.
 
 use crate::bindings::Platform;
-use crate::cli::InstanceMode;
 use crate::runtime::Runtime;
 use crate::state::HostState;
 use anyhow::Result;
@@ -21,6 +20,13 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// Instances kept between requests in reuse mode, at most: a burst up to the public limit
 /// never drops instances only to instantiate them again.
 const MAX_IDLE: usize = MAX_IN_FLIGHT;
+
+/// `--instance-mode`: whether a request gets a fresh instance or one kept from an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InstanceMode {
+    Fresh,
+    Reuse,
+}
 
 pub struct Instances {
     mode: InstanceMode,

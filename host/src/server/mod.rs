@@ -9,11 +9,10 @@ pub mod limits;
 mod scrub;
 
 pub use health_view::HealthView;
-pub use instances::MAX_IN_FLIGHT;
+pub use instances::{InstanceMode, MAX_IN_FLIGHT};
 pub mod routing;
 pub mod threads;
 
-use crate::cli::InstanceMode;
 use crate::outbound::Upstream;
 use crate::runtime::deadline::DeadlineExceeded;
 use crate::runtime::Runtime;

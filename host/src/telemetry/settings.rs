@@ -51,22 +51,6 @@ pub struct Settings {
     pub request_timeout: Duration,
 }
 
-impl Settings {
-    pub fn from_cli(cli: &crate::cli::Cli) -> Settings {
-        Settings {
-            connection_string: cli
-                .appinsights_connection_string
-                .as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-            intervals: Intervals::with_override(cli.telemetry_interval_ms),
-            extra_ca: cli.extra_ca.clone(),
-            request_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Connection strings copied from the portal sometimes end with `;` or carry blanks around
 /// the fields; the exporter's parser refuses both. Empty fields are dropped, fields trimmed.
 pub fn normalise_connection_string(raw: &str) -> String {

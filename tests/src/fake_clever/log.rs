@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::script::{Fault, Route, RouteMatch};
 use super::state::lock;
-use crate::fake_support::request::{fault_label, outcome_label, status_of};
+use crate::fake_support::request::{fault_label, outcome_label, status_of, Outcome};
 
 /// The authentication scheme of the `Authorization` header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,21 +33,6 @@ pub struct AuthSeen {
     pub valid: bool,
     /// Fingerprint of `client_id:client_secret` (Basic) or of the token (Bearer).
     pub fingerprint: Option<String>,
-}
-
-/// What became of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Still being handled (e.g. inside a scripted delay).
-    Pending,
-    /// A response with this status was handed to the connection.
-    Responded(u16),
-    /// Scripted to never answer.
-    Hung,
-    /// Scripted connection reset: the socket was dropped without a response.
-    Reset,
-    /// The client went away (or the fake shut down) before an answer was ready.
-    Abandoned,
 }
 
 /// One request as the fake saw it.

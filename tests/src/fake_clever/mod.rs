@@ -17,10 +17,12 @@
 //! One base URL serves both hosts: `/oauth/tokens`, `/oauth/tokeninfo` (clever.com) and
 //! `/{version}/...` (api.clever.com).
 
+mod config;
 mod log;
 mod routes;
 mod script;
 mod server;
+mod shared;
 mod state;
 pub(crate) mod tls;
 
@@ -34,74 +36,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-pub use log::{AuthScheme, AuthSeen, Outcome, RequestRecord};
+pub use crate::fake_support::request::Outcome;
+pub use config::{FakeCleverConfig, MultiBucketStyle, RateLimitBucket, RateLimitConfig};
+pub use log::{AuthScheme, AuthSeen, RequestRecord};
 pub use script::{Fault, RetryAfter, Route, RouteMatch};
-pub use state::{DistrictInfo, MultiBucketStyle, RateLimitBucket, RateLimitConfig};
+pub use state::DistrictInfo;
 
-use server::Core;
+use shared::Core;
 use state::{lock, random_hex, random_u64, State};
-
-/// Start-up settings. Everything except `addr` and `tls` can also be changed at run time
-/// through [`FakeClever`].
-#[derive(Clone, Debug)]
-pub struct FakeCleverConfig {
-    /// Where to listen; the default `127.0.0.1:0` picks a free port.
-    pub addr: SocketAddr,
-    /// Serve HTTPS with a certificate from a CA made at start-up ([`FakeClever::ca_pem`]).
-    pub tls: bool,
-    pub client_id: String,
-    pub client_secret: String,
-    /// Districts to create with these exact ids.
-    pub district_ids: Vec<String>,
-    /// How many more districts to create with random 24-hex ids.
-    pub generated_districts: usize,
-    /// Scopes listed on every token and returned by `tokeninfo`.
-    pub scopes: Vec<String>,
-    /// `expires_in` of `client_credentials` tokens (they really expire after it).
-    pub client_credentials_lifetime_secs: u64,
-    /// Data API versions answered normally; any other `v<digits>` path segment gets the
-    /// "version not supported" error.
-    pub supported_versions: Vec<String>,
-    /// Status of the "version not supported" error (Clever's is undocumented).
-    pub version_not_supported_status: u16,
-    /// Name of a response header carrying the served API version on data responses; none by
-    /// default, as no such header was seen in real Clever responses.
-    pub version_header: Option<String>,
-    pub rate_limit: RateLimitConfig,
-    /// Print one line per finished request to stderr.
-    pub echo_requests: bool,
-    /// Put in front of every token issued, so a test can search output for any token, even
-    /// one it never saw (the leak canary).
-    pub token_prefix: String,
-}
-
-impl Default for FakeCleverConfig {
-    fn default() -> Self {
-        Self {
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            tls: false,
-            client_id: "demo-client-id".to_string(),
-            client_secret: "demo-client-secret".to_string(),
-            district_ids: Vec::new(),
-            generated_districts: 2,
-            scopes: [
-                "read:districts",
-                "read:schools",
-                "read:students",
-                "read:teachers",
-            ]
-            .map(String::from)
-            .to_vec(),
-            client_credentials_lifetime_secs: 3600,
-            supported_versions: vec!["v3.0".to_string(), "v3.1".to_string()],
-            version_not_supported_status: 404,
-            version_header: None,
-            rate_limit: RateLimitConfig::default(),
-            echo_requests: false,
-            token_prefix: String::new(),
-        }
-    }
-}
 
 /// A running fake Clever. Cheap to clone; all clones control the same server, which stops
 /// when the last clone is dropped or on [`FakeClever::shutdown`].

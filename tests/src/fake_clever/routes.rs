@@ -12,14 +12,16 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::log::{AuthScheme, AuthSeen, Outcome, RequestRecord};
+use super::config::MultiBucketStyle;
+use super::log::{AuthScheme, AuthSeen, RequestRecord};
 use super::script::{Fault, RetryAfter, Route};
-use super::server::{ConnCtl, Core};
+use super::server::ConnCtl;
+use super::shared::Core;
 use super::state::{
-    fingerprint, lock, rfc3339_millis, BucketSnapshot, DistrictInfo, MultiBucketStyle, TokenLookup,
-    TokenOwner,
+    fingerprint, lock, rfc3339_millis, BucketSnapshot, DistrictInfo, TokenLookup, TokenOwner,
 };
 use crate::fake_support::request::Arrival;
+use crate::fake_support::request::Outcome;
 use crate::fake_support::response::{status_code, JSON};
 use crate::fake_support::script::apply_fault;
 use crate::fake_support::server::{play_reply, Reply};

@@ -9,60 +9,7 @@ pub(crate) use crate::fake_support::util::{
     lock, random_hex, random_u64, unix_ms_now, unix_secs_now,
 };
 
-use super::FakeCleverConfig;
-
-/// How rate-limit headers are computed and whether the limit is enforced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RateLimitConfig {
-    /// One entry per bucket; all apply to every request (counted per presented credential).
-    pub buckets: Vec<RateLimitBucket>,
-    /// How several buckets are written.
-    pub style: MultiBucketStyle,
-    /// Answer an empty-body 429 (with only `X-Ratelimit-Reset` as hint) once a bucket is spent.
-    pub enforce: bool,
-}
-
-impl Default for RateLimitConfig {
-    /// Clever's documented limit: 1200 requests per minute per token, enforced.
-    fn default() -> Self {
-        Self {
-            buckets: vec![RateLimitBucket::new(
-                "per-token",
-                1200,
-                Duration::from_secs(60),
-            )],
-            style: MultiBucketStyle::CommaJoined,
-            enforce: true,
-        }
-    }
-}
-
-/// One fixed-window bucket; windows are aligned to multiples of `window` since the epoch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RateLimitBucket {
-    pub name: String,
-    pub limit: u64,
-    pub window: Duration,
-}
-
-impl RateLimitBucket {
-    pub fn new(name: impl Into<String>, limit: u64, window: Duration) -> Self {
-        Self {
-            name: name.into(),
-            limit,
-            window,
-        }
-    }
-}
-
-/// How values of several buckets are sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MultiBucketStyle {
-    /// `X-Ratelimit-Limit: 200, 1200`.
-    CommaJoined,
-    /// One header line per bucket.
-    Repeated,
-}
+use super::config::{FakeCleverConfig, RateLimitConfig};
 
 /// A district as the fake knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -331,6 +278,7 @@ pub(crate) fn fingerprint(salt: u64, credential: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake_clever::config::{MultiBucketStyle, RateLimitBucket};
 
     #[test]
     fn rfc3339_matches_known_instants() {

@@ -6,7 +6,20 @@ use std::time::Instant;
 
 use hyper::{Method, Request, Uri};
 
-use crate::fake_clever::Outcome;
+/// What became of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still being handled (e.g. inside a scripted delay).
+    Pending,
+    /// A response with this status was handed to the connection.
+    Responded(u16),
+    /// Scripted to never answer.
+    Hung,
+    /// Scripted connection reset: the socket was dropped without a response.
+    Reset,
+    /// The client went away (or the fake shut down) before an answer was ready.
+    Abandoned,
+}
 
 /// When a request arrived and its request line.
 pub(crate) struct Arrival {

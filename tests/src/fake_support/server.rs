@@ -23,7 +23,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::fake_clever::Outcome;
+use super::request::Outcome;
 
 pub(crate) type Resp = Response<Full<Bytes>>;
 
