@@ -9,7 +9,11 @@
 //! Run alone with `cargo xtask bench-abuse` (also against another build's host, for a
 //! before/after: `--host-bin`, `--component`); `cargo xtask bench` runs it as its last section.
 
-use super::{machine, procs, start_fake, Bins};
+use super::build::{build_release, Bins};
+use super::head::git_rev;
+use super::load::{machine, run_generator};
+use super::servers::{start_fake, start_host_with_gateway, Server, HEALTH};
+use crate::procs;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -48,12 +52,12 @@ const GATEWAY_PAUSE_MS: u64 = 20;
 
 pub(super) fn run(bins: &Bins, opts: &AbuseOptions) -> Result<Value> {
     let fake = start_fake(bins, opts.districts)?;
-    let (host, gateway) = super::start_host_with_gateway(bins, &fake.url, &[], None)?;
-    let (_, body) = procs::http_get(host.addr, super::HEALTH)?;
+    let (host, gateway) = start_host_with_gateway(bins, &fake.url, &[], None)?;
+    let (_, body) = procs::http_get(host.addr, HEALTH)?;
     let health = Target {
         addr: host.addr,
-        path: super::HEALTH.to_string(),
-        attack_path: super::HEALTH.to_string(),
+        path: HEALTH.to_string(),
+        attack_path: HEALTH.to_string(),
         pause_ms: 0,
     };
     let mut report = phases(bins, &host, &health, &health, opts)?;
@@ -84,7 +88,7 @@ pub(super) fn run(bins: &Bins, opts: &AbuseOptions) -> Result<Value> {
 /// The well-behaved client alone (`quiet`), then with the attack attached (`attacked`).
 fn phases(
     bins: &Bins,
-    host: &super::Server,
+    host: &Server,
     quiet: &Target,
     attacked: &Target,
     opts: &AbuseOptions,
@@ -102,7 +106,7 @@ fn phases(
 
 fn attack(
     bins: &Bins,
-    host: &super::Server,
+    host: &Server,
     target: &Target,
     slowloris: usize,
     non_readers: usize,
@@ -113,7 +117,7 @@ fn attack(
         "xtask bench: abuse of {} ({}), {slowloris} slowloris + {non_readers} non-readers, {} s",
         target.addr, target.path, opts.secs
     );
-    let mut result = super::run_generator(
+    let mut result = run_generator(
         Command::new(&bins.bench)
             .args(["abuse", "--addr", &target.addr.to_string()])
             .args(["--path", &target.path])
@@ -209,7 +213,7 @@ pub fn standalone(
         .parent()
         .map_or_else(|| root.join("target/bench"), std::path::Path::to_path_buf);
     std::fs::create_dir_all(&out_dir)?;
-    let mut bins = super::build_release(root, &out_dir)?;
+    let mut bins = build_release(root, &out_dir)?;
     if let Some(host) = host_bin {
         bins.host = host;
     }
@@ -217,7 +221,7 @@ pub fn standalone(
         bins.component = component;
     }
     let mut report = run(&bins, opts)?;
-    report["git"] = json!(super::git_rev(root));
+    report["git"] = json!(git_rev(root));
     report["host_bin"] = json!(bins.host.display().to_string());
     let markdown = render(&report);
     print!("{markdown}");

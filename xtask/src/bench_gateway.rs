@@ -11,7 +11,12 @@
 //! (`master_process off`, one worker); missing, it is installed with apt-get when running as
 //! root, else left out with the command that installs it.
 
-use super::{start_fake, Bins, Options, Server, HOST_START_TIMEOUT};
+use super::build::Bins;
+use super::load::run_generator;
+use super::options::Options;
+use super::servers::{
+    host_command, listening_addr, start_fake, wait_health, Server, HOST_START_TIMEOUT,
+};
 use crate::procs::{self, Proc};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -166,7 +171,7 @@ fn start_gateway_host(bins: &Bins, fake_url: &str, upstream_url: &str) -> Result
     if !precompiled.success() {
         bail!("clever-auth-host --precompile failed ({precompiled})");
     }
-    let mut cmd = super::host_command(bins, fake_url, &[], &[]);
+    let mut cmd = host_command(bins, fake_url, &[], &[]);
     cmd.env("CLEVER_API_BASE_URL", upstream_url);
     let mut proc = Proc::spawn("gateway host", &mut cmd, false)?;
     let gateway = proc.wait_line(HOST_START_TIMEOUT, |line| {
@@ -175,14 +180,14 @@ fn start_gateway_host(bins: &Bins, fake_url: &str, upstream_url: &str) -> Result
             .then(|| v.get("addr")?.as_str()?.parse().ok())
             .flatten()
     })?;
-    let addr = proc.wait_line(HOST_START_TIMEOUT, super::listening_addr)?;
+    let addr = proc.wait_line(HOST_START_TIMEOUT, listening_addr)?;
     proc.quiet();
     let server = Server {
         label: "gateway host".into(),
         proc,
         addr,
     };
-    super::wait_health(&server, HOST_START_TIMEOUT, |status, body| {
+    wait_health(&server, HOST_START_TIMEOUT, |status, body| {
         status == 200 && body["status"] == "pass"
     })?;
     Ok(GatewayHost { server, gateway })
@@ -332,7 +337,7 @@ fn load(
     for h in headers {
         cmd.args(["--header", h]);
     }
-    let mut result = super::run_generator(&mut cmd, "load generator")?;
+    let mut result = run_generator(&mut cmd, "load generator")?;
     result["loadavg_1m"] = json!(loadavg);
     Ok(result)
 }

@@ -6,9 +6,13 @@
 //! latency; idle RSS; one refresh cycle's probes (span, densest 100 ms, requests per token
 //! per minute against Clever's 1,200 per token and minute).
 
-use super::{
-    health, host_command, listening_addr, load, machine, probe_cycles, read_log, start_fake,
-    wait_health, Bins, Options, Server, HOST_START_TIMEOUT,
+use super::build::Bins;
+use super::fake_log::{probe_cycles, read_log};
+use super::load::{load, machine};
+use super::options::Options;
+use super::servers::{
+    health, host_command, listening_addr, start_fake, wait_health, Server, HEALTH,
+    HOST_START_TIMEOUT,
 };
 use crate::procs::{self, Proc};
 use anyhow::{Context, Result};
@@ -92,7 +96,7 @@ pub(super) fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> 
     let machine_at_start = machine();
     let (host, all_usable_secs) = start(bins, &fake.url, false)?;
     let (_, public) = health(&host)?;
-    let (public_ms, public_bytes) = sequential(&host, super::HEALTH, 20)?;
+    let (public_ms, public_bytes) = sequential(&host, HEALTH, 20)?;
     std::thread::sleep(Duration::from_secs(1));
     let idle_rss = host.proc.vm_kib("VmRSS");
     let public_64 = load(bins, &host, 64, opts)?;
@@ -117,7 +121,7 @@ pub(super) fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> 
 
     // The detail view on a listener that serves it: one page, bounded whatever the count.
     let (detail_host, _) = start(bins, &fake.url, true)?;
-    let (detail_ms, detail_page_bytes) = sequential(&detail_host, super::HEALTH, 10)?;
+    let (detail_ms, detail_page_bytes) = sequential(&detail_host, HEALTH, 10)?;
     let (_, detail) = health(&detail_host)?;
     drop(detail_host);
 

@@ -5,10 +5,10 @@
 //! `spin up` runs the app in a child process (`spin trigger http`): the load generator watches
 //! that child's CPU, and the whole process group is killed when the bench is done with it.
 
-use super::{wait_health, Bins, HostFlags, Options, Server, HOST_START_TIMEOUT};
+use super::build::Bins;
+use super::servers::{wait_health, Server, HEALTH, HOST_START_TIMEOUT};
 use crate::procs::Proc;
-use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
@@ -109,7 +109,7 @@ const KEEP_POLLED_EVERY: Duration = Duration::from_millis(250);
 /// again. The host's scheduler keeps its tokens fresh without requests; this does it for Spin.
 pub fn keep_polled(addr: SocketAddr, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
-        let _ = crate::procs::http_get(addr, super::HEALTH);
+        let _ = crate::procs::http_get(addr, HEALTH);
         std::thread::sleep(KEEP_POLLED_EVERY);
     }
 }
@@ -122,38 +122,3 @@ pub fn vm_kib(server: &Server, field: &str) -> Option<u64> {
 
 /// What the report says about the Spin rows.
 pub const NOTE: &str = "`spin up` (Spin 4.0.2, the project's spin.toml and runtime-config.toml): a new instance per request, no scheduler (refreshes ride on the load's own polls, and on a health poll every 250 ms between its points, as a health checker's), server CPU and memory measured on its `spin trigger http` child.";
-
-/// `cargo xtask bench --only spin`: the health matrix alone (host in each instance mode, the
-/// native baseline, `spin up`), written to `spin.md` and `spin.json` in the bench directory.
-/// Unlike the full bench, a machine without Spin is an error here.
-pub(super) fn only(
-    bins: &Bins,
-    flags: &HostFlags,
-    opts: &Options,
-    out_dir: &Path,
-    machine_before: Value,
-    build_secs: f64,
-) -> Result<()> {
-    crate::spin::find_spin(&crate::workspace_root()?)?;
-    let root = crate::workspace_root()?;
-    let mut fake = super::start_fake(bins, 2)?;
-    let mut report = super::report_head(&root, build_secs, opts, flags, machine_before);
-    report["matrix"] = super::matrix(bins, flags, opts, &mut fake, out_dir)?;
-    report["machine_after"] = super::machine();
-    let points = report["matrix"]["points"].as_array();
-    if !points.is_some_and(|p| p.iter().any(|p| p["server"] == LABEL)) {
-        bail!("no Spin point was measured");
-    }
-    let md = super::render_matrix(&report);
-    print!("{md}");
-    let path = out_dir.join("spin.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::fs::write(out_dir.join("spin.md"), md)?;
-    eprintln!(
-        "xtask bench: wrote {} and {}",
-        out_dir.join("spin.md").display(),
-        path.display()
-    );
-    Ok(())
-}

@@ -6,7 +6,7 @@
 //!   (`--spin`: under `spin up` instead of the host).
 //! - `cargo xtask test`:  build, then run the whole test suite.
 //! - `cargo xtask fuzz`:  run every cargo-fuzz target for a bounded time (nightly).
-//! - `cargo xtask bench`: build in release, then measure (see `bench.rs`).
+//! - `cargo xtask bench`: build in release, then measure (see `bench/mod.rs`).
 
 mod bench;
 mod procs;

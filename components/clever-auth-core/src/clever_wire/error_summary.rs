@@ -1,6 +1,6 @@
 //! What an error response says, in a short credential-free line for logs and the health report.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::body::{body_kind, parse_json, BodyKind, MAX_BODY_BYTES};
 use super::redact::{sanitize, truncate_chars};
@@ -12,11 +12,10 @@ pub const MAX_SUMMARY_CHARS: usize = 200;
 /// The human-readable error text of an error document, from the fields Clever and RFC 6749
 /// use: `error` (string, or object with `message`), `error_description`, `message`,
 /// `errors[0].message`.
-pub(super) fn error_text(root: &Value) -> Option<String> {
+pub(super) fn error_text(object: &Map<String, Value>) -> Option<String> {
     fn text(value: Option<&Value>) -> Option<&str> {
         value.and_then(Value::as_str)
     }
-    let object = root.as_object()?;
     let (error_code, error_message) = match object.get("error") {
         Some(Value::String(s)) => (Some(s.as_str()), None),
         Some(Value::Object(inner)) => (text(inner.get("code")), text(inner.get("message"))),
@@ -53,7 +52,7 @@ pub fn error_summary(status: u16, body: &[u8]) -> String {
         BodyKind::Binary => format!("non-text body ({len} bytes)"),
         BodyKind::Json if len > MAX_BODY_BYTES => format!("JSON body too large ({len} bytes)"),
         BodyKind::Json => match parse_json(body) {
-            Ok(root) => match error_text(&root) {
+            Ok(root) => match root.as_object().and_then(error_text) {
                 Some(text) => sanitize(&text, MAX_SUMMARY_CHARS),
                 None => format!("JSON body without an error message ({len} bytes)"),
             },

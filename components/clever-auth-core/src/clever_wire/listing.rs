@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::body::{parse_json, WireError};
+use super::body::WireError;
 use super::district::{listing_entry, DistrictToken, SkipReason};
-use super::error_summary::{error_text, MAX_SUMMARY_CHARS};
-use super::redact::sanitize;
+use super::json_object::{parse_object, server_error_or};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedEntry {
@@ -33,22 +32,16 @@ pub struct DistrictTokenListing {
 /// `skipped` rather than failing the whole listing, so one odd entry cannot take every
 /// district down.
 pub fn parse_district_tokens(body: &[u8]) -> Result<DistrictTokenListing, WireError> {
-    let root = parse_json(body)?;
-    let Some(object) = root.as_object() else {
-        return Err(WireError::Shape("expected a JSON object"));
-    };
+    let object = parse_object(body)?;
     let Some(data) = object.get("data") else {
-        return Err(match error_text(&root) {
-            Some(text) => WireError::Server(sanitize(&text, MAX_SUMMARY_CHARS)),
-            None => WireError::Shape("missing `data`"),
-        });
+        return Err(server_error_or(&object, WireError::Shape("missing `data`")));
     };
     let Some(entries) = data.as_array() else {
         return Err(WireError::Shape("`data` is not an array"));
     };
 
     let mut listing = DistrictTokenListing {
-        next: link(object, "next"),
+        next: link(&object, "next"),
         ..DistrictTokenListing::default()
     };
     // District id -> position in `tokens`; `source` holds each kept token's listing index.
@@ -113,7 +106,7 @@ fn link(object: &Map<String, Value>, rel: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::clever_wire::body::{BodyKind, MAX_BODY_BYTES};
-    use crate::clever_wire::error_summary::error_summary;
+    use crate::clever_wire::error_summary::{error_summary, MAX_SUMMARY_CHARS};
     use crate::clever_wire::fixtures::{DISTRICT_A, DISTRICT_B, TOKEN_A, TOKEN_B};
     use crate::clever_wire::token::parse_token_response;
 

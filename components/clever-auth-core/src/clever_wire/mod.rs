@@ -6,14 +6,17 @@
 //! by hand keeps every error message made of our own words. Nothing in this module panics on
 //! any input, and nothing it returns formats a token (see [`crate::secret`]).
 //!
-//! One file per decision: `body` (what a body is, and reading it as JSON), `token` (an RFC
-//! 6749 token response), `district` (one entry of the token listing), `listing` (the listing
-//! page), `error_summary` (the log line for an error response), `redact` (what counts as a
-//! credential in server text) and `version` (which API version the server speaks). Callers use the re-exports below; the files are private.
+//! One file per decision: `body` (what a body is, and reading it as JSON), `json_object` (a
+//! body that must be an object, and the server's error when it lacks the expected field),
+//! `token` (an RFC 6749 token response), `district` (one entry of the token listing), `listing`
+//! (the listing page), `error_summary` (the log line for an error response), `redact` (what
+//! counts as a credential in server text) and `version` (which API version the server speaks).
+//! Callers use the re-exports below; the files are private.
 
 mod body;
 mod district;
 mod error_summary;
+mod json_object;
 mod listing;
 mod redact;
 mod token;

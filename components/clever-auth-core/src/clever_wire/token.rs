@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use super::body::{parse_json, WireError};
-use super::error_summary::{error_text, MAX_SUMMARY_CHARS};
+use super::body::WireError;
+use super::json_object::{parse_object, server_error_or};
 use super::redact::sanitize;
 use crate::secret::AccessToken;
 
@@ -22,17 +22,9 @@ pub struct TokenResponse {
 }
 
 pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, WireError> {
-    let root = parse_json(body)?;
-    let Some(object) = root.as_object() else {
-        return Err(WireError::Shape("expected a JSON object"));
-    };
+    let object = parse_object(body)?;
     let access_token = match object.get("access_token").and_then(Value::as_str) {
-        None | Some("") => {
-            return Err(match error_text(&root) {
-                Some(text) => WireError::Server(sanitize(&text, MAX_SUMMARY_CHARS)),
-                None => WireError::MissingToken,
-            })
-        }
+        None | Some("") => return Err(server_error_or(&object, WireError::MissingToken)),
         Some(token) if !is_valid_token(token) => return Err(WireError::InvalidToken),
         Some(token) => AccessToken::new(token),
     };
