@@ -78,6 +78,10 @@ pub struct World {
     /// (`None`: none stored). Only `put_token` and `delete_token` change `tokens` during a
     /// run, so a district absent here has the token it had before the run.
     touched_tokens: BTreeMap<String, Option<TokenEntry>>,
+    /// The district records as the last run left them (`status.districts` is only changed by
+    /// runs): the "before" side of the per-run invariants. Brought up to date after each run
+    /// by copying only the records that changed, rather than cloned whole before every run.
+    records_before_run: BTreeMap<String, DistrictRecord>,
 }
 
 /// What one run did, for the per-run invariants.
@@ -165,6 +169,7 @@ impl World {
             secret_fix_at: None,
             run_kinds: BTreeMap::new(),
             touched_tokens: BTreeMap::new(),
+            records_before_run: BTreeMap::new(),
             rng,
         }
     }
@@ -452,7 +457,6 @@ impl World {
         self.check_refresh_not_missed(now)?;
         trace!(self, "run ({why})");
         self.touched_tokens.clear();
-        let before_records = self.status.districts.clone();
         let mut run = RunLog::default();
         for (id, t) in &self.tokens {
             if !t.usable(now, self.skew_ms) {
@@ -533,7 +537,10 @@ impl World {
         self.cycle = finished.cycle;
         self.status = finished.status;
         self.last_run = (now, t);
+        let mut before_records = std::mem::take(&mut self.records_before_run);
         self.after_run(now, &run, &before_records)?;
+        sync_records(&mut before_records, &self.status.districts);
+        self.records_before_run = before_records;
         let kind = match (
             run.token_calls > 0,
             run.probed_ok.len() + run.probed_failed.len() > 0,
@@ -831,5 +838,23 @@ impl World {
             "health says no valid token while one is usable".to_string()
         })?;
         Ok(())
+    }
+}
+
+/// Makes `mirror` equal to `records`, copying only the records that differ (most runs change
+/// a few districts, if any).
+fn sync_records(
+    mirror: &mut BTreeMap<String, DistrictRecord>,
+    records: &BTreeMap<String, DistrictRecord>,
+) {
+    mirror.retain(|id, _| records.contains_key(id));
+    for (id, record) in records {
+        match mirror.get_mut(id) {
+            Some(old) if old == record => {}
+            Some(old) => old.clone_from(record),
+            None => {
+                mirror.insert(id.clone(), record.clone());
+            }
+        }
     }
 }
