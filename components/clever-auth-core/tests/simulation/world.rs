@@ -82,6 +82,23 @@ pub struct World {
     /// runs): the "before" side of the per-run invariants. Brought up to date after each run
     /// by copying only the records that changed, rather than cloned whole before every run.
     records_before_run: BTreeMap<String, DistrictRecord>,
+    /// The same records as a slice, which the health report takes; rebuilt only after a run
+    /// that changed a record, not at every health check.
+    records_list: Vec<DistrictRecord>,
+}
+
+/// Which health answer a check renders besides the cheap agreement of store and records.
+#[derive(Clone, Copy)]
+enum HealthAnswer {
+    /// A health request: the detail view (every district's check), as an operator's request
+    /// renders it.
+    Detail,
+    /// After a run: only when no token is usable, and then the public view from the records
+    /// (production's answer when its precomputed record cannot answer for `now`). Status and
+    /// error code do not depend on the view, so this checks the same verdict as the detail
+    /// view did here before, without rendering a check per district after every run of a
+    /// world whose tokens are all gone (a rejected secret is re-read every 2 s).
+    IfNoneUsable,
 }
 
 /// What one run did, for the per-run invariants.
@@ -170,6 +187,7 @@ impl World {
             run_kinds: BTreeMap::new(),
             touched_tokens: BTreeMap::new(),
             records_before_run: BTreeMap::new(),
+            records_list: Vec::new(),
             rng,
         }
     }
@@ -394,7 +412,7 @@ impl World {
             _ => {
                 // A health request: the Spin path runs the refresher when the stored cycle
                 // says so, without reading secrets otherwise.
-                self.check_health(true)?;
+                self.check_health(HealthAnswer::Detail)?;
                 let due = self.cycle.due_without_secrets(
                     self.now,
                     self.secrets().generation,
@@ -539,8 +557,13 @@ impl World {
         self.last_run = (now, t);
         let mut before_records = std::mem::take(&mut self.records_before_run);
         self.after_run(now, &run, &before_records)?;
-        sync_records(&mut before_records, &self.status.districts);
+        if sync_records(&mut before_records, &self.status.districts) {
+            self.records_list.clear();
+            self.records_list
+                .extend(self.status.districts.values().cloned());
+        }
         self.records_before_run = before_records;
+        self.check_health(HealthAnswer::IfNoneUsable)?;
         let kind = match (
             run.token_calls > 0,
             run.probed_ok.len() + run.probed_failed.len() > 0,
@@ -754,14 +777,14 @@ impl World {
                 })?;
             }
         }
-        self.check_health(false)
+        Ok(())
     }
 
     /// Invariant: health agrees with the tokens: a district shows a usable token exactly when
-    /// the store holds one, and the service fails exactly when none is usable.
-    /// `full`: also build the health report (as a health request does); without it, only when
-    /// no token is usable (the cheap agreement check runs after every step).
-    fn check_health(&mut self, full: bool) -> Result<(), String> {
+    /// the store holds one, and the service fails exactly when none is usable. The cheap
+    /// agreement check runs after every step; `answer` says when a health answer is rendered
+    /// too (see [`HealthAnswer`]).
+    fn check_health(&mut self, answer: HealthAnswer) -> Result<(), String> {
         let now = self.now;
         let skew = self.skew_ms;
         let store = self
@@ -784,13 +807,16 @@ impl World {
             let records: BTreeSet<&String> = records.collect();
             format!("usable tokens in the store {store:?} but in health {records:?}")
         })?;
-        if !full && !none_usable {
-            return Ok(());
-        }
-        let districts: Vec<DistrictRecord> = self.status.districts.values().cloned().collect();
+        let view = match answer {
+            HealthAnswer::Detail => View::Detail { page: 1 },
+            HealthAnswer::IfNoneUsable if none_usable => View::Public,
+            HealthAnswer::IfNoneUsable => return Ok(()),
+        };
+        // `records_list` is `status.districts` as a slice (kept in step after every run).
+        debug_assert!(self.records_list.iter().eq(self.status.districts.values()));
         let present = self.svc_creds.is_some();
-        // Both answers: the detail from the records, the public one from the record the
-        // shell precomputes at save time, as production renders them.
+        // Two answers, as production renders them: one from the records (`view`), the public
+        // one from the record the shell precomputes at save time.
         let summary = HealthSummary::compute(&self.status, now, self.skew_ms);
         let inputs = |districts, view| HealthInputs {
             now,
@@ -806,10 +832,7 @@ impl World {
             instance_id: None,
             view,
         };
-        let report = health::report(&inputs(
-            Districts::Records(&districts),
-            View::Detail { page: 1 },
-        ));
+        let report = health::report(&inputs(Districts::Records(&self.records_list), view));
         // When the record cannot answer for `now`, production renders from the records.
         if let Some(counts) = summary.counts_at(now, self.skew_ms) {
             let public = health::report(&inputs(
@@ -821,7 +844,7 @@ impl World {
             ));
             self.check(public.status == report.status, || {
                 format!(
-                    "public health says {:?}, detail says {:?}",
+                    "public health from the summary says {:?}, from the records ({view:?}) {:?}",
                     public.status, report.status
                 )
             })?;
@@ -842,19 +865,26 @@ impl World {
 }
 
 /// Makes `mirror` equal to `records`, copying only the records that differ (most runs change
-/// a few districts, if any).
+/// a few districts, if any); says whether anything differed.
 fn sync_records(
     mirror: &mut BTreeMap<String, DistrictRecord>,
     records: &BTreeMap<String, DistrictRecord>,
-) {
+) -> bool {
+    let before = mirror.len();
     mirror.retain(|id, _| records.contains_key(id));
+    let mut changed = mirror.len() != before;
     for (id, record) in records {
         match mirror.get_mut(id) {
             Some(old) if old == record => {}
-            Some(old) => old.clone_from(record),
+            Some(old) => {
+                old.clone_from(record);
+                changed = true;
+            }
             None => {
                 mirror.insert(id.clone(), record.clone());
+                changed = true;
             }
         }
     }
+    changed
 }
