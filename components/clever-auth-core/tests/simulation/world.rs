@@ -74,9 +74,12 @@ pub struct World {
     /// The service's secret catches up with Clever's (or comes back) at this instant.
     secret_fix_at: Option<UnixMillis>,
     pub run_kinds: BTreeMap<(&'static str, &'static str), u64>,
-    /// The token of each district the current run put or deleted, as it was before the run
-    /// (`None`: none stored). Only `put_token` and `delete_token` change `tokens` during a
-    /// run, so a district absent here has the token it had before the run.
+    /// The store writes of the current run, by district (`None`: deleted): `put_token` and
+    /// `delete_token` collect them and the run's end applies them to `tokens`, so nothing is
+    /// copied to remember what they replace (nothing reads `tokens` during a run).
+    token_writes: BTreeMap<String, Option<TokenEntry>>,
+    /// Once the last run's writes are applied: the token each district it wrote had before
+    /// the run (`None`: none stored). A district absent here has the token it had before.
     touched_tokens: BTreeMap<String, Option<TokenEntry>>,
     /// The district records as the last run left them (`status.districts` is only changed by
     /// runs): the "before" side of the per-run invariants. Brought up to date after each run
@@ -185,6 +188,7 @@ impl World {
             last_run: (0, 0),
             secret_fix_at: None,
             run_kinds: BTreeMap::new(),
+            token_writes: BTreeMap::new(),
             touched_tokens: BTreeMap::new(),
             records_before_run: BTreeMap::new(),
             records_list: Vec::new(),
@@ -546,11 +550,12 @@ impl World {
                     machine.on_http(t, answer.result);
                 }
                 Action::PutToken(entry) => self.put_token(t, entry)?,
-                Action::DeleteToken(id) => self.delete_token(&id, &run)?,
+                Action::DeleteToken(id) => self.delete_token(id, &run)?,
                 Action::Log(_) => {}
             }
         }
         let (finished, _) = machine.finish(t);
+        self.apply_token_writes();
         self.now = t;
         self.cycle = finished.cycle;
         self.status = finished.status;
@@ -682,32 +687,38 @@ impl World {
         self.check(ok, || {
             format!("token stored with expires_at {exp}, refresh_at {refresh}; delivered at {t}, lifetime {}", self.lifetime_ms)
         })?;
-        self.touch_token(&entry.district_id);
-        self.tokens.insert(entry.district_id.clone(), entry);
+        self.token_writes
+            .insert(entry.district_id.clone(), Some(entry));
         Ok(())
     }
 
     /// Invariant: a district's token is deleted only when it expired, Clever refused it, or
     /// Clever's complete listing lacks the district.
-    fn delete_token(&mut self, id: &str, run: &RunLog) -> Result<(), String> {
-        let allowed = run.expired_at_start.contains(id)
-            || run.refused.contains(id)
-            || (run.listing_complete && !self.clever.districts.contains_key(id));
-        let listed = self.clever.districts.contains_key(id);
+    fn delete_token(&mut self, id: String, run: &RunLog) -> Result<(), String> {
+        let allowed = run.expired_at_start.contains(&id)
+            || run.refused.contains(&id)
+            || (run.listing_complete && !self.clever.districts.contains_key(&id));
+        let listed = self.clever.districts.contains_key(&id);
         self.check(allowed, || {
             format!("token of {id} deleted, but it had not expired, Clever did not refuse it, and Clever lists it: {listed}")
         })?;
         trace!(self, "  delete token {id}");
-        self.touch_token(id);
-        self.tokens.remove(id);
+        self.token_writes.insert(id, None);
         Ok(())
     }
 
-    /// Remembers the token `id` had before the run, before the run first changes it.
-    fn touch_token(&mut self, id: &str) {
-        if !self.touched_tokens.contains_key(id) {
-            let before = self.tokens.get(id).cloned();
-            self.touched_tokens.insert(id.to_string(), before);
+    /// Applies the run's store writes (the last write of a district wins, as in the store),
+    /// moving each replaced token into `touched_tokens`.
+    fn apply_token_writes(&mut self) {
+        for (id, write) in std::mem::take(&mut self.token_writes) {
+            let before = match write {
+                Some(entry) => match self.tokens.get_mut(&id) {
+                    Some(slot) => Some(std::mem::replace(slot, entry)),
+                    None => self.tokens.insert(id.clone(), entry),
+                },
+                None => self.tokens.remove(&id),
+            };
+            self.touched_tokens.insert(id, before);
         }
     }
 
