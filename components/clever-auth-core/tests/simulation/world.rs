@@ -47,6 +47,7 @@ pub struct World {
     pub seed: u64,
     rng: Rng,
     pub now: UnixMillis,
+    start: UnixMillis,
     end: UnixMillis,
     settings: Settings,
     lifetime_ms: u64,
@@ -164,6 +165,7 @@ impl World {
         World {
             seed,
             now: start,
+            start,
             end: start + days * DAY_MS,
             lifetime_ms: settings.token_lifetime_secs * 1000,
             skew_ms: settings.expiry_skew_secs * 1000,
@@ -222,8 +224,9 @@ impl World {
             out.push('\n');
         }
         out.push_str(&format!(
-            "replay: SIM_SEED={} cargo test -p clever-auth-core --release --test simulation\n",
-            self.seed
+            "replay: SIM_SEED={} SIM_DAYS={} cargo test -p clever-auth-core --release --test simulation\n",
+            self.seed,
+            (self.end - self.start) / DAY_MS
         ));
         out
     }
