@@ -54,7 +54,7 @@ const DAYS_PER_SEED: u64 = 3;
 /// Month-long worlds: seeds `MONTH_SEED_BASE..MONTH_SEED_BASE + MONTH_SEEDS`, each of
 /// `MONTH_DAYS` days, far from the short seeds so they are other worlds, not the short ones
 /// continued. They run first (the longest take the most time). Six, because their cost varies
-/// a lot (1 to 9 s of CPU each: seed 1,000,007 alone costs 9 s) and the default run must stay
+/// a lot (1 to 9 s of CPU each: seed 1,000,007, left out, alone costs 9 s) and the default run must stay
 /// within two thirds of the CPU the 10,000 days took before. Replay one with
 /// `SIM_SEED=1000003` (its 30 days are implied; `SIM_DAYS` overrides them).
 const MONTH_SEEDS: u64 = 6;
