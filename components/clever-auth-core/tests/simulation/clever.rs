@@ -5,8 +5,10 @@
 use super::rng::Rng;
 use clever_auth_core::refresher::{HttpResult, Reply, TransportError};
 use clever_auth_core::UnixMillis;
-use serde_json::json;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::ops::Bound;
 
 pub const TOKEN_URL: &str = "https://clever.sim/oauth/tokens";
 pub const API_URL: &str = "https://api.clever.sim";
@@ -46,7 +48,9 @@ pub struct Answer {
     pub hint_at: Option<UnixMillis>,
     /// A listing page that completed the listing (no next link).
     pub last_page: bool,
-    pub description: String,
+    /// For the trace; fixed text wherever it can be, so an untraced run allocates nothing
+    /// for it.
+    pub description: Cow<'static, str>,
 }
 
 pub struct SimClever {
@@ -163,10 +167,12 @@ impl SimClever {
             // A real answer ends the fault's run: the next empty one is a new fault.
             self.empty_served_last = false;
         }
+        // The districts after the cursor, in id order (as the listing pages them).
+        let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let ids: Vec<&String> = self
             .districts
-            .keys()
-            .filter(|id| after.as_deref().is_none_or(|a| id.as_str() > a))
+            .range::<str, _>((from, Bound::Unbounded))
+            .map(|(id, _)| id)
             .collect();
         let (page, next) = match self.page_size {
             Some(n) if ids.len() > n => (&ids[..n], Some(ids[n - 1].clone())),
@@ -182,27 +188,28 @@ impl SimClever {
             }
             let token = &self.districts[*id];
             if self.skip_entry.as_deref() == Some(id.as_str()) {
-                body.push_str(&format!(r#"{{"owner":{{"type":"district","id":"{id}"}}}}"#));
+                let _ = write!(body, r#"{{"owner":{{"type":"district","id":"{id}"}}}}"#);
             } else {
-                body.push_str(&format!(
+                let _ = write!(
+                    body,
                     r#"{{"owner":{{"type":"district","id":"{id}"}},"access_token":"{token}","scopes":["read:district"]}}"#
-                ));
+                );
             }
         }
         body.push_str(r#"],"links":[{"rel":"self","uri":"/oauth/tokens?owner_type=district"}"#);
         if let Some(last) = &next {
-            body.push_str(&format!(
+            let _ = write!(
+                body,
                 r#",{{"rel":"next","uri":"/oauth/tokens?owner_type=district&starting_after={last}"}}"#
-            ));
+            );
         }
         body.push_str("]}");
-        let body = body.into_bytes();
         let desc = format!(
             "200 listing page ({} districts{})",
             page.len(),
             if next.is_some() { ", more" } else { "" }
         );
-        answer(latency, reply(200, vec![], &body), Class::Ok, None, &desc).last(next.is_none())
+        answer(latency, reply(200, vec![], body), Class::Ok, None, desc).last(next.is_none())
     }
 
     fn storm_answer(&mut self, rng: &mut Rng, latency: u64, at: UnixMillis) -> Answer {
@@ -215,7 +222,7 @@ impl SimClever {
                     reply(status, vec![], b"upstream trouble"),
                     Class::Transient,
                     None,
-                    &format!("{status}"),
+                    format!("{status}"),
                 )
             }
             Storm::RateLimited { retry_after, reset } => {
@@ -256,7 +263,7 @@ impl SimClever {
                 class: Class::Transient,
                 hint_at: None,
                 last_page: false,
-                description: "timeout".into(),
+                description: Cow::Borrowed("timeout"),
             },
             Storm::Malformed => answer(
                 latency,
@@ -277,7 +284,7 @@ impl SimClever {
                 reply(status, vec![], br#"{"error":"no"}"#),
                 Class::Permanent,
                 None,
-                &format!("{status}"),
+                format!("{status}"),
             ),
         }
     }
@@ -333,10 +340,14 @@ impl SimClever {
                 "probe version retired",
             );
         }
-        let body = serde_json::to_vec(&json!({ "data": { "id": district }, "links": [{ "rel": "self", "uri": format!("/v3.0/districts/{district}") }] })).unwrap_or_default();
+        // Written directly rather than through `serde_json::Value` (the same bytes, keys in the
+        // order `json!` sorts them): probes are the second hottest answer. Ids are plain ASCII.
+        let body = format!(
+            r#"{{"data":{{"id":"{district}"}},"links":[{{"rel":"self","uri":"/v3.0/districts/{district}"}}]}}"#
+        );
         answer(
             latency,
-            reply(200, vec![], &body),
+            reply(200, vec![], body),
             Class::Ok,
             None,
             "probe 200",
@@ -344,11 +355,11 @@ impl SimClever {
     }
 }
 
-fn reply(status: u16, headers: Vec<(String, Vec<u8>)>, body: &[u8]) -> HttpResult {
+fn reply(status: u16, headers: Vec<(String, Vec<u8>)>, body: impl Into<Vec<u8>>) -> HttpResult {
     Ok(Reply {
         status,
         headers,
-        body: body.to_vec(),
+        body: body.into(),
     })
 }
 
@@ -357,7 +368,7 @@ fn answer(
     result: HttpResult,
     class: Class,
     hint_at: Option<UnixMillis>,
-    desc: &str,
+    desc: impl Into<Cow<'static, str>>,
 ) -> Answer {
     Answer {
         latency_ms: latency,
@@ -365,7 +376,7 @@ fn answer(
         class,
         hint_at,
         last_page: false,
-        description: desc.to_string(),
+        description: desc.into(),
     }
 }
 

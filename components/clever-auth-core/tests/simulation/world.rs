@@ -47,6 +47,7 @@ pub struct World {
     pub seed: u64,
     rng: Rng,
     pub now: UnixMillis,
+    start: UnixMillis,
     end: UnixMillis,
     settings: Settings,
     lifetime_ms: u64,
@@ -74,10 +75,34 @@ pub struct World {
     /// The service's secret catches up with Clever's (or comes back) at this instant.
     secret_fix_at: Option<UnixMillis>,
     pub run_kinds: BTreeMap<(&'static str, &'static str), u64>,
-    /// The token of each district the current run put or deleted, as it was before the run
-    /// (`None`: none stored). Only `put_token` and `delete_token` change `tokens` during a
-    /// run, so a district absent here has the token it had before the run.
+    /// The store writes of the current run, by district (`None`: deleted): `put_token` and
+    /// `delete_token` collect them and the run's end applies them to `tokens`, so nothing is
+    /// copied to remember what they replace (nothing reads `tokens` during a run).
+    token_writes: BTreeMap<String, Option<TokenEntry>>,
+    /// Once the last run's writes are applied: the token each district it wrote had before
+    /// the run (`None`: none stored). A district absent here has the token it had before.
     touched_tokens: BTreeMap<String, Option<TokenEntry>>,
+    /// The district records as the last run left them (`status.districts` is only changed by
+    /// runs): the "before" side of the per-run invariants. Brought up to date after each run
+    /// by copying only the records that changed, rather than cloned whole before every run.
+    records_before_run: BTreeMap<String, DistrictRecord>,
+    /// The same records as a slice, which the health report takes; rebuilt only after a run
+    /// that changed a record, not at every health check.
+    records_list: Vec<DistrictRecord>,
+}
+
+/// Which health answer a check renders besides the cheap agreement of store and records.
+#[derive(Clone, Copy)]
+enum HealthAnswer {
+    /// A health request: the detail view (every district's check), as an operator's request
+    /// renders it.
+    Detail,
+    /// After a run: only when no token is usable, and then the public view from the records
+    /// (production's answer when its precomputed record cannot answer for `now`). Status and
+    /// error code do not depend on the view, so this checks the same verdict as the detail
+    /// view did here before, without rendering a check per district after every run of a
+    /// world whose tokens are all gone (a rejected secret is re-read every 2 s).
+    IfNoneUsable,
 }
 
 /// What one run did, for the per-run invariants.
@@ -140,6 +165,7 @@ impl World {
         World {
             seed,
             now: start,
+            start,
             end: start + days * DAY_MS,
             lifetime_ms: settings.token_lifetime_secs * 1000,
             skew_ms: settings.expiry_skew_secs * 1000,
@@ -164,7 +190,10 @@ impl World {
             last_run: (0, 0),
             secret_fix_at: None,
             run_kinds: BTreeMap::new(),
+            token_writes: BTreeMap::new(),
             touched_tokens: BTreeMap::new(),
+            records_before_run: BTreeMap::new(),
+            records_list: Vec::new(),
             rng,
         }
     }
@@ -195,8 +224,9 @@ impl World {
             out.push('\n');
         }
         out.push_str(&format!(
-            "replay: SIM_SEED={} cargo test -p clever-auth-core --release --test simulation\n",
-            self.seed
+            "replay: SIM_SEED={} SIM_DAYS={} cargo test -p clever-auth-core --release --test simulation\n",
+            self.seed,
+            (self.end - self.start) / DAY_MS
         ));
         out
     }
@@ -389,7 +419,7 @@ impl World {
             _ => {
                 // A health request: the Spin path runs the refresher when the stored cycle
                 // says so, without reading secrets otherwise.
-                self.check_health(true)?;
+                self.check_health(HealthAnswer::Detail)?;
                 let due = self.cycle.due_without_secrets(
                     self.now,
                     self.secrets().generation,
@@ -452,7 +482,6 @@ impl World {
         self.check_refresh_not_missed(now)?;
         trace!(self, "run ({why})");
         self.touched_tokens.clear();
-        let before_records = self.status.districts.clone();
         let mut run = RunLog::default();
         for (id, t) in &self.tokens {
             if !t.usable(now, self.skew_ms) {
@@ -524,16 +553,25 @@ impl World {
                     machine.on_http(t, answer.result);
                 }
                 Action::PutToken(entry) => self.put_token(t, entry)?,
-                Action::DeleteToken(id) => self.delete_token(&id, &run)?,
+                Action::DeleteToken(id) => self.delete_token(id, &run)?,
                 Action::Log(_) => {}
             }
         }
         let (finished, _) = machine.finish(t);
+        self.apply_token_writes();
         self.now = t;
         self.cycle = finished.cycle;
         self.status = finished.status;
         self.last_run = (now, t);
+        let mut before_records = std::mem::take(&mut self.records_before_run);
         self.after_run(now, &run, &before_records)?;
+        if sync_records(&mut before_records, &self.status.districts) {
+            self.records_list.clear();
+            self.records_list
+                .extend(self.status.districts.values().cloned());
+        }
+        self.records_before_run = before_records;
+        self.check_health(HealthAnswer::IfNoneUsable)?;
         let kind = match (
             run.token_calls > 0,
             run.probed_ok.len() + run.probed_failed.len() > 0,
@@ -652,32 +690,38 @@ impl World {
         self.check(ok, || {
             format!("token stored with expires_at {exp}, refresh_at {refresh}; delivered at {t}, lifetime {}", self.lifetime_ms)
         })?;
-        self.touch_token(&entry.district_id);
-        self.tokens.insert(entry.district_id.clone(), entry);
+        self.token_writes
+            .insert(entry.district_id.clone(), Some(entry));
         Ok(())
     }
 
     /// Invariant: a district's token is deleted only when it expired, Clever refused it, or
     /// Clever's complete listing lacks the district.
-    fn delete_token(&mut self, id: &str, run: &RunLog) -> Result<(), String> {
-        let allowed = run.expired_at_start.contains(id)
-            || run.refused.contains(id)
-            || (run.listing_complete && !self.clever.districts.contains_key(id));
-        let listed = self.clever.districts.contains_key(id);
+    fn delete_token(&mut self, id: String, run: &RunLog) -> Result<(), String> {
+        let allowed = run.expired_at_start.contains(&id)
+            || run.refused.contains(&id)
+            || (run.listing_complete && !self.clever.districts.contains_key(&id));
+        let listed = self.clever.districts.contains_key(&id);
         self.check(allowed, || {
             format!("token of {id} deleted, but it had not expired, Clever did not refuse it, and Clever lists it: {listed}")
         })?;
         trace!(self, "  delete token {id}");
-        self.touch_token(id);
-        self.tokens.remove(id);
+        self.token_writes.insert(id, None);
         Ok(())
     }
 
-    /// Remembers the token `id` had before the run, before the run first changes it.
-    fn touch_token(&mut self, id: &str) {
-        if !self.touched_tokens.contains_key(id) {
-            let before = self.tokens.get(id).cloned();
-            self.touched_tokens.insert(id.to_string(), before);
+    /// Applies the run's store writes (the last write of a district wins, as in the store),
+    /// moving each replaced token into `touched_tokens`.
+    fn apply_token_writes(&mut self) {
+        for (id, write) in std::mem::take(&mut self.token_writes) {
+            let before = match write {
+                Some(entry) => match self.tokens.get_mut(&id) {
+                    Some(slot) => Some(std::mem::replace(slot, entry)),
+                    None => self.tokens.insert(id.clone(), entry),
+                },
+                None => self.tokens.remove(&id),
+            };
+            self.touched_tokens.insert(id, before);
         }
     }
 
@@ -747,14 +791,14 @@ impl World {
                 })?;
             }
         }
-        self.check_health(false)
+        Ok(())
     }
 
     /// Invariant: health agrees with the tokens: a district shows a usable token exactly when
-    /// the store holds one, and the service fails exactly when none is usable.
-    /// `full`: also build the health report (as a health request does); without it, only when
-    /// no token is usable (the cheap agreement check runs after every step).
-    fn check_health(&mut self, full: bool) -> Result<(), String> {
+    /// the store holds one, and the service fails exactly when none is usable. The cheap
+    /// agreement check runs after every step; `answer` says when a health answer is rendered
+    /// too (see [`HealthAnswer`]).
+    fn check_health(&mut self, answer: HealthAnswer) -> Result<(), String> {
         let now = self.now;
         let skew = self.skew_ms;
         let store = self
@@ -777,13 +821,16 @@ impl World {
             let records: BTreeSet<&String> = records.collect();
             format!("usable tokens in the store {store:?} but in health {records:?}")
         })?;
-        if !full && !none_usable {
-            return Ok(());
-        }
-        let districts: Vec<DistrictRecord> = self.status.districts.values().cloned().collect();
+        let view = match answer {
+            HealthAnswer::Detail => View::Detail { page: 1 },
+            HealthAnswer::IfNoneUsable if none_usable => View::Public,
+            HealthAnswer::IfNoneUsable => return Ok(()),
+        };
+        // `records_list` is `status.districts` as a slice (kept in step after every run).
+        debug_assert!(self.records_list.iter().eq(self.status.districts.values()));
         let present = self.svc_creds.is_some();
-        // Both answers: the detail from the records, the public one from the record the
-        // shell precomputes at save time, as production renders them.
+        // Two answers, as production renders them: one from the records (`view`), the public
+        // one from the record the shell precomputes at save time.
         let summary = HealthSummary::compute(&self.status, now, self.skew_ms);
         let inputs = |districts, view| HealthInputs {
             now,
@@ -799,10 +846,7 @@ impl World {
             instance_id: None,
             view,
         };
-        let report = health::report(&inputs(
-            Districts::Records(&districts),
-            View::Detail { page: 1 },
-        ));
+        let report = health::report(&inputs(Districts::Records(&self.records_list), view));
         // When the record cannot answer for `now`, production renders from the records.
         if let Some(counts) = summary.counts_at(now, self.skew_ms) {
             let public = health::report(&inputs(
@@ -814,7 +858,7 @@ impl World {
             ));
             self.check(public.status == report.status, || {
                 format!(
-                    "public health says {:?}, detail says {:?}",
+                    "public health from the summary says {:?}, from the records ({view:?}) {:?}",
                     public.status, report.status
                 )
             })?;
@@ -832,4 +876,29 @@ impl World {
         })?;
         Ok(())
     }
+}
+
+/// Makes `mirror` equal to `records`, copying only the records that differ (most runs change
+/// a few districts, if any); says whether anything differed.
+fn sync_records(
+    mirror: &mut BTreeMap<String, DistrictRecord>,
+    records: &BTreeMap<String, DistrictRecord>,
+) -> bool {
+    let before = mirror.len();
+    mirror.retain(|id, _| records.contains_key(id));
+    let mut changed = mirror.len() != before;
+    for (id, record) in records {
+        match mirror.get_mut(id) {
+            Some(old) if old == record => {}
+            Some(old) => {
+                old.clone_from(record);
+                changed = true;
+            }
+            None => {
+                mirror.insert(id.clone(), record.clone());
+                changed = true;
+            }
+        }
+    }
+    changed
 }
