@@ -5,6 +5,11 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "clever:auth/platform",
     exports: { default: async },
+    // A shared store (Redis) answers over the network.
+    imports: {
+        "wasi:keyvalue/store": async,
+        "wasi:keyvalue/atomics": async,
+    },
     with: {
         "wasi:keyvalue/store.bucket": crate::keyvalue::BucketHandle,
         "wasi:keyvalue/atomics.cas": crate::keyvalue::CasHandle,

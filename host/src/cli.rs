@@ -67,6 +67,19 @@ pub struct Cli {
     )]
     pub gateway_listen: GatewayListen,
 
+    /// Where the component's records (tokens, the refresher's lease and schedule) live:
+    /// `memory` (this process only: one instance), or a Redis every instance of the
+    /// deployment shares so they act as one Clever client: `redis://127.0.0.1:6379[/db]` on
+    /// loopback, `rediss://host:port[/db]` (TLS) anywhere else. The URL must not hold a
+    /// password.
+    #[arg(
+        long,
+        env = "CLEVER_AUTH_STORE",
+        default_value = "memory",
+        hide_env_values = true
+    )]
+    pub store: String,
+
     /// Where the Clever client id and secret come from [default: keyvault when KEYVAULT_URL
     /// is set, else none]. `env` (CLEVER_CLIENT_ID, CLEVER_CLIENT_SECRET) is for local
     /// development only.
@@ -257,6 +270,12 @@ fn parse_gateway_listen(value: &str) -> Result<GatewayListen, String> {
 }
 
 impl Cli {
+    /// `--store` parsed. Parsed here rather than by clap, whose error would repeat the value
+    /// (and a mistyped URL may hold a password).
+    pub fn store_setting(&self) -> Result<crate::keyvalue::runtime_config::StoreSetting, String> {
+        crate::keyvalue::runtime_config::parse(&self.store)
+    }
+
     /// What the telemetry exporter needs of the command line.
     pub fn telemetry_settings(&self) -> telemetry::Settings {
         telemetry::Settings {

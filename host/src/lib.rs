@@ -32,9 +32,11 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let source_kind = cli.secrets_source();
     refuse_secrets_in_settings(source_kind)?;
     let tls = outbound::tls::client_config(cli.extra_ca.as_deref())?;
+    let store_setting = cli.store_setting().map_err(anyhow::Error::msg)?;
     let kv = keyvalue::MemoryStore::new([keyvalue::DEFAULT_LABEL.to_string()]);
     record_instance(&kv);
     telemetry::metrics::watch_tokens(kv.clone());
+    let stores = open_store(&store_setting, kv.clone(), cli.extra_ca.as_deref())?;
 
     // App Service's identity header authenticates to the identity endpoint: masked from the
     // start, before any request could echo it.
@@ -61,7 +63,7 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     );
     let shared = Arc::new(state::Shared {
         config,
-        kv,
+        kv: stores,
         outbound,
     });
     let started = std::time::Instant::now();
@@ -189,6 +191,38 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     }
     tracing::info!("stopped");
     result
+}
+
+/// The store named by `--store`. A Redis is connected lazily: one that is down now makes the
+/// component's first store calls fail (and say so in health), not the start.
+fn open_store(
+    setting: &keyvalue::runtime_config::StoreSetting,
+    local: keyvalue::MemoryStore,
+    extra_ca: Option<&std::path::Path>,
+) -> Result<keyvalue::Stores> {
+    use keyvalue::runtime_config::StoreSetting;
+    let StoreSetting::Redis { url, tls, shown } = setting else {
+        tracing::info!(store = "memory", "key-value store");
+        return Ok(keyvalue::Stores::memory(local));
+    };
+    let client = match (tls, extra_ca) {
+        (true, Some(path)) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--extra-ca {}: {e}", path.display()))?;
+            redis::Client::build_with_tls(
+                url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+        }
+        _ => redis::Client::open(url.as_str()),
+    }
+    .map_err(|e| anyhow::anyhow!("--store {shown}: {}", e.category()))?;
+    let redis = keyvalue::RedisStore::new(client).map_err(anyhow::Error::msg)?;
+    tracing::info!(store = "redis", url = %shown, "key-value store shared by every instance");
+    Ok(keyvalue::Stores::shared(local, Arc::new(redis), "redis"))
 }
 
 /// Tells the component which App Service instance this is, for its health answer.

@@ -7,7 +7,7 @@
 //! (the machine's persisted `poll_timeout`); it never lengthens it, so the worst a stale or
 //! odd record can cause is one early `run-due` that finds nothing due.
 
-use crate::keyvalue::{MemoryStore, DEFAULT_LABEL};
+use crate::keyvalue::{MemoryStore, Stores, DEFAULT_LABEL};
 use crate::runtime::deadline::{self, CallClock, DeadlineExceeded};
 use crate::runtime::Runtime;
 use clever_auth_core::refresher::Cycle;
@@ -21,6 +21,9 @@ use tokio::time::Instant;
 const MAX_SLEEP: Duration = Duration::from_secs(300);
 /// Pause after the refresher itself failed (a trap), before trying again.
 const AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// On a shared store, how often the cycle record is read for other instances' changes (a
+/// relist one of them asked for, a retry it planned). One GET per instance per period.
+const SHARED_CYCLE_POLL: Duration = Duration::from_secs(2);
 
 /// Lets other parts of the host (e.g. secrets arriving) ask for a run now.
 #[derive(Clone, Default)]
@@ -33,9 +36,15 @@ impl Wake {
 }
 
 pub async fn run(runtime: Runtime, wake: Wake) {
-    let kv = runtime.shared.kv.clone();
+    let stores = runtime.shared.kv.clone();
+    let kv = stores.local.clone();
     let cycle_written = Arc::new(Notify::new());
+    // On a shared store this process's copy of the cycle record is written by its own runs
+    // and by the poll below, which copies what other instances wrote.
     kv.watch(DEFAULT_LABEL, keys::CYCLE, cycle_written.clone());
+    if stores.is_shared() {
+        tokio::spawn(poll_shared_cycle(stores));
+    }
     loop {
         let sleep = match run_once(&runtime).await {
             Ok(next_ms) => Duration::from_millis(next_ms).min(MAX_SLEEP),
@@ -65,6 +74,17 @@ pub async fn run(runtime: Runtime, wake: Wake) {
                 }
             }
         }
+    }
+}
+
+/// Reads the shared cycle record now and then; the read refreshes this process's copy, which
+/// wakes the scheduler when it changed. A failed read is retried at the next period.
+async fn poll_shared_cycle(stores: Stores) {
+    let mut tick = tokio::time::interval(SHARED_CYCLE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let _ = stores.get(DEFAULT_LABEL, keys::CYCLE).await;
     }
 }
 
@@ -98,14 +118,14 @@ pub async fn run_once(runtime: &Runtime) -> anyhow::Result<u64> {
         Ok(Ok(next_ms)) => Ok(next_ms),
         Ok(Err(e)) => {
             if deadline::is_interrupt(&e) && clock.first_overrun() {
-                deadline::report_overrun(&runtime.shared.kv, CALL, clock.total());
+                deadline::report_overrun(&runtime.shared.kv.local, CALL, clock.total());
                 return Err(DeadlineExceeded::new(CALL, clock.total()).into());
             }
             Err(e.into())
         }
         Err(_) => {
             if clock.first_overrun() {
-                deadline::report_overrun(&runtime.shared.kv, CALL, clock.total());
+                deadline::report_overrun(&runtime.shared.kv.local, CALL, clock.total());
             }
             Err(DeadlineExceeded::new(CALL, clock.total()).into())
         }

@@ -2,7 +2,7 @@
 //! capabilities (settings, key-value store) every instance shares.
 
 use crate::config::{ConfigSource, ConfigView};
-use crate::keyvalue::{KeyValueView, MemoryStore};
+use crate::keyvalue::{KeyValueView, Stores};
 use crate::outbound::{Outbound, OutboundHooks};
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -12,7 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// Process-wide state shared by every instance.
 pub struct Shared {
     pub config: ConfigSource,
-    pub kv: MemoryStore,
+    pub kv: Stores,
     pub outbound: Arc<Outbound>,
 }
 

@@ -4,6 +4,7 @@ pub mod azure_scenario;
 pub mod host_process;
 pub mod http_client;
 pub mod paths;
+pub mod redis_server;
 pub mod scenario;
 pub mod spin;
 

@@ -89,23 +89,7 @@ impl Scenario {
         args: &[&str],
         loopback_http: bool,
     ) -> Result<Scenario> {
-        let mut opts = HostOptions::default()
-            .arg("--secrets")
-            .arg("env")
-            .env("CLEVER_CLIENT_ID", &fake.client_id())
-            .env("CLEVER_CLIENT_SECRET", &fake.client_secret())
-            .env("CLEVER_TOKEN_URL", &fake.token_url())
-            .env("CLEVER_API_BASE_URL", fake.api_base_url());
-        for (k, v) in FAST_SETTINGS.iter().chain(env) {
-            opts = opts.env(k, v);
-        }
-        if loopback_http {
-            opts = opts.arg("--allow-loopback-http");
-        }
-        for a in args {
-            opts = opts.arg(a);
-        }
-        let host = HostProcess::start(opts).await?;
+        let host = HostProcess::start(host_options(&fake, env, args, loopback_http)).await?;
         Ok(Scenario { fake, host })
     }
 
@@ -131,6 +115,34 @@ impl Scenario {
     pub fn logs(&self) -> String {
         self.host.output.text()
     }
+}
+
+/// The host options [`Scenario::launch_opts`] uses: the fake's credentials (development
+/// secrets provider), [`FAST_SETTINGS`], then `env` and `args`. Tests that run several hosts
+/// against one fake start each with these.
+pub fn host_options(
+    fake: &FakeClever,
+    env: &[(&str, &str)],
+    args: &[&str],
+    loopback_http: bool,
+) -> HostOptions {
+    let mut opts = HostOptions::default()
+        .arg("--secrets")
+        .arg("env")
+        .env("CLEVER_CLIENT_ID", &fake.client_id())
+        .env("CLEVER_CLIENT_SECRET", &fake.client_secret())
+        .env("CLEVER_TOKEN_URL", &fake.token_url())
+        .env("CLEVER_API_BASE_URL", fake.api_base_url());
+    for (k, v) in FAST_SETTINGS.iter().chain(env) {
+        opts = opts.env(k, v);
+    }
+    if loopback_http {
+        opts = opts.arg("--allow-loopback-http");
+    }
+    for a in args {
+        opts = opts.arg(a);
+    }
+    opts
 }
 
 /// One health answer from `host`. The detail view is paged; the further pages are fetched

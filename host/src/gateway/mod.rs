@@ -77,7 +77,7 @@ pub async fn serve(
         Ok(Err(e)) => {
             if deadline::is_interrupt_anyhow(&e) {
                 if clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, CALL_NAME, clock.deadline());
+                    deadline::report_overrun(&shared.kv.local, CALL_NAME, clock.deadline());
                 }
                 return Err(DeadlineExceeded::new(CALL_NAME, clock.answer_deadline()).into());
             }
@@ -85,7 +85,7 @@ pub async fn serve(
         }
         Err(_) => {
             if clock.first_overrun() {
-                deadline::report_overrun(&shared.kv, CALL_NAME, clock.answer_deadline());
+                deadline::report_overrun(&shared.kv.local, CALL_NAME, clock.answer_deadline());
             }
             return Err(DeadlineExceeded::new(CALL_NAME, clock.answer_deadline()).into());
         }
@@ -118,7 +118,7 @@ pub async fn serve(
             Ok(Ok(())) => instances.checkin(lease),
             Ok(Err(e)) if deadline::is_interrupt_anyhow(&e) => {
                 if clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, CALL_NAME, clock.deadline());
+                    deadline::report_overrun(&shared.kv.local, CALL_NAME, clock.deadline());
                 }
             }
             Ok(Err(e)) => tracing::error!(
@@ -127,7 +127,7 @@ pub async fn serve(
             ),
             Err(_) => {
                 if clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, CALL_NAME, clock.total());
+                    deadline::report_overrun(&shared.kv.local, CALL_NAME, clock.total());
                 }
             }
         }

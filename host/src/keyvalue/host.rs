@@ -1,4 +1,4 @@
-//! The `wasi:keyvalue/{store,atomics}@0.2.0-draft2` host traits over [`MemoryStore`].
+//! The `wasi:keyvalue/{store,atomics}@0.2.0-draft2` host traits over [`Stores`](super::Stores).
 
 use super::resources::{BucketHandle, CasHandle};
 use super::KeyValueView;
@@ -10,6 +10,10 @@ fn table_error(e: wasmtime::component::ResourceTableError) -> Error {
     Error::Other(format!("resource table: {e}"))
 }
 
+fn store_error(e: super::StoreError) -> Error {
+    Error::Other(e.0)
+}
+
 impl KeyValueView<'_> {
     fn label(&self, bucket: &Resource<BucketHandle>) -> Result<String, Error> {
         Ok(self.table.get(bucket).map_err(table_error)?.label.clone())
@@ -17,7 +21,7 @@ impl KeyValueView<'_> {
 }
 
 impl store::Host for KeyValueView<'_> {
-    fn open(&mut self, identifier: String) -> Result<Resource<BucketHandle>, Error> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<BucketHandle>, Error> {
         if !self.store.allows(&identifier) {
             return Err(Error::NoSuchStore);
         }
@@ -28,15 +32,18 @@ impl store::Host for KeyValueView<'_> {
 }
 
 impl store::HostBucket for KeyValueView<'_> {
-    fn get(
+    async fn get(
         &mut self,
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.store.get(&self.label(&bucket)?, &key))
+        self.store
+            .get(&self.label(&bucket)?, &key)
+            .await
+            .map_err(store_error)
     }
 
-    fn set(
+    async fn set(
         &mut self,
         bucket: Resource<BucketHandle>,
         key: String,
@@ -45,38 +52,49 @@ impl store::HostBucket for KeyValueView<'_> {
         if key.starts_with(clever_auth_core::status::keys::TOKEN_PREFIX) {
             crate::redact::register_token_record(&value);
         }
-        self.store.set(&self.label(&bucket)?, &key, value);
-        Ok(())
+        self.store
+            .set(&self.label(&bucket)?, &key, value)
+            .await
+            .map_err(store_error)
     }
 
-    fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> Result<(), Error> {
-        self.store.delete(&self.label(&bucket)?, &key);
-        Ok(())
+    async fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> Result<(), Error> {
+        self.store
+            .delete(&self.label(&bucket)?, &key)
+            .await
+            .map_err(store_error)
     }
 
-    fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> Result<bool, Error> {
-        Ok(self.store.get(&self.label(&bucket)?, &key).is_some())
+    async fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> Result<bool, Error> {
+        Ok(self
+            .store
+            .get(&self.label(&bucket)?, &key)
+            .await
+            .map_err(store_error)?
+            .is_some())
     }
 
-    fn list_keys(
+    async fn list_keys(
         &mut self,
         bucket: Resource<BucketHandle>,
         cursor: Option<String>,
     ) -> Result<KeyResponse, Error> {
         let (keys, cursor) = self
             .store
-            .list_keys(&self.label(&bucket)?, cursor.as_deref());
+            .list_keys(&self.label(&bucket)?, cursor.as_deref())
+            .await
+            .map_err(store_error)?;
         Ok(KeyResponse { keys, cursor })
     }
 
-    fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
         self.table.delete(bucket)?;
         Ok(())
     }
 }
 
 impl atomics::Host for KeyValueView<'_> {
-    fn increment(
+    async fn increment(
         &mut self,
         bucket: Resource<BucketHandle>,
         key: String,
@@ -84,22 +102,33 @@ impl atomics::Host for KeyValueView<'_> {
     ) -> Result<i64, Error> {
         self.store
             .increment(&self.label(&bucket)?, &key, delta)
-            .map_err(Error::Other)
+            .await
+            .map_err(store_error)
     }
 
-    fn swap(&mut self, cas: Resource<CasHandle>, value: Vec<u8>) -> Result<(), atomics::CasError> {
+    async fn swap(
+        &mut self,
+        cas: Resource<CasHandle>,
+        value: Vec<u8>,
+    ) -> Result<(), atomics::CasError> {
         let handle = self
             .table
             .delete(cas)
             .map_err(|e| atomics::CasError::StoreError(table_error(e)))?;
-        if self
+        let written = self
             .store
             .compare_and_swap(&handle.label, &handle.key, handle.seen.as_deref(), value)
-        {
+            .await
+            .map_err(|e| atomics::CasError::StoreError(store_error(e)))?;
+        if written {
             Ok(())
         } else {
             // The guest gets a fresh handle on the current value so it can retry.
-            let seen = self.store.get(&handle.label, &handle.key);
+            let seen = self
+                .store
+                .get(&handle.label, &handle.key)
+                .await
+                .map_err(|e| atomics::CasError::StoreError(store_error(e)))?;
             let retry = self
                 .table
                 .push(CasHandle { seen, ..handle })
@@ -110,23 +139,23 @@ impl atomics::Host for KeyValueView<'_> {
 }
 
 impl atomics::HostCas for KeyValueView<'_> {
-    fn new(
+    async fn new(
         &mut self,
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> Result<Resource<CasHandle>, Error> {
         let label = self.label(&bucket)?;
-        let seen = self.store.get(&label, &key);
+        let seen = self.store.get(&label, &key).await.map_err(store_error)?;
         self.table
             .push(CasHandle { label, key, seen })
             .map_err(table_error)
     }
 
-    fn current(&mut self, cas: Resource<CasHandle>) -> Result<Option<Vec<u8>>, Error> {
+    async fn current(&mut self, cas: Resource<CasHandle>) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.table.get(&cas).map_err(table_error)?.seen.clone())
     }
 
-    fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
         self.table.delete(cas)?;
         Ok(())
     }

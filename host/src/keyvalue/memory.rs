@@ -1,6 +1,8 @@
 //! The in-memory key-value store: one process-wide map per store label, shared by every
 //! instance of the component and never written to disk (tokens must not reach a disk).
 
+use super::provider::{StoreError, StoreProvider};
+use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
@@ -17,6 +19,11 @@ pub struct MemoryStore {
     /// (label, key, notify): told whenever that key is written, by whichever instance.
     watchers: Arc<Mutex<Watchers>>,
 }
+
+/// `increment` on a value that is not a decimal integer (every provider says the same).
+pub const NOT_AN_INTEGER: &str = "value is not a decimal integer";
+/// `increment` past `i64`'s range.
+pub const OVERFLOW: &str = "counter overflow";
 
 /// Page size for `list-keys`; large enough that a few hundred districts need one call.
 pub const PAGE_SIZE: usize = 1000;
@@ -40,7 +47,7 @@ impl MemoryStore {
             .push((label.to_string(), key.to_string(), notify));
     }
 
-    fn written(&self, label: &str, key: &str) {
+    pub(super) fn written(&self, label: &str, key: &str) {
         let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
         for (l, k, n) in watchers.iter() {
             if l == label && k == key {
@@ -79,25 +86,23 @@ impl MemoryStore {
 
     /// Keys after `cursor`, at most [`PAGE_SIZE`], and the cursor for the next page.
     pub fn list_keys(&self, label: &str, cursor: Option<&str>) -> (Vec<String>, Option<String>) {
+        page(self.keys_after_sync(label, cursor, PAGE_SIZE + 1))
+    }
+
+    /// At most `limit` keys strictly after `cursor`, ascending.
+    pub fn keys_after_sync(&self, label: &str, cursor: Option<&str>, limit: usize) -> Vec<String> {
         let guard = self.lock();
         let Some(bucket) = guard.get(label) else {
-            return (Vec::new(), None);
+            return Vec::new();
         };
-        let mut keys: Vec<String> = match cursor {
+        match cursor {
             Some(c) => bucket
                 .range::<str, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
                 .map(|(k, _)| k.clone())
-                .take(PAGE_SIZE + 1)
+                .take(limit)
                 .collect(),
-            None => bucket.keys().take(PAGE_SIZE + 1).cloned().collect(),
-        };
-        let next = if keys.len() > PAGE_SIZE {
-            keys.truncate(PAGE_SIZE);
-            keys.last().cloned()
-        } else {
-            None
-        };
-        (keys, next)
+            None => bucket.keys().take(limit).cloned().collect(),
+        }
     }
 
     /// Adds `delta` to a little-endian/decimal counter, treating a missing key as 0.
@@ -109,9 +114,9 @@ impl MemoryStore {
             Some(bytes) => std::str::from_utf8(bytes)
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| format!("value of `{key}` is not a decimal integer"))?,
+                .ok_or_else(|| NOT_AN_INTEGER.to_string())?,
         };
-        let next = current.checked_add(delta).ok_or("counter overflow")?;
+        let next = current.checked_add(delta).ok_or(OVERFLOW)?;
         bucket.insert(key.to_string(), next.to_string().into_bytes());
         Ok(next)
     }
@@ -133,6 +138,63 @@ impl MemoryStore {
         drop(guard);
         self.written(label, key);
         true
+    }
+}
+
+/// Cuts up to `PAGE_SIZE + 1` ascending keys into one page and the cursor of the next.
+pub fn page(mut keys: Vec<String>) -> (Vec<String>, Option<String>) {
+    if keys.len() > PAGE_SIZE {
+        keys.truncate(PAGE_SIZE);
+        let next = keys.last().cloned();
+        (keys, next)
+    } else {
+        (keys, None)
+    }
+}
+
+#[async_trait]
+impl StoreProvider for MemoryStore {
+    async fn get(&self, label: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(MemoryStore::get(self, label, key))
+    }
+
+    async fn set(&self, label: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        MemoryStore::set(self, label, key, value.to_vec());
+        Ok(())
+    }
+
+    async fn delete(&self, label: &str, key: &str) -> Result<(), StoreError> {
+        MemoryStore::delete(self, label, key);
+        Ok(())
+    }
+
+    async fn keys_after(
+        &self,
+        label: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(self.keys_after_sync(label, cursor, limit))
+    }
+
+    async fn increment(&self, label: &str, key: &str, delta: i64) -> Result<i64, StoreError> {
+        MemoryStore::increment(self, label, key, delta).map_err(StoreError)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        label: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        Ok(MemoryStore::compare_and_swap(
+            self,
+            label,
+            key,
+            expected,
+            new.to_vec(),
+        ))
     }
 }
 

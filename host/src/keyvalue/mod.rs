@@ -1,11 +1,19 @@
-//! `wasi:keyvalue` capability: wires the in-memory store into the linker.
+//! `wasi:keyvalue` capability: wires the configured store (memory, or Redis shared by the
+//! deployment) into the linker.
 
 mod host;
 mod memory;
+mod provider;
+mod redis;
 mod resources;
+pub mod runtime_config;
+mod stores;
 
 pub use memory::MemoryStore;
+pub use provider::{StoreError, StoreProvider};
+pub use redis::RedisStore;
 pub use resources::{BucketHandle, CasHandle};
+pub use stores::Stores;
 
 use crate::bindings::wasi::keyvalue::{atomics, store};
 use wasmtime::component::{HasData, Linker, ResourceTable};
@@ -15,7 +23,7 @@ pub const DEFAULT_LABEL: &str = "default";
 
 /// What the `wasi:keyvalue` host traits see of a store's data.
 pub struct KeyValueView<'a> {
-    pub store: &'a MemoryStore,
+    pub store: &'a Stores,
     pub table: &'a mut ResourceTable,
 }
 
@@ -25,7 +33,7 @@ impl HasData for KeyValue {
     type Data<'a> = KeyValueView<'a>;
 }
 
-pub fn add_to_linker<T: 'static>(
+pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> KeyValueView<'_>,
 ) -> wasmtime::Result<()> {

@@ -55,13 +55,13 @@ pub async fn call_component(
             }
             Ok(Err(e)) => {
                 if deadline::is_interrupt(&e) && task_clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, call_name, task_clock.deadline());
+                    deadline::report_overrun(&shared.kv.local, call_name, task_clock.deadline());
                 }
                 Err(anyhow::Error::from(e))
             }
             Err(_) => {
                 if task_clock.first_overrun() {
-                    deadline::report_overrun(&shared.kv, call_name, task_clock.total());
+                    deadline::report_overrun(&shared.kv.local, call_name, task_clock.total());
                 }
                 Err(DeadlineExceeded::new(call_name, task_clock.total()).into())
             }
@@ -97,7 +97,11 @@ pub async fn call_component(
             // the body: no epoch check would stop it.
             stop.abort();
             if clock.first_overrun() {
-                deadline::report_overrun(&runtime.shared.kv, call_name, clock.answer_deadline());
+                deadline::report_overrun(
+                    &runtime.shared.kv.local,
+                    call_name,
+                    clock.answer_deadline(),
+                );
             }
             Err(DeadlineExceeded::new(call_name, clock.answer_deadline()).into())
         }

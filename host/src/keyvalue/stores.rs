@@ -1,0 +1,240 @@
+//! What the component's `wasi:keyvalue` calls reach: the shared store of the deployment for
+//! its records, and this process's memory for the host's own.
+//!
+//! The host publishes records about itself (`clever-auth/v1/host/…`: how its secrets read,
+//! its instance, its call deadlines). They describe one process, so on a shared store each
+//! instance would overwrite the others'; they stay in the process whatever the store. Every
+//! other key goes to the shared store when there is one.
+//!
+//! The process also keeps a copy of each shared record it last read or wrote, for readers
+//! that cannot wait on the network (the token-expiry gauge) and as the basis of riding out a
+//! store outage.
+
+use super::memory::{page, MemoryStore, PAGE_SIZE};
+use super::provider::{StoreError, StoreProvider};
+use std::sync::Arc;
+
+/// Keys under this prefix describe one host process.
+const HOST_PREFIX: &str = "clever-auth/v1/host/";
+
+#[derive(Clone)]
+pub struct Stores {
+    /// The host's own records, the copy of the shared ones, and the memory store itself
+    /// when no shared store is configured.
+    pub local: MemoryStore,
+    shared: Option<Arc<dyn StoreProvider>>,
+    /// Which provider answers, for logs and health ("memory", "redis").
+    pub kind: &'static str,
+}
+
+impl Stores {
+    pub fn memory(local: MemoryStore) -> Self {
+        Self {
+            local,
+            shared: None,
+            kind: "memory",
+        }
+    }
+
+    pub fn shared(local: MemoryStore, shared: Arc<dyn StoreProvider>, kind: &'static str) -> Self {
+        Self {
+            local,
+            shared: Some(shared),
+            kind,
+        }
+    }
+
+    pub fn allows(&self, label: &str) -> bool {
+        self.local.allows(label)
+    }
+
+    /// The shared store that holds `key`, or `None` when the key stays in the process.
+    fn shared_for(&self, key: &str) -> Option<&Arc<dyn StoreProvider>> {
+        if key.starts_with(HOST_PREFIX) {
+            None
+        } else {
+            self.shared.as_ref()
+        }
+    }
+
+    /// Keeps the process's copy in step with what the shared store was seen to hold. Only
+    /// an actual change counts as a write (it wakes the scheduler for the cycle record).
+    fn mirror(&self, label: &str, key: &str, value: Option<&[u8]>) {
+        match value {
+            Some(v) if self.local.get(label, key).as_deref() != Some(v) => {
+                self.local.set(label, key, v.to_vec())
+            }
+            Some(_) => {}
+            None => self.local.delete(label, key),
+        }
+    }
+
+    pub async fn get(&self, label: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(shared) = self.shared_for(key) else {
+            return Ok(self.local.get(label, key));
+        };
+        let value = shared.get(label, key).await?;
+        self.mirror(label, key, value.as_deref());
+        Ok(value)
+    }
+
+    pub async fn set(&self, label: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let Some(shared) = self.shared_for(key) else {
+            self.local.set(label, key, value);
+            return Ok(());
+        };
+        shared.set(label, key, &value).await?;
+        self.mirror(label, key, Some(&value));
+        Ok(())
+    }
+
+    pub async fn delete(&self, label: &str, key: &str) -> Result<(), StoreError> {
+        let Some(shared) = self.shared_for(key) else {
+            self.local.delete(label, key);
+            return Ok(());
+        };
+        shared.delete(label, key).await?;
+        self.mirror(label, key, None);
+        Ok(())
+    }
+
+    /// One page of keys in ascending order after `cursor`: the host's own keys merged with
+    /// the shared store's, so the component lists one store.
+    pub async fn list_keys(
+        &self,
+        label: &str,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let Some(shared) = self.shared.as_ref() else {
+            return Ok(self.local.list_keys(label, cursor));
+        };
+        let mut keys: Vec<String> = self
+            .local
+            .keys_after_sync(label, cursor, usize::MAX)
+            .into_iter()
+            .filter(|k| k.starts_with(HOST_PREFIX))
+            .take(PAGE_SIZE + 1)
+            .collect();
+        keys.extend(
+            shared
+                .keys_after(label, cursor, PAGE_SIZE + 1)
+                .await?
+                .into_iter()
+                .filter(|k| !k.starts_with(HOST_PREFIX)),
+        );
+        keys.sort_unstable();
+        keys.truncate(PAGE_SIZE + 1);
+        Ok(page(keys))
+    }
+
+    pub async fn increment(&self, label: &str, key: &str, delta: i64) -> Result<i64, StoreError> {
+        match self.shared_for(key) {
+            None => self.local.increment(label, key, delta).map_err(StoreError),
+            Some(shared) => shared.increment(label, key, delta).await,
+        }
+    }
+
+    pub async fn compare_and_swap(
+        &self,
+        label: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let Some(shared) = self.shared_for(key) else {
+            return Ok(self.local.compare_and_swap(label, key, expected, new));
+        };
+        let written = shared.compare_and_swap(label, key, expected, &new).await?;
+        if written {
+            self.mirror(label, key, Some(&new));
+        }
+        Ok(written)
+    }
+
+    /// Whether records are shared with other processes (then the scheduler also polls).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: &str = "default";
+
+    fn pair() -> (Stores, MemoryStore) {
+        let local = MemoryStore::new([L.to_string()]);
+        let shared = MemoryStore::new([L.to_string()]);
+        (
+            Stores::shared(local, Arc::new(shared.clone()), "test"),
+            shared,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_hosts_own_records_stay_in_the_process() {
+        let (stores, shared) = pair();
+        let host_key = "clever-auth/v1/host/secrets";
+        stores
+            .set(L, host_key, b"mine".to_vec())
+            .await
+            .expect("set");
+        assert_eq!(
+            shared.get(L, host_key),
+            None,
+            "a host record reached the shared store"
+        );
+        assert_eq!(
+            stores.get(L, host_key).await.expect("get"),
+            Some(b"mine".to_vec())
+        );
+        stores
+            .set(L, "clever-auth/v1/token/d", b"t".to_vec())
+            .await
+            .expect("set");
+        assert_eq!(shared.get(L, "clever-auth/v1/token/d"), Some(b"t".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn listing_merges_both_in_order_and_keeps_no_copy_twice() {
+        let (stores, shared) = pair();
+        shared.set(L, "clever-auth/v1/a", b"1".to_vec());
+        shared.set(L, "clever-auth/v1/z", b"1".to_vec());
+        stores
+            .local
+            .set(L, "clever-auth/v1/host/instance", b"i".to_vec());
+        // Reading a shared record leaves a copy in the process; it must not list twice.
+        stores.get(L, "clever-auth/v1/a").await.expect("get");
+        let (keys, next) = stores.list_keys(L, None).await.expect("list");
+        assert_eq!(
+            keys,
+            [
+                "clever-auth/v1/a",
+                "clever-auth/v1/host/instance",
+                "clever-auth/v1/z"
+            ]
+        );
+        assert_eq!(next, None);
+    }
+
+    #[tokio::test]
+    async fn the_copy_follows_what_the_shared_store_was_seen_to_hold() {
+        let (stores, shared) = pair();
+        shared.set(L, "k", b"1".to_vec());
+        stores.get(L, "k").await.expect("get");
+        assert_eq!(stores.local.get(L, "k"), Some(b"1".to_vec()));
+        shared.delete(L, "k");
+        stores.get(L, "k").await.expect("get");
+        assert_eq!(
+            stores.local.get(L, "k"),
+            None,
+            "a deletion elsewhere clears the copy"
+        );
+        assert!(stores
+            .compare_and_swap(L, "k", None, b"2".to_vec())
+            .await
+            .expect("cas"));
+        assert_eq!(stores.local.get(L, "k"), Some(b"2".to_vec()));
+    }
+}

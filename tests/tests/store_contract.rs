@@ -1,0 +1,247 @@
+//! One contract for every store provider: the memory store and Redis (a real `redis-server`)
+//! must answer the component's `wasi:keyvalue` calls alike, so moving a deployment from one to
+//! the other changes nothing it can observe.
+
+use clever_auth_host::keyvalue::{MemoryStore, RedisStore, StoreProvider};
+use clever_auth_tests::redis_server::RedisServer;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const L: &str = "default";
+
+async fn memory() -> Arc<dyn StoreProvider> {
+    Arc::new(MemoryStore::new([L.to_string()]))
+}
+
+async fn redis(server: &RedisServer) -> anyhow::Result<Arc<dyn StoreProvider>> {
+    Ok(Arc::new(RedisStore::new(server.client()?)?))
+}
+
+/// Every key after `cursor`, page by page, as the component lists them.
+async fn all_keys(s: &dyn StoreProvider, label: &str, page: usize) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let keys = s.keys_after(label, cursor.as_deref(), page).await?;
+        let Some(last) = keys.last().cloned() else {
+            return Ok(out);
+        };
+        out.extend(keys);
+        cursor = Some(last);
+    }
+}
+
+async fn values_and_labels(s: &dyn StoreProvider) -> anyhow::Result<()> {
+    assert_eq!(s.get(L, "absent").await?, None);
+    let binary = vec![0u8, 255, 10, 0, 7];
+    s.set(L, "k", &binary).await?;
+    assert_eq!(s.get(L, "k").await?, Some(binary.clone()));
+    s.set(L, "k", b"second").await?;
+    assert_eq!(s.get(L, "k").await?, Some(b"second".to_vec()));
+    assert_eq!(s.get("other", "k").await?, None, "labels are separate");
+    s.set(L, "empty", b"").await?;
+    assert_eq!(
+        s.get(L, "empty").await?,
+        Some(Vec::new()),
+        "empty is not absent"
+    );
+    s.delete(L, "k").await?;
+    assert_eq!(s.get(L, "k").await?, None);
+    s.delete(L, "never-there").await?;
+    Ok(())
+}
+
+async fn listing(s: &dyn StoreProvider) -> anyhow::Result<()> {
+    let mut written: Vec<String> = (0..1205).map(|i| format!("list/{i:05}")).collect();
+    // Keys that glob patterns would treat specially must list as themselves.
+    written.extend(["list/*", "list/[x]", "list/a?b"].map(String::from));
+    for k in &written {
+        s.set(L, k, b"v").await?;
+    }
+    s.set("other", "list/elsewhere", b"v").await?;
+    written.sort();
+    let listed: Vec<String> = all_keys(s, L, 1000)
+        .await?
+        .into_iter()
+        .filter(|k| k.starts_with("list/"))
+        .collect();
+    assert_eq!(listed, written, "every key once, ascending, across pages");
+    let first = s.keys_after(L, Some("list/00009"), 3).await?;
+    assert_eq!(
+        first,
+        ["list/00010", "list/00011", "list/00012"],
+        "the cursor is exclusive"
+    );
+    assert!(s
+        .keys_after(L, Some("list/zzz"), 10)
+        .await?
+        .iter()
+        .all(|k| k.as_str() > "list/zzz"));
+    Ok(())
+}
+
+async fn counters(s: &dyn StoreProvider) -> anyhow::Result<()> {
+    assert_eq!(
+        s.increment(L, "n", 2).await?,
+        2,
+        "a missing counter starts at 0"
+    );
+    assert_eq!(s.increment(L, "n", -5).await?, -3);
+    assert_eq!(
+        s.get(L, "n").await?,
+        Some(b"-3".to_vec()),
+        "stored as decimal text"
+    );
+    s.set(L, "text", b"x").await?;
+    let e = s.increment(L, "text", 1).await.expect_err("not an integer");
+    assert_eq!(e.0, "value is not a decimal integer");
+    assert_eq!(
+        s.get(L, "text").await?,
+        Some(b"x".to_vec()),
+        "left as it was"
+    );
+    s.set(L, "big", i64::MAX.to_string().as_bytes()).await?;
+    let e = s.increment(L, "big", 1).await.expect_err("overflow");
+    assert_eq!(e.0, "counter overflow");
+    Ok(())
+}
+
+async fn compare_and_swap(s: &dyn StoreProvider) -> anyhow::Result<()> {
+    assert!(
+        s.compare_and_swap(L, "lease", None, b"a").await?,
+        "absent as expected"
+    );
+    assert!(
+        !s.compare_and_swap(L, "lease", None, b"b").await?,
+        "no longer absent"
+    );
+    assert!(
+        !s.compare_and_swap(L, "lease", Some(b"x"), b"b").await?,
+        "wrong value"
+    );
+    assert_eq!(
+        s.get(L, "lease").await?,
+        Some(b"a".to_vec()),
+        "a failed swap writes nothing"
+    );
+    assert!(s.compare_and_swap(L, "lease", Some(b"a"), b"b").await?);
+    assert_eq!(s.get(L, "lease").await?, Some(b"b".to_vec()));
+    s.set(L, "blank", b"").await?;
+    assert!(
+        !s.compare_and_swap(L, "blank", None, b"c").await?,
+        "empty is not absent"
+    );
+    assert!(s.compare_and_swap(L, "blank", Some(b""), b"c").await?);
+    Ok(())
+}
+
+/// Writers on separate tasks bump one counter by compare-and-swap: none is lost, so no
+/// writer ever slipped in between another's comparison and write.
+async fn swaps_are_atomic(s: Arc<dyn StoreProvider>) -> anyhow::Result<()> {
+    const WRITERS: u64 = 8;
+    const EACH: u64 = 40;
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0u64;
+            for _ in 0..EACH {
+                loop {
+                    let seen = s.get(L, "race").await?;
+                    let n: u64 = seen
+                        .as_deref()
+                        .map(|b| String::from_utf8_lossy(b).parse().unwrap_or(0))
+                        .unwrap_or(0);
+                    if s.compare_and_swap(
+                        L,
+                        "race",
+                        seen.as_deref(),
+                        (n + 1).to_string().as_bytes(),
+                    )
+                    .await?
+                    {
+                        break;
+                    }
+                    conflicts += 1;
+                }
+            }
+            anyhow::Ok(conflicts)
+        }));
+    }
+    let mut conflicts = 0;
+    for t in tasks {
+        conflicts += t.await??;
+    }
+    let total = s.get(L, "race").await?.unwrap_or_default();
+    assert_eq!(
+        String::from_utf8_lossy(&total),
+        (WRITERS * EACH).to_string(),
+        "every increment kept ({conflicts} conflicts retried)"
+    );
+    Ok(())
+}
+
+async fn the_contract(s: Arc<dyn StoreProvider>) -> anyhow::Result<()> {
+    values_and_labels(s.as_ref()).await?;
+    listing(s.as_ref()).await?;
+    counters(s.as_ref()).await?;
+    compare_and_swap(s.as_ref()).await?;
+    swaps_are_atomic(s).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_memory_store_keeps_the_contract() -> anyhow::Result<()> {
+    the_contract(memory().await).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_keeps_the_contract() -> anyhow::Result<()> {
+    let Some(server) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    the_contract(redis(&server).await?).await?;
+    // Everything lives under our prefix, so one Redis can hold other data too.
+    let foreign: Vec<String> = server
+        .dump()?
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| !k.starts_with("clever-auth:default:") && !k.starts_with("clever-auth:other:"))
+        .collect();
+    assert!(foreign.is_empty(), "keys outside the prefix: {foreign:?}");
+    Ok(())
+}
+
+/// Redis going away makes calls fail quickly with a message that names no address; when it
+/// comes back, the same store works again without being rebuilt.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_outage_fails_fast_and_recovers() -> anyhow::Result<()> {
+    let Some(mut server) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let s = redis(&server).await?;
+    s.set(L, "k", b"v").await?;
+    server.stop().await?;
+    let started = Instant::now();
+    let e = s.get(L, "k").await.expect_err("Redis is down");
+    let waited = started.elapsed();
+    assert!(e.0.starts_with("store unreachable"), "{e}");
+    assert!(
+        !e.0.contains(&server.port.to_string()) && !e.0.contains("127.0.0.1"),
+        "{e}"
+    );
+    assert!(waited < Duration::from_secs(5), "failing took {waited:?}");
+    server.restart().await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.set(L, "k", b"again").await {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet back: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => anyhow::bail!("store never recovered: {e}"),
+        }
+    }
+    assert_eq!(s.get(L, "k").await?, Some(b"again".to_vec()));
+    Ok(())
+}
