@@ -47,11 +47,16 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let cache = source
         .as_ref()
         .map(|s| secrets::Secrets::new(s.provider(), s.location(), kv.clone()));
-    let config = config::ConfigSource::from_env(
+    let mut config = config::ConfigSource::from_env(
         cache
             .clone()
             .map(|c| Arc::new(secrets::CachedSecrets(c)) as Arc<dyn config::Provider>),
     );
+    let wake = scheduler::Wake::default();
+    if stores.is_shared() {
+        let holder = store_key(&cli, source.as_ref(), wake.clone())?;
+        config = config.with_store_keys(holder);
+    }
 
     let reread = Arc::new(tokio::sync::Notify::new());
     let outbound = Arc::new(outbound_policy(&cli, &config, tls, reread.clone()));
@@ -98,7 +103,6 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, health = format!("http://{local}{}", server::routing::HEALTH_PATH), "listening");
 
-    let wake = scheduler::Wake::default();
     let poller = match (source, cache) {
         (Some(source), Some(cache)) => {
             // Key Vault names the secrets by settings; the development provider by variable.
@@ -223,6 +227,36 @@ fn open_store(
     let redis = keyvalue::RedisStore::new(client).map_err(anyhow::Error::msg)?;
     tracing::info!(store = "redis", url = %shown, "key-value store shared by every instance");
     Ok(keyvalue::Stores::shared(local, Arc::new(redis), "redis"))
+}
+
+/// The store key a shared store needs, from the secrets provider: the env provider's at once
+/// (missing or malformed: a start-up error), Key Vault's in the background (`wake` runs the
+/// refresher as soon as it is read).
+fn store_key(
+    cli: &cli::Cli,
+    source: Option<&Arc<dyn secrets::SecretSource>>,
+    wake: scheduler::Wake,
+) -> Result<Arc<secrets::store_key::StoreKeyHolder>> {
+    use secrets::store_key::{self as sk, StoreKeyHolder};
+    match source.map(|s| s.provider()) {
+        Some("env") => StoreKeyHolder::from_env().map_err(anyhow::Error::msg),
+        Some(_) => {
+            let holder = Arc::new(StoreKeyHolder::default());
+            let source = source.cloned().ok_or_else(|| anyhow::anyhow!("no secrets source"))?;
+            tokio::spawn(sk::poll_vault(
+                source,
+                holder.clone(),
+                Duration::from_secs(cli.secrets_refresh_secs.max(1)),
+                move || wake.now(),
+            ));
+            Ok(holder)
+        }
+        None => anyhow::bail!(
+            "a shared store needs a store key, read through a secrets provider: use --secrets keyvault (Key Vault secret `{}`) or, for development, --secrets env ({})",
+            sk::VAULT_CURRENT,
+            sk::ENV_CURRENT
+        ),
+    }
 }
 
 /// Tells the component which App Service instance this is, for its health answer.

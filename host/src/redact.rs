@@ -31,6 +31,9 @@ pub enum Pin {
     ClientBasic,
     ManagedIdentityToken,
     IdentityHeader,
+    /// The store keys that seal token records on a shared store.
+    StoreKey,
+    StoreKeyPrevious,
 }
 
 #[derive(Default)]

@@ -15,6 +15,8 @@ const INSTANCES: usize = 3;
 const LIFETIME: &str = "4";
 const CYCLE: Duration = Duration::from_secs(3);
 const WATCH: Duration = Duration::from_secs(9);
+/// The deployment's store key (base64 of 32 bytes), as `CLEVER_AUTH_STORE_KEY` gives it.
+const STORE_KEY: &str = "c2NhbGVvdXQtdGVzdC1zdG9yZS1rZXktMzItYnl0ZXM=";
 
 async fn start_hosts(
     fake: &FakeClever,
@@ -25,7 +27,10 @@ async fn start_hosts(
     for _ in 0..n {
         let opts = scenario::host_options(
             fake,
-            &[("CLEVER_TOKEN_LIFETIME_SECS", LIFETIME)],
+            &[
+                ("CLEVER_TOKEN_LIFETIME_SECS", LIFETIME),
+                ("CLEVER_AUTH_STORE_KEY", STORE_KEY),
+            ],
             &["--store", &redis.url()],
             true,
         );
@@ -81,5 +86,43 @@ async fn instances_on_one_redis_list_once_per_cycle_and_share_the_tokens() -> an
             reply.text()
         );
     }
+
+    // Nothing usable in Redis: no token Clever issued, no credential, not the store key.
+    let dump = redis.dump()?;
+    assert!(
+        dump.iter().any(|(k, _)| k.contains("/token/")),
+        "no token records among {} keys",
+        dump.len()
+    );
+    let mut needles: Vec<String> = fake
+        .district_ids()
+        .iter()
+        .filter_map(|d| fake.district_token(d))
+        .collect();
+    assert_eq!(needles.len(), 2, "the fake's tokens");
+    needles.extend([fake.client_secret(), STORE_KEY.to_string()]);
+    for (key, value) in &dump {
+        let text = String::from_utf8_lossy(value);
+        for n in &needles {
+            assert!(
+                !key.contains(n.as_str()) && !text.contains(n.as_str()),
+                "a secret in Redis under {key}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_store_without_a_store_key_is_refused_at_start() -> anyhow::Result<()> {
+    let Some(redis) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let fake = FakeClever::start(two_districts()).await?;
+    let opts = scenario::host_options(&fake, &[], &["--store", &redis.url()], true);
+    let (status, output) = HostProcess::run_to_exit(opts).await?;
+    assert!(!status.success(), "started without a store key");
+    assert!(output.contains("CLEVER_AUTH_STORE_KEY"), "{output}");
+    assert_eq!(redis.dump()?.len(), 0, "wrote to Redis before refusing");
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod refresher;
 pub mod settings;
 pub mod settings_check;
 pub mod status;
+pub mod store_seal;
 pub mod time_fmt;
 
 // --- Clever wire and resilience rules (retry schedule, rate-limit headers, Clever bodies) ---

@@ -15,7 +15,7 @@ impl std::fmt::Display for KvError {
     }
 }
 
-fn describe(e: store::Error) -> KvError {
+pub fn describe(e: store::Error) -> KvError {
     KvError(match e {
         store::Error::NoSuchStore => "no such store".into(),
         store::Error::AccessDenied => "access denied".into(),

@@ -8,6 +8,7 @@ use crate::config::{self, Credentials};
 use crate::http_out::{Failure, Response};
 use crate::kv::Kv;
 use crate::lease::Lease;
+use crate::token_store::Stored;
 use crate::{clock, entropy, log};
 use clever_auth_core::lifecycle::{TokenEntry, APP_TOKEN_ID};
 use clever_auth_core::refresher::{
@@ -239,7 +240,7 @@ fn transport_error(f: Failure) -> TransportError {
 }
 
 fn put_token(kv: &Kv, entry: &TokenEntry) {
-    if let Err(e) = kv.put(&keys::token(&entry.district_id), entry) {
+    if let Err(e) = crate::token_store::put(kv, entry) {
         log::event(
             "error",
             "store_write_failed",
@@ -253,12 +254,21 @@ fn load_tokens(kv: &Kv) -> Vec<TokenEntry> {
     let keys = kv.keys_with_prefix(keys::TOKEN_PREFIX).unwrap_or_default();
     let mut tokens = Vec::with_capacity(keys.len());
     for key in keys {
-        match kv.get::<TokenEntry>(&key) {
-            Ok(Some(t)) => tokens.push(t),
+        match crate::token_store::get(kv, &key) {
+            Ok(Stored::Entry(t)) => tokens.push(t),
             // A record that no longer parses can never be handed out: remove it.
-            _ => {
+            Ok(Stored::Malformed) => {
                 let _ = kv.delete(&key);
             }
+            // Sealed with a key this instance lacks (a rotation in progress elsewhere), or in
+            // the clear on a shared store: not ours to use or to delete. The next listing
+            // writes the district's token afresh.
+            Ok(Stored::Unusable(e)) => log::event(
+                "warn",
+                "token_record_unusable",
+                json!({ "key": key, "reason": e.to_string() }),
+            ),
+            Ok(Stored::Absent) | Err(_) => {}
         }
     }
     tokens

@@ -4,6 +4,7 @@ use super::provider::{EnvProvider, NoProvider, Provider};
 use clap::ValueEnum;
 use clever_auth_core::health_view;
 use clever_auth_core::settings::SETTINGS;
+use clever_auth_core::store_seal;
 use std::sync::Arc;
 
 /// Where the two Clever secrets come from.
@@ -24,11 +25,24 @@ pub enum SecretsSource {
 pub struct ConfigSource {
     settings: Arc<dyn Provider>,
     secrets: Arc<dyn Provider>,
+    /// On a shared store: the store key and the demand to seal (`store_seal`'s settings).
+    store_keys: Option<Arc<dyn Provider>>,
 }
 
 impl ConfigSource {
     pub fn new(settings: Arc<dyn Provider>, secrets: Arc<dyn Provider>) -> Self {
-        Self { settings, secrets }
+        Self {
+            settings,
+            secrets,
+            store_keys: None,
+        }
+    }
+
+    /// The store is shared: `store_keys` answers `clever_store_key`, its previous key and the
+    /// demand to seal. Without it those settings are absent (the memory store seals nothing).
+    pub fn with_store_keys(mut self, store_keys: Arc<dyn Provider>) -> Self {
+        self.store_keys = Some(store_keys);
+        self
     }
 
     /// App settings from the environment; secrets only from `secrets` (or nowhere).
@@ -61,6 +75,18 @@ impl ConfigSource {
     pub fn get(&self, key: &str) -> Result<Option<String>, String> {
         if key == health_view::DETAIL_SETTING {
             return Ok(Some(health_view::FOLLOW_HOST_HEADER.to_string()));
+        }
+        if [
+            store_seal::KEY_SETTING,
+            store_seal::PREVIOUS_KEY_SETTING,
+            store_seal::MODE_SETTING,
+        ]
+        .contains(&key)
+        {
+            return match &self.store_keys {
+                Some(p) => p.get(key),
+                None => Ok(None),
+            };
         }
         let Some(spec) = SETTINGS.iter().find(|s| s.name == key) else {
             return Ok(None);

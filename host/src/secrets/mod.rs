@@ -7,6 +7,7 @@ mod held;
 mod keyvault;
 mod poller;
 mod source;
+pub mod store_key;
 
 pub use held::{SecretNames, Secrets};
 pub use keyvault::{KeyVaultConfig, KeyVaultSource};

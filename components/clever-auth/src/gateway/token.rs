@@ -23,7 +23,7 @@ pub fn usable(kv: &Kv, district: &str, skew_ms: u64) -> Option<AccessToken> {
 }
 
 fn usable_entry(kv: &Kv, district: &str, skew_ms: u64) -> Option<TokenEntry> {
-    let entry = kv.get::<TokenEntry>(&keys::token(district)).ok().flatten();
+    let entry = crate::token_store::entry(kv, district);
     lifecycle::hand_out(entry.as_ref(), district, clock::now(), skew_ms)?;
     entry
 }
@@ -122,9 +122,8 @@ pub enum Missing {
 /// Deletes the district's cached token if it is still the one Clever refused (a newer one
 /// written meanwhile stays).
 pub fn drop_refused(kv: &Kv, district: &str, refused: &AccessToken) {
-    let key = keys::token(district);
-    let current = kv.get::<TokenEntry>(&key).ok().flatten();
+    let current = crate::token_store::entry(kv, district);
     if current.is_some_and(|e| e.token.expose() == refused.expose()) {
-        let _ = kv.delete(&key);
+        let _ = kv.delete(&keys::token(district));
     }
 }
