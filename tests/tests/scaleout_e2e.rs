@@ -126,3 +126,79 @@ async fn a_shared_store_without_a_store_key_is_refused_at_start() -> anyhow::Res
     assert_eq!(redis.dump()?.len(), 0, "wrote to Redis before refusing");
     Ok(())
 }
+
+/// Redis stopped for a few seconds: each instance keeps lending the unexpired tokens it last
+/// read, health says `warn` with `store:reachable`, naming no address; when Redis returns
+/// (empty: it keeps nothing on disk) the deployment lists again and passes, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_outage_stops_nothing_and_heals_without_a_restart() -> anyhow::Result<()> {
+    let Some(mut redis) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let fake = FakeClever::start(two_districts()).await?;
+    let mut hosts = Vec::new();
+    for _ in 0..2 {
+        let opts = scenario::host_options(
+            &fake,
+            &[
+                // Long enough that no token nears expiry during the outage.
+                ("CLEVER_TOKEN_LIFETIME_SECS", "120"),
+                ("CLEVER_AUTH_STORE_KEY", STORE_KEY),
+            ],
+            &["--store", &redis.url()],
+            true,
+        );
+        hosts.push(HostProcess::start(opts).await?);
+    }
+    wait_all_pass(&hosts).await?;
+    let district_data = "/clever/d-alpha/v3.0/districts/d-alpha";
+    for h in &hosts {
+        // Each instance reads the shared token once, so it holds a copy.
+        assert_eq!(
+            http_client::get(&h.gateway_url(district_data))
+                .await?
+                .status,
+            200
+        );
+    }
+
+    redis.stop().await?;
+    for h in &hosts {
+        let warned = scenario::wait_health(h, Duration::from_secs(10), |h| {
+            h.body["status"] == "warn" && h.body["checks"]["store:reachable"][0]["status"] == "warn"
+        })
+        .await?;
+        let text = warned.body.to_string();
+        assert!(
+            !text.contains(&redis.port.to_string()),
+            "health names the store's address: {text}"
+        );
+        assert_eq!(
+            warned.status, 200,
+            "an outage with usable tokens is not a failure"
+        );
+        let reply = http_client::get(&h.gateway_url(district_data)).await?;
+        assert_eq!(
+            reply.status,
+            200,
+            "gateway during the outage: {}",
+            reply.text()
+        );
+    }
+
+    redis.restart().await?;
+    for h in &hosts {
+        scenario::wait_health(h, Duration::from_secs(20), |h| {
+            h.body["status"] == "pass" && h.body["checks"]["store:reachable"][0]["status"] == "pass"
+        })
+        .await?;
+        let reply = http_client::get(&h.gateway_url(district_data)).await?;
+        assert_eq!(
+            reply.status,
+            200,
+            "gateway after the outage: {}",
+            reply.text()
+        );
+    }
+    Ok(())
+}

@@ -34,6 +34,9 @@ pub mod keys {
     /// Written by the native host: component calls it cut off at their wall-clock deadline
     /// ([`super::HostDeadlineStatus`]).
     pub const HOST_DEADLINES: &str = "clever-auth/v1/host/deadlines";
+    /// Whether the shared store answers, as the native host last saw it
+    /// ([`super::HostStoreStatus`]); absent on the memory store and under Spin.
+    pub const HOST_STORE: &str = "clever-auth/v1/host/store";
 
     pub fn token(id: &str) -> String {
         format!("{TOKEN_PREFIX}{id}")
@@ -125,6 +128,19 @@ pub struct HostSecretsStatus {
     pub consecutive_failures: u32,
     /// Bumped whenever a secret value changes: the refresher re-acquires tokens at once.
     pub generation: u64,
+}
+
+/// The shared store as the native host sees it. Names the provider only: never its address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostStoreStatus {
+    /// `redis`.
+    pub kind: String,
+    pub reachable: bool,
+    /// When the current outage began.
+    pub unreachable_since: Option<UnixMillis>,
+    /// The last failure, in the provider's words (`store unreachable: …`).
+    pub last_error: Option<String>,
 }
 
 /// Component calls the native host cut off at their wall-clock deadline (each time the

@@ -18,7 +18,8 @@ use clever_auth_core::health_view;
 use clever_auth_core::settings::SettingError;
 use clever_auth_core::settings_check::SettingsCheck;
 use clever_auth_core::status::{
-    keys, CredentialState, HostDeadlineStatus, HostInstance, HostSecretsStatus, StatusSnapshot,
+    keys, CredentialState, HostDeadlineStatus, HostInstance, HostSecretsStatus, HostStoreStatus,
+    StatusSnapshot,
 };
 use clever_auth_core::UnixMillis;
 use serde_json::json;
@@ -70,6 +71,7 @@ struct Stored {
     secrets: Option<HostSecretsStatus>,
     instance: Option<HostInstance>,
     deadlines: Option<HostDeadlineStatus>,
+    store: Option<HostStoreStatus>,
     /// API versions seen on gateway traffic.
     observed: Option<VersionObservation>,
     /// Each district's gateway figures; read for the detail view only (their number grows
@@ -90,6 +92,7 @@ fn read_store(
         secrets: kv.get(keys::HOST_SECRETS)?,
         instance: kv.get(keys::HOST_INSTANCE)?,
         deadlines: kv.get(keys::HOST_DEADLINES)?,
+        store: kv.get(keys::HOST_STORE)?,
         observed: kv.get(gateway_keys::VERSIONS)?,
         ..Default::default()
     };
@@ -190,6 +193,7 @@ fn health_body(
         view,
     });
     let report = health::with_host_deadlines(report, now, stored.deadlines.as_ref());
+    let report = health::with_host_store(report, now, stored.store.as_ref());
     let status = report.http_status();
     let mut body = report.body;
     figures::annotate(&mut body, &stored.gateway, now);

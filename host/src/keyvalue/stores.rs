@@ -7,11 +7,16 @@
 //! other key goes to the shared store when there is one.
 //!
 //! The process also keeps a copy of each shared record it last read or wrote, for readers
-//! that cannot wait on the network (the token-expiry gauge) and as the basis of riding out a
-//! store outage.
+//! that cannot wait on the network (the token-expiry gauge) and to ride out a store outage:
+//! while the shared store does not answer, reads and listings are answered from the copy (the
+//! component still hands out only unexpired tokens), writes and swaps fail (so no lease can be
+//! taken and nothing is written over), and the host's `clever-auth/v1/host/store` record says
+//! so for health.
 
 use super::memory::{page, MemoryStore, PAGE_SIZE};
 use super::provider::{StoreError, StoreProvider};
+use clever_auth_core::status::{keys, HostStoreStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Keys under this prefix describe one host process.
@@ -25,6 +30,8 @@ pub struct Stores {
     shared: Option<Arc<dyn StoreProvider>>,
     /// Which provider answers, for logs and health ("memory", "redis").
     pub kind: &'static str,
+    /// Whether the shared store answered the last call.
+    reachable: Arc<AtomicBool>,
 }
 
 impl Stores {
@@ -33,14 +40,53 @@ impl Stores {
             local,
             shared: None,
             kind: "memory",
+            reachable: Arc::new(AtomicBool::new(true)),
         }
     }
 
     pub fn shared(local: MemoryStore, shared: Arc<dyn StoreProvider>, kind: &'static str) -> Self {
-        Self {
+        let stores = Self {
             local,
             shared: Some(shared),
             kind,
+            reachable: Arc::new(AtomicBool::new(true)),
+        };
+        stores.publish(true, None);
+        stores
+    }
+
+    /// Records whether the shared store answered; only a change is written (and logged).
+    fn observe<T>(&self, result: &Result<T, StoreError>) {
+        // Only an unanswered call is an outage; Redis refusing one command is not.
+        let ok = result.as_ref().err().is_none_or(|e| !is_outage(e));
+        if self.reachable.swap(ok, Ordering::SeqCst) != ok {
+            let error = result.as_ref().err().map(|e| e.0.clone());
+            if ok {
+                tracing::info!(store = self.kind, "shared store answers again");
+            } else {
+                tracing::warn!(
+                    store = self.kind,
+                    error = error.as_deref().unwrap_or_default(),
+                    "shared store does not answer; serving from this instance's copy"
+                );
+            }
+            self.publish(ok, error);
+        }
+    }
+
+    fn publish(&self, reachable: bool, last_error: Option<String>) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let record = HostStoreStatus {
+            kind: self.kind.to_string(),
+            reachable,
+            unreachable_since: (!reachable).then_some(now),
+            last_error,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&record) {
+            self.local
+                .set(super::DEFAULT_LABEL, keys::HOST_STORE, bytes);
         }
     }
 
@@ -73,9 +119,16 @@ impl Stores {
         let Some(shared) = self.shared_for(key) else {
             return Ok(self.local.get(label, key));
         };
-        let value = shared.get(label, key).await?;
-        self.mirror(label, key, value.as_deref());
-        Ok(value)
+        let result = shared.get(label, key).await;
+        self.observe(&result);
+        match result {
+            Ok(value) => {
+                self.mirror(label, key, value.as_deref());
+                Ok(value)
+            }
+            Err(e) if is_outage(&e) => Ok(self.local.get(label, key)),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn set(&self, label: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
@@ -83,7 +136,9 @@ impl Stores {
             self.local.set(label, key, value);
             return Ok(());
         };
-        shared.set(label, key, &value).await?;
+        let result = shared.set(label, key, &value).await;
+        self.observe(&result);
+        result?;
         self.mirror(label, key, Some(&value));
         Ok(())
     }
@@ -93,7 +148,9 @@ impl Stores {
             self.local.delete(label, key);
             return Ok(());
         };
-        shared.delete(label, key).await?;
+        let result = shared.delete(label, key).await;
+        self.observe(&result);
+        result?;
         self.mirror(label, key, None);
         Ok(())
     }
@@ -115,13 +172,15 @@ impl Stores {
             .filter(|k| k.starts_with(HOST_PREFIX))
             .take(PAGE_SIZE + 1)
             .collect();
-        keys.extend(
-            shared
-                .keys_after(label, cursor, PAGE_SIZE + 1)
-                .await?
-                .into_iter()
-                .filter(|k| !k.starts_with(HOST_PREFIX)),
-        );
+        let listed = shared.keys_after(label, cursor, PAGE_SIZE + 1).await;
+        self.observe(&listed);
+        let listed = match listed {
+            Ok(listed) => listed,
+            // The copy holds every shared key this process has seen.
+            Err(e) if is_outage(&e) => return Ok(self.local.list_keys(label, cursor)),
+            Err(e) => return Err(e),
+        };
+        keys.extend(listed.into_iter().filter(|k| !k.starts_with(HOST_PREFIX)));
         keys.sort_unstable();
         keys.truncate(PAGE_SIZE + 1);
         Ok(page(keys))
@@ -130,7 +189,11 @@ impl Stores {
     pub async fn increment(&self, label: &str, key: &str, delta: i64) -> Result<i64, StoreError> {
         match self.shared_for(key) {
             None => self.local.increment(label, key, delta).map_err(StoreError),
-            Some(shared) => shared.increment(label, key, delta).await,
+            Some(shared) => {
+                let result = shared.increment(label, key, delta).await;
+                self.observe(&result);
+                result
+            }
         }
     }
 
@@ -144,17 +207,28 @@ impl Stores {
         let Some(shared) = self.shared_for(key) else {
             return Ok(self.local.compare_and_swap(label, key, expected, new));
         };
-        let written = shared.compare_and_swap(label, key, expected, &new).await?;
+        let result = shared.compare_and_swap(label, key, expected, &new).await;
+        self.observe(&result);
+        let written = result?;
         if written {
             self.mirror(label, key, Some(&new));
         }
         Ok(written)
     }
 
+    /// Whether the shared store answered the last call (always true on the memory store).
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::SeqCst)
+    }
+
     /// Whether records are shared with other processes (then the scheduler also polls).
     pub fn is_shared(&self) -> bool {
         self.shared.is_some()
     }
+}
+
+fn is_outage(e: &StoreError) -> bool {
+    e.0.starts_with("store unreachable")
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod grade;
 mod inputs;
 mod public;
 mod report;
+mod store;
 
 pub use crate::health_summary::DistrictCounts;
 pub use deadlines::{with_host_deadlines, DEADLINE_OVERRUN_WARN_MS};
@@ -21,6 +22,7 @@ pub use inputs::{
 };
 pub use public::public_message;
 pub use report::report;
+pub use store::{with_host_store, STORE_UNREACHABLE};
 
 #[cfg(test)]
 mod tests;

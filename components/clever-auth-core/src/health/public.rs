@@ -23,6 +23,9 @@ pub fn public_message(code: &str) -> &'static str {
         "token_revoked" => "Clever refused a district token",
         "outbound_denied" => "the outbound policy refused a call",
         "component_deadline" => "a component call overran its deadline",
+        "store_unreachable" => {
+            "the shared store does not answer; unexpired tokens are still served"
+        }
         "bad_request" | "forbidden" | "not_found" | "payload_too_large" | "not_implemented"
         | "client_error" | "unexpected_status" | "request_invalid" => {
             "Clever refused a request; it is not retried"
