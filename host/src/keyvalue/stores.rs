@@ -286,6 +286,8 @@ mod tests {
             [
                 "clever-auth/v1/a",
                 "clever-auth/v1/host/instance",
+                // The store's reachability, which the host publishes for health.
+                "clever-auth/v1/host/store",
                 "clever-auth/v1/z"
             ]
         );
