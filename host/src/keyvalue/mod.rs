@@ -10,16 +10,13 @@ pub mod runtime_config;
 mod stores;
 
 pub use memory::MemoryStore;
-pub use provider::{StoreError, StoreProvider};
+pub use provider::{StoreError, StoreProvider, DEFAULT_LABEL};
 pub use redis::RedisStore;
 pub use resources::{BucketHandle, CasHandle};
 pub use stores::Stores;
 
 use crate::bindings::wasi::keyvalue::{atomics, store};
 use wasmtime::component::{HasData, Linker, ResourceTable};
-
-/// The store label the component opens; Spin's manifest lists the same one.
-pub const DEFAULT_LABEL: &str = "default";
 
 /// What the `wasi:keyvalue` host traits see of a store's data.
 pub struct KeyValueView<'a> {

@@ -3,6 +3,9 @@
 
 use async_trait::async_trait;
 
+/// The store label the component opens; Spin's manifest lists the same one.
+pub const DEFAULT_LABEL: &str = "default";
+
 /// A store operation that failed. The message names what failed, never the store's address
 /// or a credential (it reaches the component, and from there logs and health).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@
 //! so for health.
 
 use super::memory::{page, MemoryStore, PAGE_SIZE};
-use super::provider::{StoreError, StoreProvider};
+use super::provider::{StoreError, StoreProvider, DEFAULT_LABEL};
 use clever_auth_core::status::{keys, HostStoreStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -85,8 +85,7 @@ impl Stores {
             last_error,
         };
         if let Ok(bytes) = serde_json::to_vec(&record) {
-            self.local
-                .set(super::DEFAULT_LABEL, keys::HOST_STORE, bytes);
+            self.local.set(DEFAULT_LABEL, keys::HOST_STORE, bytes);
         }
     }
 
