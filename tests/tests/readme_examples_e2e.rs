@@ -93,8 +93,8 @@ async fn available(what: &str, program: &str, args: &[&str]) -> bool {
     ok
 }
 
-/// Runs `cmd` in an empty directory (the curl line's unquoted `?` is a shell glob, which must
-/// not meet a file it matches), without proxy settings (a proxy would not reach loopback).
+/// Runs `cmd` in an empty directory (should the curl line lose its quotes, its `?` is a shell glob
+/// that must not meet a file it matches), without proxy settings (a proxy would not reach loopback).
 async fn run(mut cmd: Command, dir: &Path) -> Result<Output> {
     cmd.current_dir(dir).kill_on_drop(true);
     for proxy in [
