@@ -47,7 +47,7 @@ pub struct Cli {
 
     /// How requests meet instances: `reuse` keeps instances (the component holds no state
     /// between requests) and hands each to one request at a time, about 3x the throughput of
-    /// `fresh`, which instantiates the component for every request (see README, Benchmarks).
+    /// `fresh`, which instantiates the component for every request (see docs/benchmarks.md).
     #[arg(long, env = "CLEVER_AUTH_INSTANCE_MODE", value_enum, default_value_t = InstanceMode::Reuse)]
     pub instance_mode: InstanceMode,
 

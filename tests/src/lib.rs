@@ -1,8 +1,10 @@
-//! Test support: the real host as a child process, loopback fakes, a small HTTP client.
+//! Test support: the real host as a child process, loopback fakes, a small HTTP client, the
+//! code blocks of the documents.
 
 pub mod azure_scenario;
 pub mod host_process;
 pub mod http_client;
+pub mod markdown;
 pub mod paths;
 pub mod redis_server;
 pub mod scenario;

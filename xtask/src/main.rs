@@ -42,7 +42,7 @@ enum Cmd {
         release: bool,
     },
     /// Build everything and start the service on its embedded default: the host plus a local
-    /// fake Clever (two districts, development credentials). Ctrl-C stops both.
+    /// fake Clever (districts d-alpha and d-beta, development credentials). Ctrl-C stops both.
     Run {
         /// Address for the service.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -293,10 +293,12 @@ pub(crate) fn build_demo(root: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((component, target_dir(root).join("debug")))
 }
 
-/// Starts `fake-clever` (two districts) and returns it with its base URL.
+/// Starts `fake-clever` (two districts) and returns it with its base URL. The districts are
+/// the README's `d-alpha` and `d-beta`, so its gateway examples run against the demo as printed.
 pub(crate) fn start_fake_clever(bin_dir: &Path) -> Result<(std::process::Child, String)> {
     let mut fake = Command::new(bin_dir.join("fake-clever"))
-        .args(["--addr", "127.0.0.1:0", "--districts", "2", "--quiet"])
+        .args(["--addr", "127.0.0.1:0", "--districts", "0", "--quiet"])
+        .args(["--district-id", "d-alpha", "--district-id", "d-beta"])
         .stdout(Stdio::piped())
         .spawn()
         .context("starting the fake Clever")?;
