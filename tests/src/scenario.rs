@@ -115,7 +115,22 @@ impl Scenario {
     pub fn logs(&self) -> String {
         self.host.output.text()
     }
+
+    /// The first line the host printed that holds `needle`, waiting up to [`LOG_WAIT`] for it:
+    /// an answer (health, the gateway) can arrive before the host's log line has been read
+    /// from its stderr, so asserting on [`Self::logs`] at once is a race.
+    pub async fn wait_log(&self, needle: &str) -> Result<String> {
+        self.host
+            .output
+            .wait_for_line(0, LOG_WAIT, &format!("holding {needle:?}"), |l| {
+                l.contains(needle)
+            })
+            .await
+    }
 }
+
+/// How long [`Scenario::wait_log`] waits for a line.
+pub const LOG_WAIT: Duration = Duration::from_secs(5);
 
 /// The host options [`Scenario::launch_opts`] uses: the fake's credentials (development
 /// secrets provider), [`FAST_SETTINGS`], then `env` and `args`. Tests that run several hosts

@@ -508,7 +508,7 @@ async fn beyond_the_connection_cap_new_connections_are_closed_at_once() -> Resul
         next = http_client::get(&s.host.url(HEALTH)).await.ok();
     }
     assert_eq!(next.map(|r| r.status), Some(200));
-    assert!(s.logs().contains("connection cap reached"), "{}", s.logs());
+    s.wait_log("connection cap reached").await?;
     Ok(())
 }
 

@@ -139,7 +139,7 @@ async fn five_transient_failures_then_success_follow_the_schedule() -> anyhow::R
         ]
     );
     assert_schedule(&s, &gaps_ms(&listing), &SCHEDULE_MS);
-    assert!(s.logs().contains("acquisition_retry"));
+    s.wait_log("acquisition_retry").await?;
     Ok(())
 }
 
@@ -165,7 +165,7 @@ async fn six_failures_give_up_and_the_next_cycle_recovers() -> anyhow::Result<()
     // The new cycle starts after the cooldown (clever_retry_max_delay_ms = 640 ms).
     let expected: Vec<u64> = SCHEDULE_MS.into_iter().chain([640]).collect();
     assert_schedule(&s, &gaps_ms(&listing), &expected);
-    assert!(s.logs().contains("acquisition_failed"));
+    s.wait_log("acquisition_failed").await?;
     Ok(())
 }
 
@@ -329,7 +329,7 @@ async fn an_unsupported_version_fails_health() -> anyhow::Result<()> {
         .await?;
     assert_eq!(h.status, 503);
     assert_eq!(h.body["error"]["code"], "version_unsupported");
-    assert!(s.logs().contains("api_version_unsupported"));
+    s.wait_log("api_version_unsupported").await?;
     Ok(())
 }
 
@@ -346,7 +346,7 @@ async fn a_version_mismatch_warns_and_alerts() -> anyhow::Result<()> {
         check["output"].as_str().is_some_and(|o| o.contains("v3.1")),
         "{check}"
     );
-    assert!(s.logs().contains("\"alert\":\"api_version_mismatch\""));
+    s.wait_log("\"alert\":\"api_version_mismatch\"").await?;
     Ok(())
 }
 
@@ -396,7 +396,7 @@ async fn a_malformed_listing_is_retried_with_a_clear_error() -> anyhow::Result<(
     let s = Scenario::launch(fake, &[]).await?;
     s.wait_status("pass", WAIT).await?;
     assert_eq!(s.fake.request_count(Route::TokenList), 2);
-    assert!(s.logs().contains("malformed_response"));
+    s.wait_log("malformed_response").await?;
     Ok(())
 }
 

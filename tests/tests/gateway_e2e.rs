@@ -347,7 +347,7 @@ async fn a_refused_token_is_dropped_relisted_and_the_request_replayed_once() -> 
         listings + 1,
         "exactly one new listing"
     );
-    assert!(s.logs().contains("gateway_token_refused"));
+    s.wait_log("gateway_token_refused").await?;
     Ok(())
 }
 
@@ -638,7 +638,7 @@ async fn the_gateway_can_be_turned_off_and_never_listens_beyond_loopback() -> Re
     let fake = FakeClever::start(two_districts()).await?;
     let s = Scenario::launch_with(fake, &[], &["--gateway-listen", "off"]).await?;
     assert!(s.host.gateway_addr.is_none());
-    assert!(s.logs().contains("gateway off"));
+    s.wait_log("gateway off").await?;
 
     let opts = HostOptions::default().args(&["--gateway-listen", "0.0.0.0:0"]);
     let (status, text) = HostProcess::run_to_exit(opts).await?;

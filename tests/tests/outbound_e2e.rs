@@ -30,7 +30,7 @@ async fn plain_http_is_refused_without_the_loopback_allowance() -> anyhow::Resul
         h.body
     );
     assert_eq!(s.fake.requests().len(), 0, "nothing may reach the server");
-    assert!(s.logs().contains("outbound request refused"));
+    s.wait_log("outbound request refused").await?;
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! Several real host processes on one real Redis (`--store redis://…`) against one fake Clever
 //! behave as one Clever client: one token listing per refresh cycle whatever the number of
-//! instances, and every instance serves the tokens another one fetched.
+//! instances, every instance serves the tokens another one fetched, and callers spread over
+//! the instances share one rate budget per district token.
 
-use clever_auth_tests::fake_clever::{FakeClever, Route};
+use clever_auth_tests::fake_clever::{FakeClever, RateLimitBucket, RateLimitConfig, Route};
 use clever_auth_tests::host_process::HostProcess;
 use clever_auth_tests::http_client;
 use clever_auth_tests::redis_server::RedisServer;
@@ -18,17 +19,19 @@ const WATCH: Duration = Duration::from_secs(9);
 /// The deployment's store key (base64 of 32 bytes), as `CLEVER_AUTH_STORE_KEY` gives it.
 const STORE_KEY: &str = "c2NhbGVvdXQtdGVzdC1zdG9yZS1rZXktMzItYnl0ZXM=";
 
+/// `n` hosts on `redis` with the deployment's store key, tokens living `lifetime_secs`.
 async fn start_hosts(
     fake: &FakeClever,
     redis: &RedisServer,
     n: usize,
+    lifetime_secs: &str,
 ) -> anyhow::Result<Vec<HostProcess>> {
     let mut hosts = Vec::new();
     for _ in 0..n {
         let opts = scenario::host_options(
             fake,
             &[
-                ("CLEVER_TOKEN_LIFETIME_SECS", LIFETIME),
+                ("CLEVER_TOKEN_LIFETIME_SECS", lifetime_secs),
                 ("CLEVER_AUTH_STORE_KEY", STORE_KEY),
             ],
             &["--store", &redis.url()],
@@ -55,7 +58,7 @@ async fn instances_on_one_redis_list_once_per_cycle_and_share_the_tokens() -> an
         return Ok(());
     };
     let fake = FakeClever::start(two_districts()).await?;
-    let hosts = start_hosts(&fake, &redis, INSTANCES).await?;
+    let hosts = start_hosts(&fake, &redis, INSTANCES, LIFETIME).await?;
     wait_all_pass(&hosts).await?;
 
     // Count listings over whole cycles from here on.
@@ -136,20 +139,8 @@ async fn a_redis_outage_stops_nothing_and_heals_without_a_restart() -> anyhow::R
         return Ok(());
     };
     let fake = FakeClever::start(two_districts()).await?;
-    let mut hosts = Vec::new();
-    for _ in 0..2 {
-        let opts = scenario::host_options(
-            &fake,
-            &[
-                // Long enough that no token nears expiry during the outage.
-                ("CLEVER_TOKEN_LIFETIME_SECS", "120"),
-                ("CLEVER_AUTH_STORE_KEY", STORE_KEY),
-            ],
-            &["--store", &redis.url()],
-            true,
-        );
-        hosts.push(HostProcess::start(opts).await?);
-    }
+    // Long enough that no token nears expiry during the outage.
+    let hosts = start_hosts(&fake, &redis, 2, "120").await?;
     wait_all_pass(&hosts).await?;
     let district_data = "/clever/d-alpha/v3.0/districts/d-alpha";
     for h in &hosts {
@@ -201,4 +192,101 @@ async fn a_redis_outage_stops_nothing_and_heals_without_a_restart() -> anyhow::R
         );
     }
     Ok(())
+}
+
+/// Clever's budget here: calls per window per token, enforced with 429 as Clever does.
+const BUDGET: u64 = 20;
+const BUDGET_WINDOW_SECS: u64 = 2;
+const CALLERS: usize = 8;
+const CALLING: Duration = Duration::from_secs(12);
+
+/// Eight callers spread over three instances, always with another request, against a Clever
+/// allowing 20 calls per 2 s per token: every window earns at most one 429, and once the
+/// deployment has seen two windows (it learns their period) each full window serves at least
+/// 90 % of the budget. Each instance counting for itself earned 11–14 × 429 in 12 s (#19).
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_on_three_instances_share_one_rate_budget() -> anyhow::Result<()> {
+    let Some(redis) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let fake = FakeClever::start(two_districts()).await?;
+    // Tokens that outlive the test: the fake counts per token, so a new token mid-window
+    // would be a fresh budget that the deployment's counter does not know of.
+    let hosts = start_hosts(&fake, &redis, INSTANCES, "600").await?;
+    wait_all_pass(&hosts).await?;
+    fake.set_rate_limit(RateLimitConfig {
+        buckets: vec![RateLimitBucket::new(
+            "per-token",
+            BUDGET,
+            Duration::from_secs(BUDGET_WINDOW_SECS),
+        )],
+        enforce: true,
+        ..RateLimitConfig::default()
+    });
+    let data = "/clever/d-alpha/v3.0/districts/d-alpha/schools";
+    let first = fake.requests().len();
+    let start_ms = now_ms();
+    let until = Instant::now() + CALLING;
+    let mut callers = Vec::new();
+    for i in 0..CALLERS {
+        let url = hosts[i % hosts.len()].gateway_url(data);
+        callers.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while Instant::now() < until {
+                statuses.push(http_client::get(&url).await?.status);
+            }
+            anyhow::Ok(statuses)
+        }));
+    }
+    let mut answered = Vec::new();
+    for c in callers {
+        answered.extend(c.await??);
+    }
+    let end_ms = now_ms();
+    // Callers see no 429 at all: the gateway retries Clever's one after the reset.
+    let refused = answered.iter().filter(|&&s| s != 200).count();
+
+    let window_ms = BUDGET_WINDOW_SECS * 1000;
+    let seen: Vec<_> = fake.requests()[first..]
+        .iter()
+        .filter(|r| r.route == Route::Data)
+        .map(|r| (r.unix_ms / window_ms, r.status()))
+        .collect();
+    let windows: Vec<u64> = (start_ms / window_ms..=end_ms / window_ms).collect();
+    let count = |w: u64, status: u16| {
+        seen.iter()
+            .filter(|(sw, s)| *sw == w && *s == Some(status))
+            .count() as u64
+    };
+    let ok: Vec<u64> = windows.iter().map(|&w| count(w, 200)).collect();
+    let limited: Vec<u64> = windows.iter().map(|&w| count(w, 429)).collect();
+    eprintln!(
+        "{CALLERS} callers on {INSTANCES} instances, {BUDGET} calls per {BUDGET_WINDOW_SECS} s: \
+         200s per window {ok:?}, 429s per window {limited:?}; {} answers to callers, {refused} not 200",
+        answered.len()
+    );
+    assert!(
+        limited.iter().all(|&n| n <= 1),
+        "more than one 429 from Clever in a window: {limited:?}"
+    );
+    // The first and last windows are partial; the first full one is where the period is
+    // learned (its start waits for one probe's answer).
+    let steady = &ok[2..ok.len() - 1];
+    assert!(steady.len() >= 3, "{ok:?}");
+    for (i, &n) in steady.iter().enumerate() {
+        assert!(
+            n * 10 >= BUDGET * 9,
+            "window {} served {n} of {BUDGET}: {ok:?}",
+            i + 2
+        );
+        assert!(n <= BUDGET, "window {} served {n} of {BUDGET}", i + 2);
+    }
+    assert_eq!(refused, 0, "callers got answers other than 200");
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -1,5 +1,6 @@
 //! JSON records in the host's key-value store (`wasi:keyvalue`, store label `default`).
 
+use crate::bindings::wasi::keyvalue::atomics;
 use crate::bindings::wasi::keyvalue::store::{self, Bucket};
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -48,6 +49,12 @@ impl Kv {
     pub fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), KvError> {
         let bytes = serde_json::to_vec(value).map_err(|e| KvError(e.to_string()))?;
         self.0.set(key, &bytes).map_err(describe)
+    }
+
+    /// Adds `delta` to a counter (absent counts as 0) and returns its new value, atomically
+    /// across instances.
+    pub fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        atomics::increment(&self.0, key, delta).map_err(describe)
     }
 
     /// Every key that starts with `prefix`, across all pages.

@@ -1,8 +1,9 @@
 //! The Clever gateway's rules: which requests may pass, where they go, which headers travel,
 //! what each upstream outcome means (replay, wait, retry, pass through, own error), proactive
-//! pacing on exhausted rate-limit buckets, masking an echo of the token in Clever's answer,
+//! pacing on exhausted rate-limit buckets, one rate budget per token across instances, masking an echo of the token in Clever's answer,
 //! the per-district figures shown in health, and the API versions seen on real traffic. Pure: fed with `now`, settings and what Clever answered.
 
+pub mod budget;
 pub mod echo;
 pub mod error;
 pub mod figures;
@@ -24,11 +25,22 @@ pub mod keys {
     pub const PACE_PREFIX: &str = "clever-auth/v1/gateway/pace/";
     /// Prefix of [`super::figures::GatewayFigures`].
     pub const FIGURES_PREFIX: &str = "clever-auth/v1/gateway/figures/";
+    /// Prefix of [`super::budget::BudgetRecord`]s.
+    pub const BUDGET_PREFIX: &str = "clever-auth/v1/gateway/budget/";
+    /// Prefix of the budget's permit counters (one per district, bucket and window).
+    pub const BUDGET_COUNT_PREFIX: &str = "clever-auth/v1/gateway/budget-count/";
+    /// Prefix of the budget's probe permits (one per district and second while no window is
+    /// known).
+    pub const BUDGET_PROBE_PREFIX: &str = "clever-auth/v1/gateway/budget-probe/";
     /// The latest [`super::versions::VersionObservation`] from gateway traffic.
     pub const VERSIONS: &str = "clever-auth/v1/gateway/versions";
 
     pub fn pace(district: &str) -> String {
         format!("{PACE_PREFIX}{district}")
+    }
+
+    pub fn budget(district: &str) -> String {
+        format!("{BUDGET_PREFIX}{district}")
     }
 
     pub fn figures(district: &str) -> String {

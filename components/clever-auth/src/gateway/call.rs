@@ -10,6 +10,7 @@ use crate::http_out::Failure;
 use crate::kv::Kv;
 use crate::{clock, config, entropy, log};
 use clever_auth_core::backoff::RetryPolicy;
+use clever_auth_core::gateway::budget::{self, BudgetRecord, Meter};
 use clever_auth_core::gateway::figures::GatewayFigures;
 use clever_auth_core::gateway::outcome::{self, Next, Progress, Upstream};
 use clever_auth_core::gateway::pacing::{self, Gate, PaceRecord};
@@ -132,6 +133,9 @@ struct Ready {
     policy: RetryPolicy,
     max_hold_ms: u64,
     progress: Progress,
+    /// The district's budget as read before the last attempt, and the permits it took.
+    budget: Option<BudgetRecord>,
+    metered: Vec<Meter>,
 }
 
 /// How the request ended, for `finish`.
@@ -239,22 +243,49 @@ impl Call {
             policy,
             max_hold_ms,
             progress: Progress::default(),
+            budget: None,
+            metered: Vec::new(),
         })
     }
 
-    /// The next attempt, once the district's pace allows it.
+    /// The next attempt, once the district's pace and its shared budget allow it.
     fn attempt(&mut self) -> Step {
+        let Some(r) = self.ready.as_mut() else {
+            return self.answer(out_of_turn());
+        };
+        // Each hold ends at a reset in the future and the deadline bounds them all; the cap
+        // only guards against a store that answers nonsense.
+        let mut admitted = false;
+        for _ in 0..MAX_HOLDS {
+            let pace =
+                r.kv.get::<PaceRecord>(&keys::pace(&r.district))
+                    .ok()
+                    .flatten();
+            match pacing::gate(pace.as_ref(), clock::now(), r.deadline) {
+                Gate::Go => {}
+                Gate::WaitUntil(at) => {
+                    wait(at, &mut self.trace);
+                    continue;
+                }
+                Gate::Refuse(e) => return self.answer(e),
+            }
+            match take_permits(r) {
+                Gate::Go => {
+                    admitted = true;
+                    break;
+                }
+                Gate::WaitUntil(at) => wait(at, &mut self.trace),
+                Gate::Refuse(e) => return self.answer(e),
+            }
+        }
         let Some(r) = self.ready.as_ref() else {
             return self.answer(out_of_turn());
         };
-        let pace =
-            r.kv.get::<PaceRecord>(&keys::pace(&r.district))
-                .ok()
-                .flatten();
-        match pacing::gate(pace.as_ref(), clock::now(), r.deadline) {
-            Gate::Go => {}
-            Gate::WaitUntil(at) => wait(at, &mut self.trace),
-            Gate::Refuse(e) => return self.answer(e),
+        if !admitted {
+            return self.answer(GatewayError::new(
+                ErrorCode::RateLimited,
+                "this district's Clever rate limit kept the request waiting too often",
+            ));
         }
         let timeout_ms =
             outcome::attempt_timeout_ms(clock::now(), r.deadline, r.settings.http_timeout_ms);
@@ -315,6 +346,12 @@ impl Call {
         if let Some(reply) = &reply {
             if let Some(hold) = pacing::after_response(reply.status, &limits, now, r.max_hold_ms) {
                 let _ = r.kv.put(&keys::pace(district), &hold);
+            }
+            let metered = std::mem::take(&mut r.metered);
+            learn_budget(&r.kv, district, r.budget.as_ref(), &metered, &limits);
+        } else {
+            for key in budget::after_failure(&std::mem::take(&mut r.metered)) {
+                let _ = r.kv.delete(&key);
             }
         }
         let upstream = match &reply {
@@ -542,6 +579,54 @@ fn out_of_turn() -> GatewayError {
         ErrorCode::UpstreamUnreachable,
         "the gateway was driven out of turn (an attempt reported before it was started)",
     )
+}
+
+/// Holds in a row before a request gives up (see [`Call::attempt`]).
+const MAX_HOLDS: usize = 16;
+
+/// Reads the district's budget and takes the permits it calls for. A store that cannot
+/// count lets the call go: Clever's own 429 still paces it.
+fn take_permits(r: &mut Ready) -> Gate {
+    let now = clock::now();
+    r.budget =
+        r.kv.get::<BudgetRecord>(&keys::budget(&r.district))
+            .ok()
+            .flatten();
+    r.metered = budget::meters(r.budget.as_ref(), &r.district, now);
+    let taken: Vec<(Meter, Option<i64>)> = r
+        .metered
+        .iter()
+        .map(|m| (m.clone(), r.kv.increment(&m.key, 1).ok()))
+        .collect();
+    budget::verdict(&taken, now, r.deadline)
+}
+
+/// What an answer's rate-limit headers teach the deployment's budget, written to the store.
+fn learn_budget(
+    kv: &Kv,
+    district: &str,
+    record: Option<&BudgetRecord>,
+    metered: &[Meter],
+    limits: &RateLimitInfo,
+) {
+    let learned = budget::after_response(record, limits, district, metered);
+    if let Some(record) = &learned.record {
+        let _ = kv.put(&keys::budget(district), record);
+    }
+    for u in &learned.uncounted {
+        if let Ok(count) = kv.increment(&u.key, 1) {
+            let short = budget::shortfall(u, count);
+            if short > 0 {
+                let _ = kv.increment(&u.key, short);
+            }
+        }
+    }
+    for key in &learned.release {
+        let _ = kv.increment(key, -1);
+    }
+    for key in &learned.stale {
+        let _ = kv.delete(key);
+    }
 }
 
 fn wait(at: UnixMillis, trace: &mut Trace) {
