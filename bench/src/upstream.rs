@@ -2,6 +2,9 @@
 //! `GET /{version}/bytes/{n}` with `n` bytes of one shared buffer (no copy per request), and
 //! the refresher's probes (`/{version}/districts/{id}`, `/{version}/me`) with a minimal
 //! record. A bearer token must be present (any value: it measures proxies, not Clever).
+//! Every answer carries Clever's rate-limit headers (one fixed window of a minute, a limit no
+//! bench reaches), since the gateway meters its calls by them: without them it would measure
+//! an unmetered gateway that Clever never sees.
 //!
 //! The fake Clever would be the bottleneck here: one thread, and a request log that grows
 //! with every request.
@@ -18,6 +21,36 @@ use tokio::net::TcpListener;
 
 /// Largest body served; 1 MB is what the bench asks for.
 const MAX_BYTES: usize = 4 << 20;
+/// Calls per window in the rate-limit headers: far beyond what a bench sends in a minute.
+const RATE_LIMIT: u64 = 1_000_000_000;
+const WINDOW_SECS: u64 = 60;
+
+/// Calls in the current window: (window start, count), shared by every connection.
+static WINDOW: std::sync::Mutex<(u64, u64)> = std::sync::Mutex::new((0, 0));
+
+/// `X-Ratelimit-Limit`, `-Remaining` and `-Reset` as Clever sends them.
+fn rate_limit_headers() -> [(&'static str, String); 3] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let start = now / WINDOW_SECS * WINDOW_SECS;
+    let used = {
+        let mut w = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
+        if w.0 != start {
+            *w = (start, 0);
+        }
+        w.1 += 1;
+        w.1
+    };
+    [
+        ("x-ratelimit-limit", RATE_LIMIT.to_string()),
+        (
+            "x-ratelimit-remaining",
+            RATE_LIMIT.saturating_sub(used).to_string(),
+        ),
+        ("x-ratelimit-reset", (start + WINDOW_SECS).to_string()),
+    ]
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -105,8 +138,12 @@ fn answer<B>(req: &Request<B>, pattern: &Bytes) -> Response<Full<Bytes>> {
 fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    for (name, value) in rate_limit_headers() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
     response
 }

@@ -43,7 +43,13 @@ pub const CROSSING_GUARD_MS: u64 = 2_000;
 #[serde(default)]
 pub struct BudgetRecord {
     pub windows: Vec<Window>,
+    /// A probe's answer carried no rate-limit headers (an upstream that sends none): calls go
+    /// unmetered until this instant, then one probes again.
+    pub unmetered_until: UnixMillis,
 }
+
+/// How long an answer without rate-limit headers lets calls go unmetered.
+pub const UNMETERED_FOR_MS: u64 = 60_000;
 
 /// One bucket's last window seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +121,9 @@ impl Window {
 /// instead: callers that all went at once would spend the window before its first answer
 /// named it. The probe's answer names the window; until then the others wait a second.
 pub fn meters(record: Option<&BudgetRecord>, district: &str, now: UnixMillis) -> Vec<Meter> {
+    if record.is_some_and(|r| r.windows.is_empty() && now < r.unmetered_until) {
+        return Vec::new();
+    }
     let known: Vec<Meter> = record
         .map(|r| r.windows.as_slice())
         .unwrap_or_default()
@@ -238,6 +247,7 @@ pub fn after_response(
     let old = record.cloned().unwrap_or_default();
     let mut new = BudgetRecord {
         windows: Vec::with_capacity(limits.buckets.len()),
+        unmetered_until: 0,
     };
     let mut learned = Learned {
         stale: after_failure(metered),
@@ -285,7 +295,14 @@ pub fn after_response(
     }
     if new.windows.is_empty() {
         // An answer without rate-limit headers (an error page, a proxy) keeps what was known,
-        // crossing permits included: where the call landed is unknown.
+        // crossing permits included: where the call landed is unknown. If nothing was known,
+        // the upstream may never send any: stop probing for a while.
+        if old.windows.is_empty() && metered.iter().any(is_probe) {
+            learned.record = Some(BudgetRecord {
+                windows: Vec::new(),
+                unmetered_until: limits.received_at.saturating_add(UNMETERED_FOR_MS),
+            });
+        }
         return learned;
     }
     learned.release = metered
@@ -344,6 +361,7 @@ mod tests {
                 reset_at,
                 period_ms,
             }],
+            unmetered_until: 0,
         }
     }
 
@@ -607,6 +625,31 @@ mod tests {
         );
         assert_eq!(l.record, None);
         assert!(l.stale.is_empty());
+    }
+
+    #[test]
+    fn a_probe_answered_without_headers_lets_calls_go_unmetered_for_a_while() {
+        let probe = meters(None, "d", NOW);
+        let quiet = RateLimitInfo {
+            received_at: NOW + 20,
+            ..RateLimitInfo::default()
+        };
+        let l = after_response(None, &quiet, "d", &probe);
+        let r = l.record.expect("a record");
+        assert!(meters(Some(&r), "d", NOW + 20).is_empty());
+        assert!(meters(Some(&r), "d", NOW + 20 + UNMETERED_FOR_MS - 1).is_empty());
+        assert!(is_probe(
+            &meters(Some(&r), "d", NOW + 20 + UNMETERED_FOR_MS)[0]
+        ));
+        // Headers again: metered from the next call on.
+        let l = after_response(
+            Some(&r),
+            &answer(NOW + 30, &[("district", 40, 39, NOW + 5_000)]),
+            "d",
+            &[],
+        );
+        let r = l.record.expect("a record");
+        assert_eq!(meters(Some(&r), "d", NOW + 40)[0].limit, 40);
     }
 
     #[test]
