@@ -235,6 +235,18 @@ impl HostProcess {
         format!("http://{addr}{path}")
     }
 
+    /// SIGKILL, as a crashed or evicted instance dies: no drain, no last write. Waits for the
+    /// process to be gone.
+    pub async fn kill(mut self) -> Result<ExitStatus> {
+        let pid = self.child.id().context("host already reaped")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)?;
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .map_err(|_| anyhow!("host still running 10 s after SIGKILL"))??;
+        Ok(status)
+    }
+
     /// SIGTERM, then wait (bounded) for a clean exit.
     pub async fn terminate(mut self) -> Result<ExitStatus> {
         let pid = self.child.id().context("host already reaped")?;

@@ -3,7 +3,9 @@
 //! instances, every instance serves the tokens another one fetched, and callers spread over
 //! the instances share one rate budget per district token.
 
-use clever_auth_tests::fake_clever::{FakeClever, RateLimitBucket, RateLimitConfig, Route};
+use clever_auth_tests::fake_clever::{
+    FakeClever, Fault, RateLimitBucket, RateLimitConfig, Route, RouteMatch,
+};
 use clever_auth_tests::host_process::HostProcess;
 use clever_auth_tests::http_client;
 use clever_auth_tests::redis_server::RedisServer;
@@ -26,17 +28,27 @@ async fn start_hosts(
     n: usize,
     lifetime_secs: &str,
 ) -> anyhow::Result<Vec<HostProcess>> {
+    start_hosts_with(
+        fake,
+        redis,
+        n,
+        &[("CLEVER_TOKEN_LIFETIME_SECS", lifetime_secs)],
+    )
+    .await
+}
+
+/// [`start_hosts`] with any settings.
+async fn start_hosts_with(
+    fake: &FakeClever,
+    redis: &RedisServer,
+    n: usize,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Vec<HostProcess>> {
+    let mut env = env.to_vec();
+    env.push(("CLEVER_AUTH_STORE_KEY", STORE_KEY));
     let mut hosts = Vec::new();
     for _ in 0..n {
-        let opts = scenario::host_options(
-            fake,
-            &[
-                ("CLEVER_TOKEN_LIFETIME_SECS", lifetime_secs),
-                ("CLEVER_AUTH_STORE_KEY", STORE_KEY),
-            ],
-            &["--store", &redis.url()],
-            true,
-        );
+        let opts = scenario::host_options(fake, &env, &["--store", &redis.url()], true);
         hosts.push(HostProcess::start(opts).await?);
     }
     Ok(hosts)
@@ -289,4 +301,101 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The lease with `CLEVER_HTTP_TIMEOUT_MS=1000`: the floor of `refresher::lease`.
+const LEASE_TTL: Duration = Duration::from_secs(5);
+
+/// The instance running the refresher killed with SIGKILL in the middle of its run (its
+/// listing hangs): the others keep lending the shared tokens, none lists while the dead
+/// holder's lease lasts, and one of them takes over once it lapses: one listing, within the
+/// lease's lifetime plus one poll of the schedule.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresher_killed_mid_run_is_replaced_once_its_lease_lapses() -> anyhow::Result<()> {
+    let Some(redis) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let fake = FakeClever::start(two_districts()).await?;
+    let env = [
+        ("CLEVER_TOKEN_LIFETIME_SECS", "600"),
+        ("CLEVER_HTTP_TIMEOUT_MS", "1000"),
+        ("CLEVER_GATEWAY_DEADLINE_MS", "2000"),
+    ];
+    // Alone, the first instance runs every refresh: it is the holder below.
+    let mut first = start_hosts_with(&fake, &redis, 1, &env).await?;
+    wait_all_pass(&first).await?;
+    let holder = first.remove(0);
+
+    // Clever refuses the token once (a relist is asked for) and every listing hangs.
+    fake.fail_next(
+        RouteMatch::route(Route::Data).for_district("d-alpha"),
+        1,
+        401,
+    );
+    fake.set_persistent_fault(Route::TokenList, Fault::Hang);
+    let listings = fake.request_count(Route::TokenList);
+    let refused = holder.gateway_url("/clever/d-alpha/v3.0/districts/d-alpha");
+    let refused = tokio::spawn(async move { http_client::get(&refused).await });
+    wait_until(Duration::from_secs(10), "the holder's listing", || {
+        fake.request_count(Route::TokenList) > listings
+    })
+    .await?;
+
+    // Two more instances join during the hung run; they serve the shared tokens.
+    let others = start_hosts_with(&fake, &redis, 2, &env).await?;
+    wait_all_pass(&others).await?;
+    holder.kill().await?;
+    let _ = refused.await;
+    // The holder renews the lease before each attempt: its last attempt is its last renewal.
+    let last_attempt = fake
+        .requests_for(Route::TokenList)
+        .last()
+        .map(|r| r.at)
+        .ok_or_else(|| anyhow::anyhow!("no listing seen"))?;
+    let before = fake.request_count(Route::TokenList);
+    fake.clear_faults();
+
+    wait_until(LEASE_TTL * 3, "a listing by another instance", || {
+        fake.request_count(Route::TokenList) > before
+    })
+    .await?;
+    let takeover = fake.requests_for(Route::TokenList)[before].at;
+    let waited = takeover.duration_since(last_attempt);
+    eprintln!("the holder's last attempt to the next listing: {waited:?} (lease {LEASE_TTL:?})");
+    // Not before the dead holder's lease lapsed (a second run while the first may still be
+    // alive would write over it), and not much later: one 2 s poll of the schedule and a
+    // 200 ms retry of the busy lease, with slack for a loaded machine.
+    assert!(
+        waited >= LEASE_TTL - Duration::from_millis(250),
+        "another run started {waited:?} after the holder's last renewal (lease {LEASE_TTL:?})"
+    );
+    assert!(
+        waited <= LEASE_TTL + Duration::from_secs(4),
+        "the lease was taken over only {waited:?} after the holder's last renewal"
+    );
+    for h in &others {
+        scenario::wait_health(h, Duration::from_secs(20), |h| h.body["status"] == "pass").await?;
+        let reply =
+            http_client::get(&h.gateway_url("/clever/d-alpha/v3.0/districts/d-alpha")).await?;
+        assert_eq!(
+            reply.status,
+            200,
+            "gateway after the takeover: {}",
+            reply.text()
+        );
+    }
+    // One run took over, not one per surviving instance.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = fake.request_count(Route::TokenList) - before;
+    assert_eq!(after, 1, "{after} listings after the takeover");
+    Ok(())
+}
+
+async fn wait_until(timeout: Duration, what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        anyhow::ensure!(Instant::now() < deadline, "no {what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ use crate::lease::Lease;
 use crate::token_store::Stored;
 use crate::{clock, entropy, log};
 use clever_auth_core::lifecycle::{TokenEntry, APP_TOKEN_ID};
+use clever_auth_core::refresher::lease::{self, LEASE_BUSY_MS};
 use clever_auth_core::refresher::{
     credentials_fingerprint, Action, Cycle, HttpResult, Inputs, Machine, Reply, Request,
     SecretsView, TransportError, RECHECK_MS,
@@ -23,8 +24,6 @@ use serde_json::json;
 
 /// How soon to look again when the host changed the secrets while they were being read.
 const SECRETS_SETTLING_MS: u64 = 50;
-/// How soon to look again when another instance holds the lease.
-const LEASE_BUSY_MS: u64 = 200;
 /// Marks that a host scheduler drives the refresher (so health requests need not).
 const SCHEDULER_KEY: &str = "clever-auth/v1/scheduler";
 /// How long past its announced next call a scheduler still counts as alive.
@@ -191,9 +190,8 @@ fn fold_gateway_versions(kv: &Kv, status: &mut StatusSnapshot, settings: &Settin
     );
 }
 
-/// Long enough for one HTTP attempt and the writes after it; renewed before each attempt.
 fn lease_ttl(settings: &Settings) -> u64 {
-    settings.http_timeout_ms.saturating_mul(4).max(60_000)
+    lease::lease_ttl_ms(settings.http_timeout_ms)
 }
 
 fn lease_lost() -> u64 {

@@ -10,6 +10,7 @@
 
 mod cycle;
 mod io;
+pub mod lease;
 mod listing;
 mod machine;
 mod probes;
