@@ -134,12 +134,12 @@ pub fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> {
 
 // ----- processes -----
 
-struct Upstream {
-    proc: Proc,
-    addr: SocketAddr,
+pub(super) struct Upstream {
+    pub(super) proc: Proc,
+    pub(super) addr: SocketAddr,
 }
 
-fn start_upstream(bins: &Bins) -> Result<Upstream> {
+pub(super) fn start_upstream(bins: &Bins) -> Result<Upstream> {
     let mut proc = Proc::spawn(
         "upstream",
         Command::new(&bins.bench).args(["upstream", "--listen", "127.0.0.1:0"]),
@@ -152,13 +152,24 @@ fn start_upstream(bins: &Bins) -> Result<Upstream> {
     Ok(Upstream { proc, addr })
 }
 
-struct GatewayHost {
-    server: Server,
-    gateway: SocketAddr,
+pub(super) struct GatewayHost {
+    pub(super) server: Server,
+    pub(super) gateway: SocketAddr,
 }
 
 /// The release host, its tokens from the fake Clever, its data API the stand-in upstream.
 fn start_gateway_host(bins: &Bins, fake_url: &str, upstream_url: &str) -> Result<GatewayHost> {
+    start_gateway_host_with(bins, fake_url, upstream_url, &[], &[])
+}
+
+/// [`start_gateway_host`] with more settings and flags (a store, its key).
+pub(super) fn start_gateway_host_with(
+    bins: &Bins,
+    fake_url: &str,
+    upstream_url: &str,
+    settings: &[(&str, &str)],
+    extra: &[String],
+) -> Result<GatewayHost> {
     // As in the container image (Dockerfile: `--precompile`): the measured host loads the
     // compiled component instead of compiling it at start, whose memory glibc keeps and the
     // peak RSS figures counted (43 MiB more in one run).
@@ -171,7 +182,7 @@ fn start_gateway_host(bins: &Bins, fake_url: &str, upstream_url: &str) -> Result
     if !precompiled.success() {
         bail!("clever-auth-host --precompile failed ({precompiled})");
     }
-    let mut cmd = host_command(bins, fake_url, &[], &[]);
+    let mut cmd = host_command(bins, fake_url, settings, extra);
     cmd.env("CLEVER_API_BASE_URL", upstream_url);
     let mut proc = Proc::spawn("gateway host", &mut cmd, false)?;
     let gateway = proc.wait_line(HOST_START_TIMEOUT, |line| {
@@ -317,7 +328,7 @@ http {{
 
 // ----- load -----
 
-fn load(
+pub(super) fn load(
     bins: &Bins,
     url: &str,
     headers: &[String],
@@ -372,7 +383,7 @@ fn per_round(
 }
 
 /// The median, and the range when there is more than one value.
-fn median_and_range(mut values: Vec<f64>, unit: &str, digits: usize) -> Option<String> {
+pub(super) fn median_and_range(mut values: Vec<f64>, unit: &str, digits: usize) -> Option<String> {
     values.sort_by(f64::total_cmp);
     let median = *values.get(values.len() / 2)?;
     let (lo, hi) = (values[0], values[values.len() - 1]);

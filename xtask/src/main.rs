@@ -89,8 +89,9 @@ enum Cmd {
         gateway_rounds: u32,
         /// Run one part only: `scale10k` (10,000 districts on one instance), `spin` (health
         /// under `spin up` side by side with the host and the native baseline), `gateway` (the
-        /// gateway vs direct vs nginx).
-        #[arg(long, value_parser = ["scale10k", "spin", "gateway"])]
+        /// gateway vs direct vs nginx), `scaleout` (the gateway and health on the memory store
+        /// vs a loopback Redis).
+        #[arg(long, value_parser = ["scale10k", "spin", "gateway", "scaleout"])]
         only: Option<String>,
     },
     /// Build in release and run only the bench's abuse section: a well-behaved client's

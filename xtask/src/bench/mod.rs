@@ -23,6 +23,8 @@ pub mod abuse;
 mod bench_gateway;
 #[path = "../bench_scale.rs"]
 mod bench_scale;
+#[path = "../bench_scaleout.rs"]
+mod bench_scaleout;
 #[path = "../bench_spin.rs"]
 mod bench_spin;
 mod build;
@@ -72,6 +74,9 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     }
     if opts.only.as_deref() == Some("gateway") {
         return bench_gateway::only(&bins, opts, &out_dir);
+    }
+    if opts.only.as_deref() == Some("scaleout") {
+        return bench_scaleout::only(&bins, opts, &out_dir);
     }
 
     let mut report = report_head(root, build_secs, opts, &flags, machine_before);

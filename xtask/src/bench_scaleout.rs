@@ -1,0 +1,233 @@
+//! `cargo xtask bench --only scaleout`: what a shared store costs. One release host on the
+//! memory store and one on a loopback `redis-server` (persistence off), side by side against
+//! the same stand-in upstream (which sends Clever's rate-limit headers, so every gateway call
+//! takes its permit from the shared budget): the gateway at 1 and 64 connections, and health
+//! at 64 connections, `--gateway-rounds` times in turn; ratios are taken within a round.
+
+use super::bench_gateway::{load, median_and_range, start_gateway_host_with, start_upstream};
+use super::build::Bins;
+use super::options::Options;
+use super::servers::start_fake;
+use crate::procs::{self, Proc};
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CONNECTIONS: [usize; 2] = [1, 64];
+const STORES: [&str; 2] = ["memory", "redis"];
+/// Any 32 bytes, base64: the store key of the Redis host.
+const STORE_KEY: &str = "YmVuY2gtc2NhbGVvdXQtc3RvcmUta2V5LTMyYnl0ZXM=";
+
+pub(super) fn only(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<()> {
+    let result = run(bins, opts, out_dir)?;
+    let markdown = render(&result);
+    print!("{markdown}");
+    let md = out_dir.join("scaleout.md");
+    std::fs::write(&md, &markdown)?;
+    std::fs::write(
+        md.with_extension("json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
+    eprintln!("xtask bench: wrote {}", md.display());
+    Ok(())
+}
+
+/// A loopback `redis-server` as the tests run it: a free port, nothing on disk.
+struct Redis {
+    _proc: Proc,
+    addr: SocketAddr,
+}
+
+/// Runs in `dir` (it writes nothing there with persistence off, but needs a directory).
+fn start_redis(dir: &Path) -> Result<Redis> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    std::fs::create_dir_all(dir)?;
+    let proc = Proc::spawn(
+        "redis-server",
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir),
+        false,
+    )
+    .context("redis-server (apt-get install redis-server)")?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "redis-server did not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Redis { _proc: proc, addr })
+}
+
+fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> {
+    let fake = start_fake(bins, 1)?;
+    let district = fake
+        .districts
+        .first()
+        .context("the fake made no district")?;
+    let upstream = start_upstream(bins)?;
+    let upstream_url = format!("http://{}", upstream.addr);
+    let redis = start_redis(&out_dir.join("scaleout-redis"))?;
+    let memory = start_gateway_host_with(bins, &fake.url, &upstream_url, &[], &[])?;
+    let shared = start_gateway_host_with(
+        bins,
+        &fake.url,
+        &upstream_url,
+        &[("CLEVER_AUTH_STORE_KEY", STORE_KEY)],
+        &["--store".into(), format!("redis://{}", redis.addr)],
+    )?;
+    let hosts = [(STORES[0], &memory), (STORES[1], &shared)];
+    let rounds = opts.gateway_rounds.max(1);
+    let mut points = Vec::new();
+    for round in 1..=rounds {
+        for connections in CONNECTIONS {
+            for (store, host) in hosts {
+                let url = format!("http://{}/clever/{district}/v3.0/bytes/1024", host.gateway);
+                eprintln!("xtask bench: scaleout: gateway on {store} at {connections} connections");
+                let mut p = load(bins, &url, &[], connections, host.server.proc.pid(), opts)?;
+                p["what"] = json!("gateway");
+                p["store"] = json!(store);
+                p["round"] = json!(round);
+                points.push(p);
+            }
+        }
+        for (store, host) in hosts {
+            let url = format!("http://{}/health/clever-auth", host.server.addr);
+            eprintln!("xtask bench: scaleout: health on {store} at 64 connections");
+            let mut p = load(bins, &url, &[], 64, host.server.proc.pid(), opts)?;
+            p["what"] = json!("health");
+            p["store"] = json!(store);
+            p["round"] = json!(round);
+            points.push(p);
+        }
+    }
+    Ok(json!({
+        "upstream": "clever-auth-bench upstream (1 thread, Clever's rate-limit headers)",
+        "redis": redis_version(),
+        "points": points,
+        "machine_after": { "loadavg_1m": procs::loadavg() },
+    }))
+}
+
+fn redis_version() -> Option<String> {
+    let out = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn point<'a>(r: &'a Value, what: &str, store: &str, conns: usize, round: u64) -> Option<&'a Value> {
+    r["points"].as_array()?.iter().find(|p| {
+        p["what"] == what
+            && p["store"] == store
+            && p["connections"] == json!(conns)
+            && p["round"] == json!(round)
+    })
+}
+
+/// `f(memory, redis)` round by round.
+fn per_round(r: &Value, what: &str, conns: usize, f: impl Fn(&Value, &Value) -> f64) -> Vec<f64> {
+    (1..)
+        .map_while(|round| {
+            Some((
+                point(r, what, STORES[0], conns, round)?,
+                point(r, what, STORES[1], conns, round)?,
+            ))
+        })
+        .map(|(m, s)| f(m, s))
+        .collect()
+}
+
+pub(super) fn render(r: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "## Scale-out: the memory store vs a loopback Redis\n");
+    let _ = writeln!(
+        s,
+        "`cargo xtask bench --only scaleout` · upstream: {} · {}\n",
+        r["upstream"].as_str().unwrap_or_default(),
+        r["redis"].as_str().unwrap_or("redis-server")
+    );
+    let _ = writeln!(
+        s,
+        "| what | conns | round | store | req/s | p50 ms | p99 ms | non-2xx+errors |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---|---:|---:|---:|---:|");
+    for p in r["points"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {} |",
+            p["what"].as_str().unwrap_or_default(),
+            p["connections"],
+            p["round"],
+            p["store"].as_str().unwrap_or_default(),
+            num(&p["rps"]),
+            num(&p["latency_us"]["p50"]) / 1000.0,
+            num(&p["latency_us"]["p99"]) / 1000.0,
+            p["non_2xx"].as_u64().unwrap_or(0) + p["errors"].as_u64().unwrap_or(0),
+        );
+    }
+    let _ = writeln!(s);
+    let added = per_round(r, "gateway", 1, |m, s| {
+        (num(&s["latency_us"]["p50"]) - num(&m["latency_us"]["p50"])) / 1000.0
+    });
+    if let Some(v) = median_and_range(added, " ms", 3) {
+        let _ = writeln!(
+            s,
+            "- Added p50 at 1 connection, Redis vs memory: {v} (target ≤ 0.3 ms)."
+        );
+    }
+    let ratio = per_round(r, "gateway", 64, |m, s| num(&s["rps"]) / num(&m["rps"]));
+    if let Some(v) = median_and_range(ratio, "×", 2) {
+        let _ = writeln!(
+            s,
+            "- Gateway req/s at 64 connections, Redis / memory: {v} (target ≥ 0.8×)."
+        );
+    }
+    let p99 = per_round(r, "health", 64, |_, s| {
+        num(&s["latency_us"]["p99"]) / 1000.0
+    });
+    if let Some(v) = median_and_range(p99, " ms", 2) {
+        let _ = writeln!(
+            s,
+            "- Health p99 at 64 connections on Redis: {v} (target < 10 ms)."
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(what: &str, store: &str, conns: usize, round: u64, rps: f64, p50_us: f64) -> Value {
+        json!({ "what": what, "store": store, "connections": conns, "round": round,
+                "rps": rps, "latency_us": { "p50": p50_us, "p99": p50_us * 2.0 } })
+    }
+
+    #[test]
+    fn ratios_pair_the_stores_of_one_round() {
+        let r = json!({ "points": [
+            p("gateway", "memory", 1, 1, 1000.0, 500.0), p("gateway", "redis", 1, 1, 800.0, 700.0),
+            p("gateway", "memory", 64, 1, 4000.0, 9000.0), p("gateway", "redis", 64, 1, 3000.0, 9000.0),
+            p("health", "memory", 64, 1, 9000.0, 1000.0), p("health", "redis", 64, 1, 9000.0, 2500.0),
+        ]});
+        let md = render(&r);
+        assert!(md.contains("Redis vs memory: **0.200 ms**"), "{md}");
+        assert!(md.contains("Redis / memory: **0.75×**"), "{md}");
+        assert!(md.contains("on Redis: **5.00 ms**"), "{md}");
+    }
+}
