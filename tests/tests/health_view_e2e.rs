@@ -2,9 +2,9 @@
 //! the real component, a fake Clever.
 
 use clever_auth_tests::fake_clever::FakeClever;
-use clever_auth_tests::host_process::{HostOptions, HostProcess};
+use clever_auth_tests::host_process::HostProcess;
 use clever_auth_tests::http_client;
-use clever_auth_tests::scenario::{self, two_districts, wait_health, FAST_SETTINGS, HEALTH};
+use clever_auth_tests::scenario::{self, two_districts, wait_health, HEALTH};
 use std::time::Duration;
 
 const READY: Duration = Duration::from_secs(20);
@@ -15,15 +15,7 @@ async fn host_for(
     public: bool,
     env: &[(&str, &str)],
 ) -> anyhow::Result<HostProcess> {
-    let mut opts = HostOptions::default()
-        .args(&["--secrets", "env", "--allow-loopback-http"])
-        .env("CLEVER_CLIENT_ID", &fake.client_id())
-        .env("CLEVER_CLIENT_SECRET", &fake.client_secret())
-        .env("CLEVER_TOKEN_URL", &fake.token_url())
-        .env("CLEVER_API_BASE_URL", fake.api_base_url());
-    for (k, v) in FAST_SETTINGS.iter().chain(env) {
-        opts = opts.env(k, v);
-    }
+    let mut opts = scenario::host_options(fake, env, &[], true);
     if public {
         opts = opts.public_health();
     }

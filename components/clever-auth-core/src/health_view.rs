@@ -45,6 +45,25 @@ pub fn decide(setting: Option<&str>, header: Option<&[u8]>, query: Option<&str>)
     }
 }
 
+/// What is wrong with a value of [`DETAIL_SETTING`] that is none of the known ones: it gives
+/// the public answer, as every unknown value does, but a typo (`alwyas`) should not pass in
+/// silence. Known: absent or empty, `never` and `public` (the public answer), `always`, and
+/// the native host's own [`FOLLOW_HOST_HEADER`].
+pub fn setting_problem(setting: Option<&str>) -> Option<String> {
+    let value = setting.map(str::trim).filter(|v| !v.is_empty())?;
+    let known = ["always", "never", "public"]
+        .iter()
+        .any(|k| value.eq_ignore_ascii_case(k))
+        || value == FOLLOW_HOST_HEADER;
+    (!known).then(|| {
+        let shown: String = value.chars().take(40).collect();
+        format!(
+            "{DETAIL_SETTING} = `{shown}` is not `always`, `never` or empty: health gives the \
+             public answer"
+        )
+    })
+}
+
 /// `page=N` from a query string; anything unusable means the first page.
 fn page(query: Option<&str>) -> Option<u32> {
     query?
@@ -60,6 +79,27 @@ mod tests {
 
     const DETAIL: Option<&[u8]> = Some(b"detail");
     const HOST: Option<&str> = Some(FOLLOW_HOST_HEADER);
+
+    #[test]
+    fn unknown_values_are_named_and_known_ones_are_not() {
+        for fine in [
+            None,
+            Some(""),
+            Some(" "),
+            Some("always"),
+            Some("ALWAYS"),
+            Some("never"),
+            Some("public"),
+            HOST,
+        ] {
+            assert_eq!(setting_problem(fine), None, "{fine:?}");
+        }
+        let problem = setting_problem(Some("alwyas")).expect("a typo is named");
+        assert!(problem.contains("`alwyas`"), "{problem}");
+        assert_eq!(decide(Some("alwyas"), DETAIL, None), View::Public);
+        let long = "x".repeat(500);
+        assert!(setting_problem(Some(&long)).is_some_and(|p| p.len() < 200));
+    }
 
     #[test]
     fn the_header_decides_only_when_the_host_says_it_owns_it() {

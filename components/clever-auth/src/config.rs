@@ -2,11 +2,14 @@
 
 use crate::bindings::wasi::config::store;
 use crate::kv::Kv;
+use crate::log;
 use clever_auth_core::health::CredentialPresence;
+use clever_auth_core::health_view;
 use clever_auth_core::secret::Secret;
 use clever_auth_core::settings::{self, SettingError, Settings, CLIENT_ID, CLIENT_SECRET};
 use clever_auth_core::settings_check::{self, SettingsCheck};
 use clever_auth_core::UnixMillis;
+use serde_json::json;
 use std::cell::RefCell;
 
 fn get(key: &str) -> Result<Option<String>, String> {
@@ -24,10 +27,21 @@ pub fn settings() -> Result<Settings, Vec<SettingError>> {
 /// read now (every setting is a host call; see `clever_auth_core::settings_check`) and stored.
 /// Health and every gateway request start here.
 pub fn checked(kv: Option<&Kv>, now: UnixMillis) -> SettingsCheck {
-    if let Some(check) = kv.and_then(stored_check).filter(|c| c.fresh_at(now)) {
-        return check;
+    let previous = kv.and_then(stored_check);
+    if let Some(check) = previous.as_ref().filter(|c| c.fresh_at(now)) {
+        return check.clone();
     }
     let check = SettingsCheck::new(&settings(), health_detail_setting(), now);
+    // Said when the value changes (or first seen), not at every check.
+    if previous.as_ref().map(|p| &p.health_detail) != Some(&check.health_detail) {
+        if let Some(problem) = health_view::setting_problem(check.health_detail.as_deref()) {
+            log::event(
+                "warn",
+                "setting_ignored",
+                json!({ "setting": health_view::DETAIL_SETTING, "problem": problem }),
+            );
+        }
+    }
     if let Some(kv) = kv {
         // Not stored: the next request reads the settings again, nothing worse.
         let _ = kv.put(settings_check::KEY, &check);
@@ -59,9 +73,7 @@ fn stored_check(kv: &Kv) -> Option<SettingsCheck> {
 
 /// The health view setting (`clever_auth_core::health_view::DETAIL_SETTING`), if any.
 pub fn health_detail_setting() -> Option<String> {
-    get(clever_auth_core::health_view::DETAIL_SETTING)
-        .ok()
-        .flatten()
+    get(health_view::DETAIL_SETTING).ok().flatten()
 }
 
 /// Whether each secret is available right now, without keeping its value.
