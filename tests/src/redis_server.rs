@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
@@ -23,6 +24,9 @@ pub struct RedisServer {
     auth: RedisAuth,
     /// The harness's own login (user, password) when the server wants one.
     admin: Option<(String, String)>,
+    /// One connection for the harness's commands, so they add one AUTH in all to the
+    /// server's count (`command_calls("auth")` then counts the host's).
+    harness: Mutex<Option<redis::Connection>>,
 }
 
 /// Who may log in.
@@ -79,6 +83,7 @@ impl RedisServer {
             child: None,
             auth,
             admin,
+            harness: Mutex::new(None),
         };
         server.spawn().await?;
         Ok(Some(server))
@@ -149,10 +154,21 @@ impl RedisServer {
         Ok(redis::Client::open(info)?)
     }
 
-    fn admin_connection(&self) -> Result<redis::Connection> {
-        Ok(self
-            .client()?
-            .get_connection_with_timeout(Duration::from_secs(2))?)
+    /// Runs `cmd` on the harness's connection, made (again) when there is none.
+    fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut held = self.harness.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut c = match held.take() {
+            Some(c) => c,
+            None => self
+                .client()?
+                .get_connection_with_timeout(Duration::from_secs(2))?,
+        };
+        let answer = cmd.query(&mut c);
+        // A connection that failed is dropped; one that carried a refusal is kept.
+        if !matches!(&answer, Err(e) if e.is_io_error() || e.is_connection_dropped()) {
+            *held = Some(c);
+        }
+        Ok(answer?)
     }
 
     /// Runs one command as the admin, e.g. `["ACL", "SETUSER", …]`, `["CONFIG", "SET", …]`.
@@ -162,15 +178,13 @@ impl RedisServer {
         for a in rest {
             cmd.arg(*a);
         }
-        Ok(cmd.query(&mut self.admin_connection()?)?)
+        self.query(&cmd)
     }
 
     /// How many times `command` (e.g. `auth`) has been called since the start, failed calls
-    /// included (`INFO commandstats`).
+    /// included (`INFO commandstats`). The harness's own AUTH is one, when it first connects.
     pub fn command_calls(&self, command: &str) -> Result<u64> {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut self.admin_connection()?)?;
+        let info: String = self.query(redis::cmd("INFO").arg("commandstats"))?;
         let prefix = format!("cmdstat_{command}:calls=");
         Ok(info
             .lines()
@@ -182,9 +196,7 @@ impl RedisServer {
 
     /// The connections logged in as `user`, by client id (`CLIENT LIST`).
     pub fn client_ids_of(&self, user: &str) -> Result<Vec<u64>> {
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query(&mut self.admin_connection()?)?;
+        let list: String = self.query(redis::cmd("CLIENT").arg("LIST"))?;
         let wanted = format!("user={user}");
         Ok(list
             .lines()
@@ -205,6 +217,7 @@ impl RedisServer {
     /// Stops the server (SIGKILL: an outage, not a shutdown). The port stays reserved for
     /// [`RedisServer::restart`] only by convention: nothing else in the test binds it.
     pub async fn stop(&mut self) -> Result<()> {
+        *self.harness.lock().unwrap_or_else(PoisonError::into_inner) = None;
         if let Some(mut child) = self.child.take() {
             child.kill().await?;
             child.wait().await?;
@@ -220,11 +233,10 @@ impl RedisServer {
 
     /// Every key in the server with its value (strings only; we store nothing else).
     pub fn dump(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut c = self.admin_connection()?;
-        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c)?;
+        let keys: Vec<String> = self.query(redis::cmd("KEYS").arg("*"))?;
         let mut out = Vec::new();
         for k in keys {
-            let v: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query(&mut c)?;
+            let v: Option<Vec<u8>> = self.query(redis::cmd("GET").arg(&k))?;
             out.push((k, v.unwrap_or_default()));
         }
         out.sort();
