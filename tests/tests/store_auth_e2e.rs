@@ -164,33 +164,53 @@ async fn a_key_fixed_or_rotated_in_key_vault_is_used_without_a_restart() -> anyh
 const REDIS_RESOURCE: &str = "https://redis.azure.com";
 const OBJECT_ID: &str = "5c0f3a7e-2b9d-4e61-8a4f-9d3b1c7e0a26";
 
-/// Plays Azure's part: each token the identity fake issues for Redis becomes a password of
-/// the identity's Redis user, and tokens before the previous one (expired) stop working.
-async fn follow_tokens(identity: FakeIdentityEndpoint, redis: Arc<RedisServer>) {
-    let mut valid: Vec<u64> = Vec::new();
-    let mut seen = BTreeSet::new();
-    loop {
-        let issued: Vec<u64> = identity
+/// Plays Azure's part: the tokens the identity fake issues for Redis are the passwords of the
+/// identity's Redis user, and the ones before the previous (expired) stop working. The next
+/// two log in before they are issued, so the host never meets a token Redis does not know yet
+/// (in Azure a token is valid as soon as it is issued).
+struct TokenFollower {
+    identity: FakeIdentityEndpoint,
+    redis: Arc<RedisServer>,
+    valid: BTreeSet<u64>,
+}
+
+impl TokenFollower {
+    fn sync(&mut self) -> anyhow::Result<()> {
+        let newest = self
+            .identity
             .requests()
             .iter()
             .filter(|r| r.resource.as_deref() == Some(REDIS_RESOURCE))
             .filter_map(|r| r.token_serial)
-            .filter(|n| !seen.contains(n))
+            .max()
+            .unwrap_or(0);
+        let want: BTreeSet<u64> = (newest.saturating_sub(1).max(1)..=newest + 2).collect();
+        if want == self.valid {
+            return Ok(());
+        }
+        let mut rules: Vec<String> = want
+            .difference(&self.valid)
+            .map(|n| format!(">{}", self.identity.token(*n)))
             .collect();
-        for n in issued {
-            seen.insert(n);
-            let mut rules = vec![format!(">{}", identity.token(n))];
-            valid.push(n);
-            while valid.len() > 2 {
-                rules.push(format!("<{}", identity.token(valid.remove(0))));
-            }
-            let mut args = vec!["ACL", "SETUSER", OBJECT_ID];
-            args.extend(rules.iter().map(String::as_str));
-            if let Err(e) = redis.command(&args) {
+        rules.extend(
+            self.valid
+                .difference(&want)
+                .map(|n| format!("<{}", self.identity.token(*n))),
+        );
+        let mut args = vec!["ACL", "SETUSER", OBJECT_ID];
+        args.extend(rules.iter().map(String::as_str));
+        self.redis.command(&args)?;
+        self.valid = want;
+        Ok(())
+    }
+
+    async fn run(mut self) {
+        loop {
+            if let Err(e) = self.sync() {
                 eprintln!("ACL SETUSER failed: {e}");
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -217,7 +237,13 @@ async fn entra_tokens_log_in_as_the_identity_and_refresh_on_the_live_connection(
         ..Default::default()
     })
     .await?;
-    let follower = tokio::spawn(follow_tokens(identity.clone(), redis.clone()));
+    let mut follower = TokenFollower {
+        identity: identity.clone(),
+        redis: redis.clone(),
+        valid: BTreeSet::new(),
+    };
+    follower.sync()?;
+    let follower = tokio::spawn(follower.run());
     let fake = FakeClever::start(two_districts()).await?;
     let endpoint = identity.endpoint();
     let header = identity.header_secret();
