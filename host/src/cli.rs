@@ -2,6 +2,7 @@
 //! is how App Service passes settings to a container.
 
 use crate::config::SecretsSource;
+use crate::keyvalue::store_auth::StoreAuth;
 use crate::logging::LogFormat;
 use crate::server::InstanceMode;
 use crate::telemetry;
@@ -71,7 +72,7 @@ pub struct Cli {
     /// `memory` (this process only: one instance), or a Redis every instance of the
     /// deployment shares so they act as one Clever client: `redis://127.0.0.1:6379[/db]` on
     /// loopback, `rediss://host:port[/db]` (TLS) anywhere else. The URL must not hold a
-    /// password.
+    /// password: see --store-auth.
     #[arg(
         long,
         env = "CLEVER_AUTH_STORE",
@@ -79,6 +80,21 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub store: String,
+
+    /// How the host authenticates to a Redis store. `access-key`: Redis's access key, read
+    /// through the secrets provider (Key Vault secret `redis-access-key`, re-read every
+    /// --secrets-refresh-secs and soon after Redis refuses it; CLEVER_AUTH_REDIS_ACCESS_KEY with
+    /// --secrets env). `entra`: a Microsoft Entra ID token of the managed identity (scope
+    /// https://redis.azure.com/.default), refreshed before it expires; the identity must be a
+    /// Redis user. `none`: no AUTH (a loopback Redis without a password). [default: access-key
+    /// for rediss://, or when CLEVER_AUTH_REDIS_ACCESS_KEY is set with --secrets env; else none]
+    #[arg(long, env = "CLEVER_AUTH_STORE_AUTH", value_enum)]
+    pub store_auth: Option<StoreAuth>,
+
+    /// The Redis user the host authenticates as [default: `default` with an access key; under
+    /// entra, the managed identity's object id, read from its token].
+    #[arg(long, env = "CLEVER_AUTH_STORE_USER")]
+    pub store_user: Option<String>,
 
     /// Where the Clever client id and secret come from [default: keyvault when KEYVAULT_URL
     /// is set, else none]. `env` (CLEVER_CLIENT_ID, CLEVER_CLIENT_SECRET) is for local

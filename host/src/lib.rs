@@ -36,14 +36,32 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
     let kv = keyvalue::MemoryStore::new([keyvalue::DEFAULT_LABEL.to_string()]);
     record_instance(&kv);
     telemetry::metrics::watch_tokens(kv.clone());
-    let stores = open_store(&store_setting, kv.clone(), cli.extra_ca.as_deref())?;
+    let redis_credentials = redis_credentials(&cli, &store_setting, source_kind);
+    let stores = open_store(
+        &store_setting,
+        kv.clone(),
+        cli.extra_ca.as_deref(),
+        redis_credentials.clone(),
+    )?;
 
     // App Service's identity header authenticates to the identity endpoint: masked from the
     // start, before any request could echo it.
     if let Ok(h) = std::env::var("IDENTITY_HEADER") {
         redact::pin(redact::Pin::IdentityHeader, &h);
     }
-    let source = secret_source(&cli, source_kind, &tls)?;
+    let entra = redis_credentials
+        .as_ref()
+        .is_some_and(|c| c.mode() == keyvalue::store_auth::StoreAuth::Entra);
+    let identity = (entra || source_kind == config::SecretsSource::Keyvault)
+        .then(|| {
+            secrets::managed_identity(
+                cli.managed_identity_client_id.as_deref(),
+                &tls,
+                AZURE_ATTEMPT_TIMEOUT,
+            )
+        })
+        .transpose()?;
+    let source = secret_source(&cli, source_kind, &tls, identity.as_ref())?;
     let cache = source
         .as_ref()
         .map(|s| secrets::Secrets::new(s.provider(), s.location(), kv.clone()));
@@ -53,9 +71,27 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
             .map(|c| Arc::new(secrets::CachedSecrets(c)) as Arc<dyn config::Provider>),
     );
     let wake = scheduler::Wake::default();
+    let mut redis_login = None;
     if stores.is_shared() {
         let holder = store_key(&cli, source.as_ref(), wake.clone())?;
         config = config.with_store_keys(holder);
+        if let Some(credentials) = &redis_credentials {
+            let settings = secrets::redis_auth::RedisAuthSettings {
+                user: cli.store_user.clone().filter(|u| !u.trim().is_empty()),
+                vault: secrets::redis_key::VaultTiming {
+                    every: Duration::from_secs(cli.secrets_refresh_secs.max(1)),
+                    reread_min_gap: Duration::from_secs(cli.secrets_reread_min_secs),
+                },
+                attempt_timeout: AZURE_ATTEMPT_TIMEOUT,
+            };
+            redis_login = secrets::redis_auth::start(
+                credentials,
+                source.as_ref(),
+                identity.as_ref(),
+                settings,
+            )
+            .map_err(anyhow::Error::msg)?;
+        }
     }
 
     let reread = Arc::new(tokio::sync::Notify::new());
@@ -190,11 +226,37 @@ pub async fn run(cli: cli::Cli) -> Result<()> {
             Ok(Ok(())) => {}
         }
     }
-    for task in [scheduler, poller].into_iter().flatten() {
+    for task in [scheduler, poller, redis_login].into_iter().flatten() {
         task.abort();
     }
     tracing::info!("stopped");
     result
+}
+
+/// Each attempt to reach Key Vault or the managed identity ends after this.
+const AZURE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a Redis store's connections authenticate with (`--store-auth`); `None` on the memory
+/// store and for a Redis without a password.
+fn redis_credentials(
+    cli: &cli::Cli,
+    setting: &keyvalue::runtime_config::StoreSetting,
+    source: config::SecretsSource,
+) -> Option<Arc<keyvalue::RedisCredentials>> {
+    use keyvalue::store_auth::{self, StoreAuth};
+    let keyvalue::runtime_config::StoreSetting::Redis { tls, .. } = setting else {
+        return None;
+    };
+    let env_key = source == config::SecretsSource::Env && secrets::redis_key::env_key_given();
+    let mode = store_auth::resolve(cli.store_auth, *tls, env_key);
+    if env_key && mode != StoreAuth::AccessKey {
+        tracing::warn!(
+            store_auth = mode.as_str(),
+            "{} is set but not used: --store-auth is not access-key",
+            secrets::redis_key::ENV_NAME
+        );
+    }
+    (mode != StoreAuth::None).then(|| keyvalue::RedisCredentials::new(mode))
 }
 
 /// The store named by `--store`. A Redis is connected lazily: one that is down now makes the
@@ -203,6 +265,7 @@ fn open_store(
     setting: &keyvalue::runtime_config::StoreSetting,
     local: keyvalue::MemoryStore,
     extra_ca: Option<&std::path::Path>,
+    credentials: Option<Arc<keyvalue::RedisCredentials>>,
 ) -> Result<keyvalue::Stores> {
     use keyvalue::runtime_config::StoreSetting;
     let StoreSetting::Redis { url, tls, shown } = setting else {
@@ -224,8 +287,16 @@ fn open_store(
         _ => redis::Client::open(url.as_str()),
     }
     .map_err(|e| anyhow::anyhow!("--store {shown}: {}", e.category()))?;
-    let redis = keyvalue::RedisStore::new(client).map_err(anyhow::Error::msg)?;
-    tracing::info!(store = "redis", url = %shown, "key-value store shared by every instance");
+    let auth = credentials
+        .as_ref()
+        .map_or(keyvalue::store_auth::StoreAuth::None, |c| c.mode());
+    let redis = keyvalue::RedisStore::new(client, credentials).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        store = "redis",
+        url = %shown,
+        auth = auth.as_str(),
+        "key-value store shared by every instance"
+    );
     Ok(keyvalue::Stores::shared(local, Arc::new(redis), "redis"))
 }
 
@@ -280,7 +351,11 @@ fn refuse_secrets_in_settings(source: config::SecretsSource) -> Result<()> {
         );
         return Ok(());
     }
-    for name in ["CLEVER_CLIENT_ID", "CLEVER_CLIENT_SECRET"] {
+    for name in [
+        "CLEVER_CLIENT_ID",
+        "CLEVER_CLIENT_SECRET",
+        secrets::redis_key::ENV_NAME,
+    ] {
         if std::env::var_os(name).is_some() {
             anyhow::bail!(
                 "{name} is set in the environment, but secrets must come from Key Vault; remove it, or choose the development provider explicitly with --secrets env"
@@ -294,6 +369,7 @@ fn secret_source(
     cli: &cli::Cli,
     kind: config::SecretsSource,
     tls: &Arc<rustls::ClientConfig>,
+    identity: Option<&Arc<dyn azure_core::credentials::TokenCredential>>,
 ) -> Result<Option<Arc<dyn secrets::SecretSource>>> {
     Ok(match kind {
         config::SecretsSource::None => None,
@@ -302,13 +378,16 @@ fn secret_source(
             let url = cli.keyvault_url.as_deref().ok_or_else(|| {
                 anyhow::anyhow!("--secrets keyvault needs KEYVAULT_URL (or --keyvault-url)")
             })?;
+            let credential = identity
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("--secrets keyvault needs the managed identity"))?;
             Some(Arc::new(secrets::KeyVaultSource::new(
                 secrets::KeyVaultConfig {
                     vault_url: url,
-                    managed_identity_client_id: cli.managed_identity_client_id.as_deref(),
+                    credential,
                     verify_challenge_resource: cli.keyvault_verify_challenge_resource,
                     tls: tls.clone(),
-                    attempt_timeout: Duration::from_secs(10),
+                    attempt_timeout: AZURE_ATTEMPT_TIMEOUT,
                 },
             )?))
         }

@@ -34,6 +34,10 @@ pub enum Pin {
     /// The store keys that seal token records on a shared store.
     StoreKey,
     StoreKeyPrevious,
+    /// Redis's access key (its password).
+    RedisAccessKey,
+    /// The managed identity's Entra ID token for Redis (its password under Entra ID).
+    RedisEntraToken,
 }
 
 #[derive(Default)]

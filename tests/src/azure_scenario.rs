@@ -42,6 +42,8 @@ pub struct AzureOptions {
     pub identity_fault: Option<Fault>,
     /// The listener gives the public health answer (the gateway listener keeps the detail).
     pub public_health: bool,
+    /// More secrets the vault holds from the start (name, value), e.g. the store key.
+    pub vault_secrets: Vec<(String, String)>,
 }
 
 impl AzureScenario {
@@ -60,6 +62,7 @@ impl AzureScenario {
             .into_iter()
             .filter(|(name, _)| Some(*name) != opts.omit_secret)
             .map(|(name, value)| (name.to_string(), value))
+            .chain(opts.vault_secrets.iter().cloned())
             .collect(),
             start_down: opts.vault_down,
             ..Default::default()

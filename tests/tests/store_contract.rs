@@ -2,8 +2,12 @@
 //! must answer the component's `wasi:keyvalue` calls alike, so moving a deployment from one to
 //! the other changes nothing it can observe.
 
-use clever_auth_host::keyvalue::{MemoryStore, RedisStore, StoreProvider};
-use clever_auth_tests::redis_server::RedisServer;
+use clever_auth_core::secret::Secret;
+use clever_auth_host::keyvalue::store_auth::StoreAuth;
+use clever_auth_host::keyvalue::{
+    MemoryStore, RedisCredentials, RedisLogin, RedisStore, StoreProvider,
+};
+use clever_auth_tests::redis_server::{RedisAuth, RedisServer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +18,41 @@ async fn memory() -> Arc<dyn StoreProvider> {
 }
 
 async fn redis(server: &RedisServer) -> anyhow::Result<Arc<dyn StoreProvider>> {
-    Ok(Arc::new(RedisStore::new(server.client()?)?))
+    Ok(Arc::new(RedisStore::new(server.client()?, None)?))
+}
+
+/// A store on `server` that logs in as `default` with `key`, and the credentials it reads.
+fn redis_with_key(
+    server: &RedisServer,
+    key: &str,
+) -> anyhow::Result<(Arc<dyn StoreProvider>, Arc<RedisCredentials>)> {
+    let credentials = RedisCredentials::new(StoreAuth::AccessKey);
+    credentials.set(login(key));
+    let client = redis::Client::open(server.url())?;
+    let store = RedisStore::new(client, Some(credentials.clone()))?;
+    Ok((Arc::new(store), credentials))
+}
+
+fn login(key: &str) -> RedisLogin {
+    RedisLogin {
+        user: "default".into(),
+        password: Secret::new(key),
+    }
+}
+
+/// Calls `set` until it succeeds, within 10 s.
+async fn until_set(s: &dyn StoreProvider, value: &[u8]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.set(L, "k", value).await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => anyhow::bail!("the store never answered: {e}"),
+        }
+    }
 }
 
 /// Every key after `cursor`, page by page, as the component lists them.
@@ -243,5 +281,116 @@ async fn redis_outage_fails_fast_and_recovers() -> anyhow::Result<()> {
         }
     }
     assert_eq!(s.get(L, "k").await?, Some(b"again".to_vec()));
+    Ok(())
+}
+
+const KEY: &str = "access-key-one-0123456789abcdef";
+const ROTATED: &str = "access-key-two-fedcba9876543210";
+const WRONG: &str = "access-key-wrong-000000000000000";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_behind_an_access_key_keeps_the_contract() -> anyhow::Result<()> {
+    let Some(server) = RedisServer::start_with(RedisAuth {
+        requirepass: Some(KEY.into()),
+        ..Default::default()
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let (store, _) = redis_with_key(&server, KEY)?;
+    the_contract(store).await
+}
+
+/// A wrong key fails like an outage (so health shows `store:reachable`), says authentication
+/// failed and shows no key; the right key heals the same store on its next call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_key_is_an_outage_until_the_right_key_is_held() -> anyhow::Result<()> {
+    let Some(server) = RedisServer::start_with(RedisAuth {
+        requirepass: Some(KEY.into()),
+        ..Default::default()
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let (store, credentials) = redis_with_key(&server, WRONG)?;
+    let e = store.get(L, "k").await.expect_err("a wrong key");
+    assert!(
+        e.0.starts_with("store unreachable: authentication failed"),
+        "{e}"
+    );
+    assert!(e.0.contains("access key"), "{e}");
+    for secret in [KEY, WRONG] {
+        assert!(!e.0.contains(secret), "the key in the error: {e}");
+    }
+
+    credentials.set(login(KEY));
+    until_set(store.as_ref(), b"v").await?;
+    assert_eq!(store.get(L, "k").await?, Some(b"v".to_vec()));
+
+    // No credentials at all against a Redis that wants them.
+    let bare = RedisStore::new(redis::Client::open(server.url())?, None)?;
+    let e = bare.get(L, "k").await.expect_err("no AUTH");
+    assert!(
+        e.0.starts_with("store unreachable: authentication failed") && e.0.contains("--store-auth"),
+        "{e}"
+    );
+    Ok(())
+}
+
+/// A rotated credential reaches the live connection (AUTH again: the same connection, now
+/// logged in as the new user) and every later one (after Redis drops the connection, the
+/// store reconnects with the new credential).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_reaches_live_and_new_connections() -> anyhow::Result<()> {
+    let Some(server) = RedisServer::start_with(RedisAuth {
+        requirepass: Some(KEY.into()),
+        ..Default::default()
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let (store, credentials) = redis_with_key(&server, KEY)?;
+    store.set(L, "k", b"1").await?;
+    let connections = server.client_ids_of("default")?;
+    assert_eq!(connections.len(), 1, "{connections:?}");
+
+    // A user of its own makes the re-authentication visible in CLIENT LIST.
+    server.command(&[
+        "ACL",
+        "SETUSER",
+        "rotated",
+        "on",
+        &format!(">{ROTATED}"),
+        "~*",
+        "+@all",
+    ])?;
+    assert!(credentials.set(RedisLogin {
+        user: "rotated".into(),
+        password: Secret::new(ROTATED),
+    }));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.client_ids_of("rotated")? != connections {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the live connection never re-authenticated"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.set(L, "k", b"2").await?;
+
+    // The old key stops working and Redis drops the connection: the next one logs in with
+    // the rotated credential.
+    server.command(&["CONFIG", "SET", "requirepass", WRONG])?;
+    server.command(&["CLIENT", "KILL", "USER", "rotated"])?;
+    until_set(store.as_ref(), b"3").await?;
+    assert_eq!(store.get(L, "k").await?, Some(b"3".to_vec()));
+    let now = server.client_ids_of("rotated")?;
+    assert!(
+        !now.is_empty() && now != connections,
+        "a new connection: {now:?}"
+    );
     Ok(())
 }

@@ -5,13 +5,17 @@ mod host;
 mod memory;
 mod provider;
 mod redis;
+mod redis_connection;
+mod redis_credentials;
 mod resources;
 pub mod runtime_config;
+pub mod store_auth;
 mod stores;
 
 pub use memory::MemoryStore;
 pub use provider::{StoreError, StoreProvider, DEFAULT_LABEL};
 pub use redis::RedisStore;
+pub use redis_credentials::{RedisCredentials, RedisLogin};
 pub use resources::{BucketHandle, CasHandle};
 pub use stores::Stores;
 

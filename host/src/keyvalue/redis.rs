@@ -9,9 +9,12 @@
 
 use super::memory::{NOT_AN_INTEGER, OVERFLOW};
 use super::provider::{StoreError, StoreProvider};
+use super::redis_connection::Connection;
+use super::redis_credentials::{CredentialsProvider, RedisCredentials};
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::AsyncCommands;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A caller waits at most this long for one answer, so an unreachable Redis fails a request
@@ -36,34 +39,50 @@ return 1
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Arc<Connection>,
     cas: redis::Script,
+    /// The access key or token connections authenticate with; `None`: no AUTH.
+    credentials: Option<Arc<RedisCredentials>>,
 }
 
 impl RedisStore {
     /// Connects lazily: a Redis that is down at start-up delays the first operation's answer
     /// (an error), not the host's start.
-    pub fn new(client: redis::Client) -> Result<Self, StoreError> {
-        let config = ConnectionManagerConfig::new()
+    pub fn new(
+        client: redis::Client,
+        credentials: Option<Arc<RedisCredentials>>,
+    ) -> Result<Self, StoreError> {
+        let mut config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(failed)?;
+        if let Some(c) = &credentials {
+            config = config.set_credentials_provider(CredentialsProvider(c.clone()));
+        }
+        let conn = Connection::new(client, config).map_err(|e| failed(e, None))?;
         Ok(Self {
-            conn,
+            conn: Arc::new(conn),
             cas: redis::Script::new(CAS_SCRIPT),
+            credentials,
         })
+    }
+
+    fn failed(&self, e: redis::RedisError) -> StoreError {
+        if is_auth_failure(&e) {
+            self.conn.renew();
+        }
+        failed(e, self.credentials.as_deref())
     }
 
     /// Whether Redis answers a PING now.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.get();
         redis::cmd("PING")
             .query_async::<String>(&mut c)
             .await
             .map(|_| ())
-            .map_err(failed)
+            .map_err(|e| self.failed(e))
     }
 }
 
@@ -87,8 +106,37 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
+/// Whether Redis turned the credential down (or wanted one): the store is as unusable as an
+/// unreachable one, and the reader of the credential may find a newer one.
+fn is_auth_failure(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
+}
+
 /// The error's kind and Redis's own words, which never hold the address or a password.
-fn failed(e: redis::RedisError) -> StoreError {
+/// Refused credentials count as an outage: health shows `store:reachable` and reads fall back
+/// to the process's copy until the credential is fixed.
+fn failed(e: redis::RedisError, credentials: Option<&RedisCredentials>) -> StoreError {
+    if is_auth_failure(&e) {
+        return StoreError(match credentials {
+            None => "store unreachable: authentication failed: Redis wants credentials; \
+                     set --store-auth (access-key or entra)"
+                .into(),
+            Some(c) if !c.is_held() => {
+                format!(
+                    "store unreachable: authentication failed: no Redis {} read yet",
+                    c.mode().credential()
+                )
+            }
+            Some(c) => {
+                c.refused();
+                format!(
+                    "store unreachable: authentication failed: Redis refused the {}",
+                    c.mode().credential()
+                )
+            }
+        });
+    }
     if e.is_timeout() {
         StoreError("store unreachable: no answer from Redis in time".into())
     } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
@@ -104,18 +152,24 @@ fn failed(e: redis::RedisError) -> StoreError {
 #[async_trait]
 impl StoreProvider for RedisStore {
     async fn get(&self, label: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut c = self.conn.clone();
-        c.get(redis_key(label, key)).await.map_err(failed)
+        let mut c = self.conn.get();
+        c.get(redis_key(label, key))
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     async fn set(&self, label: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        c.set(redis_key(label, key), value).await.map_err(failed)
+        let mut c = self.conn.get();
+        c.set(redis_key(label, key), value)
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     async fn delete(&self, label: &str, key: &str) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        c.del::<_, ()>(redis_key(label, key)).await.map_err(failed)
+        let mut c = self.conn.get();
+        c.del::<_, ()>(redis_key(label, key))
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     async fn keys_after(
@@ -126,7 +180,7 @@ impl StoreProvider for RedisStore {
     ) -> Result<Vec<String>, StoreError> {
         let prefix = prefix(label);
         let pattern = format!("{}*", glob_escape(&prefix));
-        let mut c = self.conn.clone();
+        let mut c = self.conn.get();
         let mut keys: Vec<String> = Vec::new();
         let mut scan_cursor: u64 = 0;
         loop {
@@ -138,7 +192,7 @@ impl StoreProvider for RedisStore {
                 .arg(SCAN_COUNT)
                 .query_async(&mut c)
                 .await
-                .map_err(failed)?;
+                .map_err(|e| self.failed(e))?;
             keys.extend(
                 batch
                     .into_iter()
@@ -158,14 +212,14 @@ impl StoreProvider for RedisStore {
     }
 
     async fn increment(&self, label: &str, key: &str, delta: i64) -> Result<i64, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.get();
         c.incr(redis_key(label, key), delta)
             .await
             .map_err(|e: redis::RedisError| match e.code() {
                 // Redis's words for the two refusals the memory store also makes.
                 Some("ERR") if e.to_string().contains("overflow") => StoreError(OVERFLOW.into()),
                 Some("ERR") => StoreError(NOT_AN_INTEGER.into()),
-                _ => failed(e),
+                _ => self.failed(e),
             })
     }
 
@@ -176,13 +230,17 @@ impl StoreProvider for RedisStore {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.get();
         let mut call = self.cas.key(redis_key(label, key));
         match expected {
             Some(v) => call.arg("1").arg(v),
             None => call.arg("0").arg(""),
         };
-        let written: i64 = call.arg(new).invoke_async(&mut c).await.map_err(failed)?;
+        let written: i64 = call
+            .arg(new)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.failed(e))?;
         Ok(written == 1)
     }
 }

@@ -1,15 +1,22 @@
 //! Secrets capability: the Clever client id and secret, fetched in the background from the
 //! configured source (Azure Key Vault, or the development env provider), cached in memory, and
-//! served to the component through `wasi:config` without ever blocking on the vault.
+//! served to the component through `wasi:config` without ever blocking on the vault. Also the
+//! shared store's secrets: the store key, and Redis's access key or Entra ID token.
 
 mod audit;
 mod held;
+mod identity;
 mod keyvault;
 mod poller;
+pub mod redis_auth;
+mod redis_entra;
+pub mod redis_key;
 mod source;
 pub mod store_key;
+mod transport;
 
 pub use held::{SecretNames, Secrets};
+pub use identity::managed_identity;
 pub use keyvault::{KeyVaultConfig, KeyVaultSource};
 pub use poller::Timing;
 pub use source::{EnvSource, SecretSource};

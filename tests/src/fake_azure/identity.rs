@@ -37,6 +37,10 @@ pub struct FakeIdentityConfig {
     pub token_prefix: String,
     /// `expires_on` is now + this.
     pub token_lifetime: Duration,
+    /// When set, tokens are shaped like JWTs whose payload's `oid` claim is this (what Azure
+    /// names the identity's Redis user after): `<prefix><n>.<base64url claims>.fake`. They
+    /// still start with the prefix, so the vault fake's default policy accepts them.
+    pub object_id: Option<String>,
     /// The `client_id` reported for the system-assigned identity (no `client_id` asked for).
     pub system_client_id: String,
     /// User-assigned client ids that exist; `None` accepts any. Others get the 400
@@ -58,6 +62,7 @@ impl Default for FakeIdentityConfig {
             header_secret: random_hex(32),
             token_prefix: DEFAULT_TOKEN_PREFIX.to_string(),
             token_lifetime: Duration::from_secs(24 * 3600),
+            object_id: None,
             system_client_id: random_guid(),
             user_assigned_client_ids: None,
             require_metadata: false,
@@ -133,6 +138,7 @@ struct IdentityState {
     header_secret: String,
     token_prefix: String,
     token_lifetime: Duration,
+    object_id: Option<String>,
     system_client_id: String,
     user_assigned_client_ids: Option<Vec<String>>,
     require_metadata: bool,
@@ -182,6 +188,7 @@ impl FakeIdentityEndpoint {
                 header_secret: config.header_secret,
                 token_prefix: config.token_prefix,
                 token_lifetime: config.token_lifetime,
+                object_id: config.object_id,
                 system_client_id: config.system_client_id,
                 user_assigned_client_ids: config.user_assigned_client_ids,
                 require_metadata: config.require_metadata,
@@ -252,6 +259,12 @@ impl FakeIdentityEndpoint {
     /// Tokens issued so far.
     pub fn tokens_issued(&self) -> u64 {
         lock(&self.inner.core.state).issued
+    }
+
+    /// The token issued as number `serial` (see [`IdentityRequest::token_serial`]).
+    pub fn token(&self, serial: u64) -> String {
+        let state = lock(&self.inner.core.state);
+        token_value(&state.token_prefix, state.object_id.as_deref(), serial)
     }
 
     /// `true`: stop listening (connecting is refused) and reset open connections; `false`:
@@ -511,7 +524,7 @@ fn issue_token(core: &IdentityCore, req: &TokenReq<'_>) -> Resp {
         (
             serial,
             json!({
-                "access_token": format!("{}{serial}", state.token_prefix),
+                "access_token": token_value(&state.token_prefix, state.object_id.as_deref(), serial),
                 // A string, as App Service sends it: the SDK fails on a number.
                 "expires_on": expires_on.to_string(),
                 "resource": resource,
@@ -528,6 +541,18 @@ fn issue_token(core: &IdentityCore, req: &TokenReq<'_>) -> Resp {
         Bytes::from(body.to_string()),
         Vec::new(),
     )
+}
+
+fn token_value(prefix: &str, object_id: Option<&str>, serial: u64) -> String {
+    use base64::Engine as _;
+    match object_id {
+        None => format!("{prefix}{serial}"),
+        Some(oid) => {
+            let claims = json!({ "oid": oid, "n": serial }).to_string();
+            let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims);
+            format!("{prefix}{serial}.{payload}.fake")
+        }
+    }
 }
 
 /// App Service's answer when the identity (or the asked-for user-assigned one) is not there.
