@@ -12,8 +12,9 @@ use crate::settings::{SettingError, Settings, SETTINGS};
 use crate::UnixMillis;
 use serde::{Deserialize, Serialize};
 
-/// The store key of the record.
-pub const KEY: &str = "clever-auth/v1/settings-check";
+/// The store key of the record: one per instance (its own settings), see
+/// [`crate::status::keys::INSTANCE_PREFIX`].
+pub const KEY: &str = "clever-auth/v1/host/settings-check";
 /// How long a check answers for health before the settings are read again.
 pub const FRESH_MS: u64 = 60_000;
 /// The skew assumed when the settings are unusable, so token checks still make sense.

@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 
 /// Key-value keys, namespaced so the store can be shared with other components.
 pub mod keys {
+    /// Records that describe one instance (its settings check, its gateway figures) or its
+    /// host process (secrets, deadlines, the store's reachability). The native host keeps them
+    /// in the process whatever the store: on a shared store each instance would overwrite the
+    /// others', and every gateway request would pay a network round trip for its own settings.
+    pub const INSTANCE_PREFIX: &str = "clever-auth/v1/host/";
     /// The whole status ([`super::StatusSnapshot`]) in one record, so a health request never
     /// sees half of a refresh cycle's results.
     pub const STATUS: &str = "clever-auth/v1/status";

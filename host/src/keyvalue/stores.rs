@@ -1,9 +1,9 @@
 //! What the component's `wasi:keyvalue` calls reach: the shared store of the deployment for
 //! its records, and this process's memory for the host's own.
 //!
-//! The host publishes records about itself (`clever-auth/v1/host/…`: how its secrets read,
-//! its instance, its call deadlines). They describe one process, so on a shared store each
-//! instance would overwrite the others'; they stay in the process whatever the store. Every
+//! Records about one instance (`clever-auth/v1/host/…`: how the host's secrets read, its call
+//! deadlines, the component's settings check and gateway figures) stay in the process
+//! whatever the store: on a shared store each instance would overwrite the others'. Every
 //! other key goes to the shared store when there is one.
 //!
 //! The process also keeps a copy of each shared record it last read or wrote, for readers
@@ -19,8 +19,8 @@ use clever_auth_core::status::{keys, HostStoreStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Keys under this prefix describe one host process.
-const HOST_PREFIX: &str = "clever-auth/v1/host/";
+/// Keys under this prefix describe one instance.
+const HOST_PREFIX: &str = keys::INSTANCE_PREFIX;
 
 #[derive(Clone)]
 pub struct Stores {

@@ -23,8 +23,10 @@ pub const SOURCE_HEADER: &str = "x-clever-auth-source";
 pub mod keys {
     /// Prefix of [`super::pacing::PaceRecord`]s.
     pub const PACE_PREFIX: &str = "clever-auth/v1/gateway/pace/";
-    /// Prefix of [`super::figures::GatewayFigures`].
-    pub const FIGURES_PREFIX: &str = "clever-auth/v1/gateway/figures/";
+    /// Prefix of [`super::figures::GatewayFigures`]: what this instance's gateway served, per
+    /// district (read and written on every request, so kept per instance, see
+    /// [`crate::status::keys::INSTANCE_PREFIX`]).
+    pub const FIGURES_PREFIX: &str = "clever-auth/v1/host/gateway-figures/";
     /// Prefix of [`super::budget::BudgetRecord`]s.
     pub const BUDGET_PREFIX: &str = "clever-auth/v1/gateway/budget/";
     /// Prefix of the budget's permit counters (one per district, bucket and window).
