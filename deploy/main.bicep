@@ -36,9 +36,15 @@ param containerRegistryName string = ''
 @description('App Service plan SKU. alwaysOn needs Basic or higher; B1 suits a first deployment, P0v3/P1v3 production.')
 param appServicePlanSku string = 'B1'
 
-@description('Number of instances. Each keeps its own in-memory tokens and calls Clever itself.')
+@description('Number of instances. Without a shared Redis (sharedStore) each keeps its own in-memory tokens and calls Clever itself; with it they act as one Clever client.')
 @minValue(1)
 param instanceCount int = 1
+
+@description('Run every instance on one Azure Managed Redis (TLS, Entra ID with the app\'s managed identity, no persistence): one token set, one refresher, one rate budget. Put a store key in the vault first: secret clever-auth-store-key, base64 of 32 random bytes.')
+param sharedStore bool = false
+
+@description('Azure Managed Redis SKU (sharedStore only). Balanced_B0 is the smallest; the store holds a few kB per district.')
+param redisSku string = 'Balanced_B0'
 
 @description('Key Vault name (global, 3-24 characters: letters, digits, single hyphens).')
 @minLength(3)
@@ -160,6 +166,9 @@ var containerPort = '8080'
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficerRoleId = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 var acrPullRoleId = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+var redisName = 'redis-clever-${take(uniqueString(resourceGroup().id), 13)}'
+// Azure Managed Redis databases listen for TLS here.
+var redisPort = 10000
 
 // ---- telemetry ----------------------------------------------------------------------------
 
@@ -328,6 +337,16 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
           name: 'KEYVAULT_SECRET_CLIENT_SECRET'
           value: keyVaultSecretClientSecret
         }
+        // Host: the store every instance shares (or each instance's memory), logged in to with
+        // the system-assigned identity's Entra ID token; never a password in the URL.
+        {
+          name: 'CLEVER_AUTH_STORE'
+          value: sharedStore ? 'rediss://${redis.properties.hostName}:${redisPort}' : 'memory'
+        }
+        {
+          name: 'CLEVER_AUTH_STORE_AUTH'
+          value: sharedStore ? 'entra' : 'none'
+        }
         // Component settings (never the two secrets: the host refuses to start with them here).
         {
           name: 'CLEVER_TOKEN_URL'
@@ -459,6 +478,52 @@ resource siteLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
         enabled: true
       }
     ]
+  }
+}
+
+// ---- the shared store (sharedStore) -----------------------------------------------------
+
+resource redis 'Microsoft.Cache/redisEnterprise@2025-04-01' = if (sharedStore) {
+  name: redisName
+  location: location
+  sku: {
+    name: redisSku
+  }
+  properties: {
+    minimumTlsVersion: '1.2'
+    highAvailability: 'Enabled'
+  }
+}
+
+resource redisDatabase 'Microsoft.Cache/redisEnterprise/databases@2025-04-01' = if (sharedStore) {
+  parent: redis
+  name: 'default'
+  properties: {
+    clientProtocol: 'Encrypted'
+    port: redisPort
+    // One endpoint: the host's client is not cluster-aware.
+    clusteringPolicy: 'EnterpriseCluster'
+    // An evicted lease, schedule or budget counter would reset silently: refuse writes instead.
+    evictionPolicy: 'NoEviction'
+    // No token on disk (the spec), even sealed.
+    persistence: {
+      aofEnabled: false
+      rdbEnabled: false
+    }
+    // Entra ID only: no access key to keep or leak.
+    accessKeysAuthentication: 'Disabled'
+  }
+}
+
+// The app's identity is a Redis user with the default policy (our commands on our keys).
+resource redisAccess 'Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments@2025-04-01' = if (sharedStore) {
+  parent: redisDatabase
+  name: 'cleverauthapp'
+  properties: {
+    accessPolicyName: 'default'
+    user: {
+      objectId: site.identity.principalId
+    }
   }
 }
 

@@ -16,6 +16,8 @@ param secretsOfficerPrincipalId = ''
 
 param appServicePlanSku = 'B1'
 param instanceCount = 1
+// Two or more instances as one Clever client (Azure Managed Redis; README "Several instances").
+param sharedStore = false
 
 // Alerts notify this action group ('' = visible in Azure Monitor only).
 param alertActionGroupId = ''

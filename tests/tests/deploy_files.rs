@@ -538,3 +538,72 @@ fn spin_key_vault_manifest_binds_every_setting_with_vault_compatible_names() {
         "no credential in a committed file"
     );
 }
+
+/// `sharedStore` wires what the host accepts: a `rediss://` URL its parser takes for the
+/// database's host name and port, Entra ID (a `--store-auth` value), the app's identity as a
+/// Redis user; and a database the host can use as the spec requires (no persistence, no
+/// eviction, one endpoint, no access keys).
+#[test]
+fn bicep_shared_store_is_a_redis_the_host_accepts() {
+    use clap::ValueEnum;
+    use clever_auth_host::keyvalue::runtime_config::{parse, StoreSetting};
+    use clever_auth_host::keyvalue::store_auth::StoreAuth;
+
+    let bicep = read("deploy/main.bicep");
+    let settings = bicep_app_settings(&bicep);
+    let value = |name: &str| {
+        settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name} is set"))
+    };
+    let store = value("CLEVER_AUTH_STORE");
+    let port = bicep
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("var redisPort = "))
+        .expect("var redisPort");
+    // `sharedStore ? 'rediss://${redis.properties.hostName}:${redisPort}' : 'memory'`
+    let (shared, alone) = store
+        .strip_prefix("sharedStore ? '")
+        .and_then(|rest| rest.split_once("' : '"))
+        .expect("CLEVER_AUTH_STORE chooses by sharedStore");
+    let url = shared
+        .replace(
+            "${redis.properties.hostName}",
+            "redis-clever-x.westeurope.redis.azure.net",
+        )
+        .replace("${redisPort}", port);
+    assert!(
+        matches!(parse(&url), Ok(StoreSetting::Redis { tls: true, .. })),
+        "{url}"
+    );
+    assert_eq!(
+        parse(alone.trim_end_matches('\'')),
+        Ok(StoreSetting::Memory)
+    );
+
+    let auth = value("CLEVER_AUTH_STORE_AUTH");
+    let (shared, alone) = auth
+        .strip_prefix("sharedStore ? '")
+        .and_then(|rest| rest.split_once("' : '"))
+        .expect("CLEVER_AUTH_STORE_AUTH chooses by sharedStore");
+    assert_eq!(StoreAuth::from_str(shared, false), Ok(StoreAuth::Entra));
+    assert_eq!(
+        StoreAuth::from_str(alone.trim_end_matches('\''), false),
+        Ok(StoreAuth::None)
+    );
+
+    for needle in [
+        "clientProtocol: 'Encrypted'",
+        "clusteringPolicy: 'EnterpriseCluster'",
+        "evictionPolicy: 'NoEviction'",
+        "aofEnabled: false",
+        "rdbEnabled: false",
+        "accessKeysAuthentication: 'Disabled'",
+        "minimumTlsVersion: '1.2'",
+        "objectId: site.identity.principalId",
+    ] {
+        assert!(bicep.contains(needle), "main.bicep lacks `{needle}`");
+    }
+}
