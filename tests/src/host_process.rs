@@ -237,25 +237,29 @@ impl HostProcess {
 
     /// SIGKILL, as a crashed or evicted instance dies: no drain, no last write. Waits for the
     /// process to be gone.
-    pub async fn kill(mut self) -> Result<ExitStatus> {
-        let pid = self.child.id().context("host already reaped")?;
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)?;
-        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+    pub async fn kill(self) -> Result<ExitStatus> {
+        self.signal_and_wait(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(10))
             .await
-            .map_err(|_| anyhow!("host still running 10 s after SIGKILL"))??;
-        Ok(status)
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit.
-    pub async fn terminate(mut self) -> Result<ExitStatus> {
+    pub async fn terminate(self) -> Result<ExitStatus> {
+        self.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20))
+            .await
+    }
+
+    async fn signal_and_wait(
+        mut self,
+        signal: nix::sys::signal::Signal,
+        within: Duration,
+    ) -> Result<ExitStatus> {
         let pid = self.child.id().context("host already reaped")?;
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid)?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)?;
-        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+        nix::sys::signal::kill(pid, signal)?;
+        tokio::time::timeout(within, self.child.wait())
             .await
-            .map_err(|_| anyhow!("host did not exit within 20 s of SIGTERM"))??;
-        Ok(status)
+            .map_err(|_| anyhow!("host still running {within:?} after {signal}"))?
+            .map_err(Into::into)
     }
 }
 

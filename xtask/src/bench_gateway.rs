@@ -35,13 +35,22 @@ const API_VERSION: &str = "v3.0";
 /// Runs the section alone and writes `gateway.md` (and its JSON twin) next to `opts.out`.
 pub fn only(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<()> {
     let result = run(bins, opts, out_dir)?;
-    let markdown = render(&result);
+    write_section(out_dir, "gateway", &result, &render(&result))
+}
+
+/// Prints a section run alone and writes it as `<name>.md` with its JSON twin in `out_dir`.
+pub(super) fn write_section(
+    out_dir: &Path,
+    name: &str,
+    result: &Value,
+    markdown: &str,
+) -> Result<()> {
     print!("{markdown}");
-    let md = out_dir.join("gateway.md");
-    std::fs::write(&md, &markdown)?;
+    let md = out_dir.join(format!("{name}.md"));
+    std::fs::write(&md, markdown)?;
     std::fs::write(
         md.with_extension("json"),
-        serde_json::to_string_pretty(&result)?,
+        serde_json::to_string_pretty(result)?,
     )?;
     eprintln!("xtask bench: wrote {}", md.display());
     Ok(())

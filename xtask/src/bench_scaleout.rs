@@ -4,7 +4,9 @@
 //! takes its permit from the shared budget): the gateway at 1 and 64 connections, and health
 //! at 64 connections, `--gateway-rounds` times in turn; ratios are taken within a round.
 
-use super::bench_gateway::{load, median_and_range, start_gateway_host_with, start_upstream};
+use super::bench_gateway::{
+    load, median_and_range, start_gateway_host_with, start_upstream, write_section,
+};
 use super::build::Bins;
 use super::options::Options;
 use super::servers::start_fake;
@@ -24,16 +26,7 @@ const STORE_KEY: &str = "YmVuY2gtc2NhbGVvdXQtc3RvcmUta2V5LTMyYnl0ZXM=";
 
 pub(super) fn only(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<()> {
     let result = run(bins, opts, out_dir)?;
-    let markdown = render(&result);
-    print!("{markdown}");
-    let md = out_dir.join("scaleout.md");
-    std::fs::write(&md, &markdown)?;
-    std::fs::write(
-        md.with_extension("json"),
-        serde_json::to_string_pretty(&result)?,
-    )?;
-    eprintln!("xtask bench: wrote {}", md.display());
-    Ok(())
+    write_section(out_dir, "scaleout", &result, &render(&result))
 }
 
 /// A loopback `redis-server` as the tests run it: a free port, nothing on disk.

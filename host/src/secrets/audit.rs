@@ -2,7 +2,8 @@
 //! status or error code, duration, client request id, whether the value changed. Never the
 //! value: the function has no parameter that could carry it.
 
-use std::time::Duration;
+use super::source::{FetchError, Fetched, SecretSource};
+use std::time::{Duration, Instant};
 
 pub struct Access<'a> {
     pub provider: &'a str,
@@ -14,6 +15,48 @@ pub struct Access<'a> {
     pub duration: Duration,
     pub client_request_id: Option<&'a str>,
     pub changed: Option<bool>,
+}
+
+/// Reads `name` from `source` and records the access; `changed` says whether a value read
+/// differs from the one held. The development provider (the environment) is not audited.
+pub async fn fetch(
+    source: &dyn SecretSource,
+    name: &str,
+    changed: impl FnOnce(&Fetched) -> Option<bool>,
+) -> Result<Fetched, FetchError> {
+    let started = Instant::now();
+    let result = source.fetch(name).await;
+    if source.provider() == "env" {
+        return result;
+    }
+    let location = source.location();
+    let common = Access {
+        provider: source.provider(),
+        location: &location,
+        secret_name: name,
+        version: None,
+        status: None,
+        error_code: None,
+        duration: started.elapsed(),
+        client_request_id: None,
+        changed: None,
+    };
+    record(&match &result {
+        Ok(fetched) => Access {
+            version: fetched.version.as_deref(),
+            status: fetched.status,
+            client_request_id: fetched.client_request_id.as_deref(),
+            changed: changed(fetched),
+            ..common
+        },
+        Err(e) => Access {
+            status: e.status,
+            error_code: Some(&e.code),
+            client_request_id: e.client_request_id.as_deref(),
+            ..common
+        },
+    });
+    result
 }
 
 pub fn record(a: &Access<'_>) {

@@ -2,7 +2,7 @@
 //! bounded, jittered backoff until it succeeds (the host serves health meanwhile); afterwards
 //! the secrets are re-read on an interval and, rate-limited, whenever Clever answers 401.
 
-use super::audit::{self, Access};
+use super::audit;
 use super::held::{now_ms, SecretNames, Secrets};
 use super::source::{FetchError, SecretSource};
 use clever_auth_core::secret::Secret;
@@ -112,38 +112,12 @@ async fn fetch_one(
     name: &str,
     secrets: &Secrets,
 ) -> Result<Secret, FetchError> {
-    let started = Instant::now();
-    let result = source.fetch(name).await;
-    if source.provider() != "env" {
-        let location = source.location();
-        let common = Access {
-            provider: source.provider(),
-            location: &location,
-            secret_name: name,
-            version: None,
-            status: None,
-            error_code: None,
-            duration: started.elapsed(),
-            client_request_id: None,
-            changed: None,
-        };
-        audit::record(&match &result {
-            Ok(fetched) => Access {
-                version: fetched.version.as_deref(),
-                status: fetched.status,
-                client_request_id: fetched.client_request_id.as_deref(),
-                changed: Some(secrets.differs(slot, &fetched.value)),
-                ..common
-            },
-            Err(e) => Access {
-                status: e.status,
-                error_code: Some(&e.code),
-                client_request_id: e.client_request_id.as_deref(),
-                ..common
-            },
-        });
-    }
-    result.map(|fetched| fetched.value).map_err(|e| FetchError {
+    audit::fetch(source, name, |fetched| {
+        Some(secrets.differs(slot, &fetched.value))
+    })
+    .await
+    .map(|fetched| fetched.value)
+    .map_err(|e| FetchError {
         message: format!("{name}: {}", e.message),
         ..e
     })

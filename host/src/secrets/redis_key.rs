@@ -7,7 +7,7 @@
 //! rotation, new connections and the live ones (re-authenticated) use the new key without a
 //! restart.
 
-use super::audit::{self, Access};
+use super::audit;
 use super::source::{FetchError, SecretSource};
 use crate::keyvalue::{RedisCredentials, RedisLogin};
 use clever_auth_core::secret::Secret;
@@ -108,33 +108,7 @@ pub async fn poll_vault(
 
 /// One read, with its audit record.
 async fn fetch(source: &dyn SecretSource) -> Result<Secret, FetchError> {
-    let started = Instant::now();
-    let result = source.fetch(VAULT_NAME).await;
-    let location = source.location();
-    let common = Access {
-        provider: source.provider(),
-        location: &location,
-        secret_name: VAULT_NAME,
-        version: None,
-        status: None,
-        error_code: None,
-        duration: started.elapsed(),
-        client_request_id: None,
-        changed: None,
-    };
-    audit::record(&match &result {
-        Ok(fetched) => Access {
-            version: fetched.version.as_deref(),
-            status: fetched.status,
-            client_request_id: fetched.client_request_id.as_deref(),
-            ..common
-        },
-        Err(e) => Access {
-            status: e.status,
-            error_code: Some(&e.code),
-            client_request_id: e.client_request_id.as_deref(),
-            ..common
-        },
-    });
-    result.map(|f| f.value)
+    audit::fetch(source, VAULT_NAME, |_| None)
+        .await
+        .map(|f| f.value)
 }
