@@ -187,7 +187,9 @@ fn redis_runtime_config_shares_the_store_and_requires_sealing() {
         Some(store_seal::REQUIRED)
     );
     assert!(
-        providers[0]["values"].get(store_seal::KEY_SETTING).is_none(),
+        providers[0]["values"]
+            .get(store_seal::KEY_SETTING)
+            .is_none(),
         "the store key is a secret: never in a committed file"
     );
 }

@@ -7,7 +7,7 @@
 //! `KEYS *`, increments with `INCRBY`, and carries out compare-and-swap as `WATCH` + `GET`, then
 //! `MULTI`/`SET`/`EXEC`. An `EXEC` that Redis aborts (the key changed since `WATCH`, created
 //! included) is reported as a successful swap, so the lease checks each swap by reading the
-//! record back (`components/clever-auth/src/lease.rs`); `docs/operations.md`, "Spin on Redis".
+//! record back (`components/clever-auth/src/lease.rs`); `docs/operations.md`, "Spin on one Redis".
 //!
 //! Without Spin or redis-server on this machine each test says so and returns; under
 //! `CI=true` it fails.
@@ -63,8 +63,7 @@ fn secret_needles(fake: &FakeClever) -> Vec<String> {
     assert!(needles.len() >= 2, "the fake issued both districts' tokens");
     let secret = fake.client_secret();
     needles.push(
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{secret}", fake.client_id())),
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", fake.client_id())),
     );
     needles.push(secret);
     needles.push(STORE_KEY.to_string());
@@ -160,7 +159,10 @@ async fn on_spins_redis_health_passes_the_consumer_gets_data_and_redis_holds_onl
     let output = format!("{}\n{}", app.logs(), app.log_files());
     assert!(output.contains("tokens_acquired"), "{output}");
     for n in &needles {
-        assert!(!output.contains(n.as_str()), "a secret value in Spin's output");
+        assert!(
+            !output.contains(n.as_str()),
+            "a secret value in Spin's output"
+        );
     }
     Ok(())
 }
@@ -179,7 +181,11 @@ async fn a_second_spin_up_on_the_same_redis_serves_the_first_ones_tokens() -> Re
 
     let second = SpinApp::start(&spin, on_redis(&fake, &redis, Some(STORE_KEY), &[])).await?;
     let h = second.health().await?;
-    assert_eq!(h.body["status"], "pass", "at its first answer: {:#}", h.body);
+    assert_eq!(
+        h.body["status"], "pass",
+        "at its first answer: {:#}",
+        h.body
+    );
     assert_eq!(h.district_ids(), ["d-alpha", "d-beta"]);
     for district in ["d-alpha", "d-beta"] {
         let path = format!("/consumer/{district}/v3.0/districts/{district}/schools");
@@ -261,7 +267,9 @@ async fn on_redis_without_a_store_key_health_names_it_and_clever_is_not_called()
     let fake = FakeClever::start(two_districts()).await?;
     let app = SpinApp::start(&spin, on_redis(&fake, &redis, None, &[])).await?;
     let h = app
-        .poll_until(POLL, WAIT, |h| h.body["error"]["code"] == "settings_invalid")
+        .poll_until(POLL, WAIT, |h| {
+            h.body["error"]["code"] == "settings_invalid"
+        })
         .await?;
     assert_eq!(h.status, 503, "{:#}", h.body);
     let message = h.body["error"]["message"].as_str().unwrap_or_default();

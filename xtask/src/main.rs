@@ -270,7 +270,9 @@ pub(crate) const DEMO_STORE_KEY: &str = "ZGVtby1vbmx5LWNsZXZlci1hdXRoLXN0b3JlLWt
 pub(crate) fn check_store(store: Option<&str>) -> Result<()> {
     match store {
         Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
-            bail!("--store takes a Redis URL: redis://127.0.0.1:6379[/db] or rediss://host:port[/db]")
+            bail!(
+                "--store takes a Redis URL: redis://127.0.0.1:6379[/db] or rediss://host:port[/db]"
+            )
         }
         _ => Ok(()),
     }

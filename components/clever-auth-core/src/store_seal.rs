@@ -360,7 +360,10 @@ mod tests {
         let missing = settings_error(&required(None)).expect("no key on a shared store");
         assert_eq!(missing.setting, KEY_SETTING);
         assert!(missing.message.contains("no store key"), "{missing}");
-        assert_eq!(settings_error(&required(Some(sealing(K1, None).keys.expect("key")))), None);
+        assert_eq!(
+            settings_error(&required(Some(sealing(K1, None).keys.expect("key")))),
+            None
+        );
         let memory = Ok(Sealing {
             keys: None,
             required: false,

@@ -4,8 +4,8 @@
 use crate::bindings::wasi::config::store as config;
 use crate::kv::{Kv, KvError};
 use clever_auth_core::lifecycle::TokenEntry;
-use clever_auth_core::status::keys;
 use clever_auth_core::settings::SettingError;
+use clever_auth_core::status::keys;
 use clever_auth_core::store_seal::{self, KeyError, SealError, Sealing, StoreKeys};
 use std::cell::RefCell;
 
@@ -62,11 +62,10 @@ fn built_sealing() -> Result<Sealing, KeyError> {
             }
         }
         let built = match &inputs.0 {
-            Some(current) => StoreKeys::parse(current, inputs.1.as_deref())
-                .map(|keys| Sealing {
-                    keys: Some(keys),
-                    required: inputs.2,
-                }),
+            Some(current) => StoreKeys::parse(current, inputs.1.as_deref()).map(|keys| Sealing {
+                keys: Some(keys),
+                required: inputs.2,
+            }),
             None => Ok(Sealing {
                 keys: None,
                 required: inputs.2,
