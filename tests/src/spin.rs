@@ -147,6 +147,51 @@ impl SpinOptions {
     }
 }
 
+/// The runtime config for several `spin up` processes on one Redis, and the URL it ships with
+/// (replaced in the copy by the test server's).
+pub const REDIS_RUNTIME_CONFIG: &str = "runtime-config.redis.toml";
+const REDIS_URL_LINE: &str = r#"url = "redis://127.0.0.1:6379""#;
+
+/// The test consumer (`tests/consumer`) as a second component of the app: its own route, and
+/// only clever-auth as an outbound host (service chaining names a component
+/// `<id>.spin.internal`).
+const CONSUMER_MANIFEST: &str = r#"
+[[trigger.http]]
+route = "/consumer/..."
+component = "consumer"
+
+[component.consumer]
+source = "consumer.wasm"
+allowed_outbound_hosts = ["http://clever-auth.spin.internal"]
+"#;
+
+impl SpinOptions {
+    /// `runtime-config.redis.toml` pointed at `redis_url`, with `store_key` as
+    /// SPIN_VARIABLE_CLEVER_STORE_KEY (none: the variable stays unset).
+    pub fn on_redis(mut self, redis_url: &str, store_key: Option<&str>) -> Self {
+        self.runtime_config = REDIS_RUNTIME_CONFIG;
+        self.runtime_config_edits
+            .push((REDIS_URL_LINE.into(), format!(r#"url = "{redis_url}""#)));
+        match store_key {
+            Some(key) => self.var("clever_store_key", key),
+            None => self.without_var("clever_store_key"),
+        }
+    }
+
+    /// The test consumer beside clever-auth, under `/consumer/…`.
+    pub fn with_consumer(mut self) -> Self {
+        let consumer = paths::test_consumer();
+        assert!(
+            consumer.is_file(),
+            "missing {}: run the tests with `cargo xtask test`, which builds it",
+            consumer.display()
+        );
+        self.manifest_extra.push_str(CONSUMER_MANIFEST);
+        self.copies.push(("consumer.wasm".into(), consumer));
+        self
+    }
+}
+
 /// A running `spin up` of a temporary copy of the project's app.
 pub struct SpinApp {
     child: Child,
@@ -222,6 +267,24 @@ impl SpinApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn health(&self) -> Result<Health> {
+        let reply = http_client::get(&self.url(HEALTH)).await?;
+        Ok(Health {
+            status: reply.status,
+            body: reply.json()?,
+        })
+    }
+
+    /// Polls health every `every` until `pred` holds; the error shows the last body and logs.
+    pub async fn poll_until(
+        &self,
+        every: Duration,
+        timeout: Duration,
+        pred: impl Fn(&Health) -> bool,
+    ) -> Result<Health> {
+        crate::scenario::poll_health(|| self.health(), every, timeout, pred, || self.logs()).await
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -476,11 +539,7 @@ impl SpinScenario {
     }
 
     pub async fn health(&self) -> Result<Health> {
-        let reply = http_client::get(&self.app.url(HEALTH)).await?;
-        Ok(Health {
-            status: reply.status,
-            body: reply.json()?,
-        })
+        self.app.health().await
     }
 
     /// Polls health every `every` until `pred` holds; the error shows the last body and logs.
@@ -490,8 +549,7 @@ impl SpinScenario {
         timeout: Duration,
         pred: impl Fn(&Health) -> bool,
     ) -> Result<Health> {
-        crate::scenario::poll_health(|| self.health(), every, timeout, pred, || self.app.logs())
-            .await
+        self.app.poll_until(every, timeout, pred).await
     }
 
     /// Polls health every `every` for `duration`, ignoring the answers (refreshes ride on them).

@@ -10,7 +10,6 @@
 use anyhow::{Context, Result};
 use clever_auth_tests::fake_clever::{FakeClever, Fault, RequestRecord, Route, RouteMatch};
 use clever_auth_tests::http_client::{self, Reply};
-use clever_auth_tests::paths;
 use clever_auth_tests::scenario::two_districts;
 use clever_auth_tests::spin::{SpinOptions, SpinScenario};
 use std::time::{Duration, Instant};
@@ -18,31 +17,11 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(20);
 const SCHOOLS: &str = "d-alpha/v3.0/districts/d-alpha/schools?limit=100";
 
-/// The consumer as a second component of the app: its own route, and only clever-auth as an
-/// outbound host (service chaining names a component `<id>.spin.internal`).
-const CONSUMER_MANIFEST: &str = r#"
-[[trigger.http]]
-route = "/consumer/..."
-component = "consumer"
-
-[component.consumer]
-source = "consumer.wasm"
-allowed_outbound_hosts = ["http://clever-auth.spin.internal"]
-"#;
-
 /// `spin up` of the app with the consumer beside clever-auth, against a fake with two
 /// districts, polled until both tokens are in place.
 async fn ready(opts: impl FnOnce(&FakeClever) -> SpinOptions) -> Result<Option<SpinScenario>> {
-    let consumer = paths::test_consumer();
-    assert!(
-        consumer.is_file(),
-        "missing {}: run the tests with `cargo xtask test`, which builds it",
-        consumer.display()
-    );
     let fake = FakeClever::start(two_districts()).await?;
-    let mut opts = opts(&fake);
-    opts.manifest_extra.push_str(CONSUMER_MANIFEST);
-    opts.copies.push(("consumer.wasm".into(), consumer));
+    let opts = opts(&fake).with_consumer();
     let Some(s) = SpinScenario::launch_opts(fake, opts).await? else {
         return Ok(None);
     };

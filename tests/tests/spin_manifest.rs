@@ -3,6 +3,7 @@
 
 use clever_auth_core::health_view::DETAIL_SETTING;
 use clever_auth_core::settings::SETTINGS;
+use clever_auth_core::store_seal;
 use std::path::PathBuf;
 
 fn read_toml(name: &str) -> toml::Table {
@@ -48,6 +49,13 @@ fn manifest_is_v2_and_routes_health_to_the_built_component() {
     assert_eq!(stores, ["default"]);
 }
 
+/// The variables that seal tokens on a shared store, and whether each is a secret.
+const STORE_SEALING: [(&str, bool); 3] = [
+    (store_seal::KEY_SETTING, true),
+    (store_seal::PREVIOUS_KEY_SETTING, true),
+    (store_seal::MODE_SETTING, false),
+];
+
 /// Spin's allowed outbound hosts may not contain a path, so the token endpoint is given to Spin
 /// as its origin and the component's `clever_token_url` is built from it.
 const TOKEN_ORIGIN_VAR: &str = "clever_oauth_base_url";
@@ -60,8 +68,21 @@ fn every_setting_is_a_variable_with_the_documented_default() {
     let bound = m["component"]["clever-auth"]["variables"]
         .as_table()
         .expect("component variables");
-    // The settings, plus the health view (not a Clever setting; Spin's signal for the detail).
-    assert_eq!(vars.len(), SETTINGS.len() + 1);
+    // The settings, plus the health view (not a Clever setting; Spin's signal for the detail)
+    // and the store's sealing.
+    assert_eq!(vars.len(), SETTINGS.len() + 1 + STORE_SEALING.len());
+    for (name, secret) in STORE_SEALING {
+        assert_eq!(vars[name]["default"].as_str(), Some(""), "{name}");
+        assert_eq!(
+            vars[name].get("secret").and_then(|v| v.as_bool()),
+            secret.then_some(true),
+            "{name}"
+        );
+        assert_eq!(
+            bound[name].as_str(),
+            Some(format!("{{{{ {name} }}}}").as_str())
+        );
+    }
     // The listener's health answer is the public one unless an operator opts in.
     assert_eq!(vars[DETAIL_SETTING]["default"].as_str(), Some(""));
     assert_eq!(
@@ -145,5 +166,30 @@ fn runtime_config_keeps_the_store_in_memory() {
     assert!(
         store.get("path").is_none(),
         "a path would put tokens on disk"
+    );
+}
+
+/// Several `spin up` on one Redis: Spin's Redis provider for the component's store, and
+/// sealing required by a provider Spin asks before the environment.
+#[test]
+fn redis_runtime_config_shares_the_store_and_requires_sealing() {
+    let rc = read_toml("runtime-config.redis.toml");
+    let store = &rc["key_value_store"]["default"];
+    assert_eq!(store["type"].as_str(), Some("redis"));
+    let url = store["url"].as_str().unwrap_or_default();
+    assert!(url.starts_with("redis://"), "{url}");
+    assert!(!url.contains('@'), "no password in a committed file: {url}");
+    let providers = rc["variables_provider"].as_array().expect("providers");
+    assert_eq!(providers.len(), 1);
+    assert_eq!(providers[0]["type"].as_str(), Some("static"));
+    assert_eq!(
+        providers[0]["values"][store_seal::MODE_SETTING].as_str(),
+        Some(store_seal::REQUIRED)
+    );
+    assert!(
+        providers[0]["values"]
+            .get(store_seal::KEY_SETTING)
+            .is_none(),
+        "the store key is a secret: never in a committed file"
     );
 }

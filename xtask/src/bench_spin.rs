@@ -62,7 +62,14 @@ pub fn start(
         .local_addr()?
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut cmd = crate::spin::spin_up_against(&spin, &app, fake_url, &listen, true);
+    let mut cmd = crate::spin::spin_up_against(
+        &spin,
+        &app,
+        &app.join("runtime-config.toml"),
+        fake_url,
+        &listen,
+        true,
+    );
     for (k, v) in settings {
         cmd.env(format!("SPIN_VARIABLE_{k}"), v);
     }

@@ -3,7 +3,7 @@
 //! - `cargo xtask component`: the component only (what `spin build` runs).
 //! - `cargo xtask build`: the component (wasm32-wasip2, release) and the host.
 //! - `cargo xtask run`:   build, then start the service on its embedded default
-//!   (`--spin`: under `spin up` instead of the host).
+//!   (`--spin`: under `spin up` instead of the host; `--store redis://…`: tokens in Redis).
 //! - `cargo xtask test`:  build, then run the whole test suite.
 //! - `cargo xtask fuzz`:  run every cargo-fuzz target for a bounded time (nightly).
 //! - `cargo xtask bench`: build in release, then measure (see `bench/mod.rs`).
@@ -50,6 +50,10 @@ enum Cmd {
         /// Run the app under `spin up` (the project's spin.toml) instead of the host.
         #[arg(long)]
         spin: bool,
+        /// Keep tokens in this Redis instead of memory (redis://127.0.0.1:6379[/db]), sealed
+        /// with a development store key; under --spin through runtime-config.redis.toml.
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Measure the time from starting the host to its first Clever token (against the local
     /// fake Clever), over several runs.
@@ -145,8 +149,13 @@ fn main() -> Result<()> {
         Cmd::Run {
             listen,
             spin: false,
-        } => demo(&root, &listen)?,
-        Cmd::Run { listen, spin: true } => spin::demo(&root, &listen)?,
+            store,
+        } => demo(&root, &listen, store.as_deref())?,
+        Cmd::Run {
+            listen,
+            spin: true,
+            store,
+        } => spin::demo(&root, &listen, store.as_deref())?,
         Cmd::Test { args } => test(&root, &args)?,
         Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,
         Cmd::Fuzz { secs } => fuzz(&root, secs.max(1))?,
@@ -254,23 +263,43 @@ fn build_test_consumer(root: &Path) -> Result<PathBuf> {
         .join("clever_auth_test_consumer.wasm"))
 }
 
+/// The store key of `cargo xtask run --store`: a development value, like the demo's client
+/// secret, so that the records of one run open in the next. Never for a real deployment.
+pub(crate) const DEMO_STORE_KEY: &str = "ZGVtby1vbmx5LWNsZXZlci1hdXRoLXN0b3JlLWtleSE=";
+
+/// `--store` as given, if it is a Redis URL (checked before anything is built).
+pub(crate) fn check_store(store: Option<&str>) -> Result<()> {
+    match store {
+        Some(url) if !(url.starts_with("redis://") || url.starts_with("rediss://")) => {
+            bail!(
+                "--store takes a Redis URL: redis://127.0.0.1:6379[/db] or rediss://host:port[/db]"
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The embedded default: a local fake Clever on loopback and the host pointed at it.
-fn demo(root: &Path, listen: &str) -> Result<()> {
+fn demo(root: &Path, listen: &str, store: Option<&str>) -> Result<()> {
+    check_store(store)?;
     let (component, bin_dir) = build_demo(root)?;
     let (mut fake, fake_url) = start_fake_clever(&bin_dir)?;
     println!("fake Clever: {fake_url}");
     println!("clever-auth: http://{listen}/health/clever-auth   (Ctrl-C stops both)");
-    let status = host_against(
+    let mut host = host_against(
         &bin_dir.join("clever-auth-host"),
         &component,
         &fake_url,
         listen,
-    )
-    .args(["--log-format", "text"])
-    // A local demo: the per-district detail, as under `spin up`.
-    .arg("--health-detail")
-    .status()
-    .context("starting clever-auth-host");
+    );
+    host.args(["--log-format", "text"])
+        // A local demo: the per-district detail, as under `spin up`.
+        .arg("--health-detail");
+    if let Some(url) = store {
+        host.args(["--store", url])
+            .env("CLEVER_AUTH_STORE_KEY", DEMO_STORE_KEY);
+    }
+    let status = host.status().context("starting clever-auth-host");
     let _ = fake.kill();
     let _ = fake.wait();
     let status = status?;

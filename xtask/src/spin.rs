@@ -32,7 +32,7 @@ pub fn find_spin(root: &Path) -> Result<PathBuf> {
     )
 }
 
-/// `spin up` of `<root>/spin.toml` with `runtime-config.toml`, development credentials and
+/// `spin up` of `<root>/spin.toml` with `runtime_config`, development credentials and
 /// both Clever origins pointed at `fake_url` (the allowed outbound hosts follow them).
 /// `clean_env` drops the machine's own `SPIN_VARIABLE_*` first (for measurements).
 /// On a loopback `listen` the health answer is the per-district detail (the opt-in a local
@@ -40,6 +40,7 @@ pub fn find_spin(root: &Path) -> Result<PathBuf> {
 pub fn spin_up_against(
     spin: &Path,
     root: &Path,
+    runtime_config: &Path,
     fake_url: &str,
     listen: &str,
     clean_env: bool,
@@ -54,7 +55,8 @@ pub fn spin_up_against(
     }
     cmd.current_dir(root)
         .args(["up", "--from", "spin.toml"])
-        .args(["--runtime-config-file", "runtime-config.toml"])
+        .arg("--runtime-config-file")
+        .arg(runtime_config)
         .args(["--listen", listen])
         .env("SPIN_VARIABLE_CLEVER_CLIENT_ID", "demo-client-id")
         .env("SPIN_VARIABLE_CLEVER_CLIENT_SECRET", "demo-client-secret")
@@ -76,9 +78,36 @@ fn is_loopback(listen: &str) -> bool {
     }
 }
 
-/// The local loop under Spin: fake Clever plus `spin up`, until Ctrl-C.
-pub fn demo(root: &Path, listen: &str) -> Result<()> {
+/// The URL line of `runtime-config.redis.toml`, which `--store` replaces.
+const REDIS_URL_LINE: &str = r#"url = "redis://127.0.0.1:6379""#;
+
+/// `runtime-config.redis.toml` pointed at `url`, written under the target dir (Spin expands
+/// no variable in a runtime config, so the URL is written into a copy).
+fn redis_runtime_config(root: &Path, url: &str) -> Result<PathBuf> {
+    let template = std::fs::read_to_string(root.join("runtime-config.redis.toml"))
+        .context("reading runtime-config.redis.toml")?;
+    if !template.contains(REDIS_URL_LINE) {
+        bail!("runtime-config.redis.toml has no line {REDIS_URL_LINE}");
+    }
+    let dir = crate::target_dir(root).join("xtask-run");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("runtime-config.redis.toml");
+    // A JSON string is a TOML basic string: the same escapes.
+    let quoted = serde_json::to_string(url)?;
+    let text = template.replace(REDIS_URL_LINE, &format!("url = {quoted}"));
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The local loop under Spin: fake Clever plus `spin up`, until Ctrl-C. With `store`, the
+/// component's store is that Redis, through Spin's own Redis provider.
+pub fn demo(root: &Path, listen: &str, store: Option<&str>) -> Result<()> {
+    crate::check_store(store)?;
     let spin = find_spin(root)?;
+    let runtime_config = match store {
+        Some(url) => redis_runtime_config(root, url)?,
+        None => root.join("runtime-config.toml"),
+    };
     let (_component, bin_dir) = crate::build_demo(root)?;
     let (mut fake, fake_url) = crate::start_fake_clever(&bin_dir)?;
     println!("fake Clever: {fake_url}");
@@ -90,9 +119,11 @@ pub fn demo(root: &Path, listen: &str) -> Result<()> {
     if !is_loopback(listen) {
         println!("{listen} is not loopback: the health answer stays public (the per-district detail is for loopback only)");
     }
-    let status = spin_up_against(&spin, root, &fake_url, listen, false)
-        .status()
-        .context("starting spin up");
+    let mut cmd = spin_up_against(&spin, root, &runtime_config, &fake_url, listen, false);
+    if store.is_some() {
+        cmd.env("SPIN_VARIABLE_CLEVER_STORE_KEY", crate::DEMO_STORE_KEY);
+    }
+    let status = cmd.status().context("starting spin up");
     let _ = fake.kill();
     let _ = fake.wait();
     let status = status?;

@@ -9,6 +9,7 @@
 //! outlives a restart (Spin's SQLite store) can show the settings of the run before.
 
 use crate::settings::{SettingError, Settings, SETTINGS};
+use crate::store_seal;
 use crate::UnixMillis;
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +86,14 @@ impl SettingsCheck {
     /// does a record that holds neither settings nor errors (an older build's).
     pub fn fresh_at(&self, now: UnixMillis) -> bool {
         let complete = self.settings.is_some() || !self.errors.is_empty();
-        complete && now >= self.checked_at && now - self.checked_at < FRESH_MS
+        // The store key may come while the process lives (the native host reads it from Key
+        // Vault in the background), and on a shared store this record is every instance's:
+        // a missing key is looked for again at every request until it is there.
+        let sealing_error = self
+            .errors
+            .iter()
+            .any(|e| store_seal::SETTINGS.contains(&e.setting.as_str()));
+        complete && !sealing_error && now >= self.checked_at && now - self.checked_at < FRESH_MS
     }
 
     /// What `settings::load` gave: the settings, or every error.
@@ -103,8 +111,10 @@ impl SettingsCheck {
             .map(|e| SettingError {
                 setting: SETTINGS
                     .iter()
-                    .find(|s| s.name == e.setting)
-                    .map_or(UNKNOWN_SETTING, |s| s.name),
+                    .map(|s| s.name)
+                    .chain(store_seal::SETTINGS)
+                    .find(|name| *name == e.setting)
+                    .unwrap_or(UNKNOWN_SETTING),
                 message: e.message.clone(),
             })
             .collect()
@@ -185,6 +195,19 @@ mod tests {
         let errors = check.errors();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].setting, "settings");
+    }
+
+    #[test]
+    fn a_missing_store_key_is_named_and_looked_for_again_at_once() {
+        let missing = Err(vec![SettingError {
+            setting: store_seal::KEY_SETTING,
+            message: store_seal::SealError::NoKey.to_string(),
+        }]);
+        let check = SettingsCheck::new(&missing, None, 1_000);
+        let json = serde_json::to_vec(&check).expect("serialises");
+        let back: SettingsCheck = serde_json::from_slice(&json).expect("parses");
+        assert_eq!(back.errors()[0].setting, store_seal::KEY_SETTING);
+        assert!(!back.fresh_at(1_000));
     }
 
     #[test]

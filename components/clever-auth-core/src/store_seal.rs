@@ -11,6 +11,7 @@
 //! brings the nonce (12 fresh random bytes per write).
 
 use crate::lifecycle::TokenEntry;
+use crate::settings::SettingError;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -47,6 +48,35 @@ pub enum KeyError {
     NotBase64(&'static str),
     #[error("{0} must be 32 bytes (base64 of 32 random bytes), not {1}")]
     WrongLength(&'static str, usize),
+}
+
+impl KeyError {
+    /// The setting whose value is wrong.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            KeyError::NotBase64(s) | KeyError::WrongLength(s, _) => s,
+        }
+    }
+}
+
+/// The settings whose errors are the store's sealing, beside `settings::SETTINGS`.
+pub const SETTINGS: [&str; 3] = [KEY_SETTING, PREVIOUS_KEY_SETTING, MODE_SETTING];
+
+/// Why no token can be written or read as the settings stand, as a settings error: a
+/// malformed key, or a shared store with no key (then calling Clever would fetch tokens
+/// that cannot be kept).
+pub fn settings_error(sealing: &Result<Sealing, KeyError>) -> Option<SettingError> {
+    match sealing {
+        Err(e) => Some(SettingError {
+            setting: e.setting(),
+            message: e.to_string(),
+        }),
+        Ok(s) if s.required && s.keys.is_none() => Some(SettingError {
+            setting: KEY_SETTING,
+            message: SealError::NoKey.to_string(),
+        }),
+        Ok(_) => None,
+    }
 }
 
 impl StoreKey {
@@ -317,6 +347,36 @@ mod tests {
         assert_eq!(open(&memory, &bytes).expect("open"), e);
         let sealed = seal(&sealing(K1, None), &e, [0; 12]).expect("seal");
         assert_eq!(open(&memory, &sealed), Err(SealError::SealedWithoutKey));
+    }
+
+    #[test]
+    fn a_shared_store_without_a_usable_key_is_a_settings_error_naming_the_key() {
+        let required = |keys| {
+            Ok(Sealing {
+                keys,
+                required: true,
+            })
+        };
+        let missing = settings_error(&required(None)).expect("no key on a shared store");
+        assert_eq!(missing.setting, KEY_SETTING);
+        assert!(missing.message.contains("no store key"), "{missing}");
+        assert_eq!(
+            settings_error(&required(Some(sealing(K1, None).keys.expect("key")))),
+            None
+        );
+        let memory = Ok(Sealing {
+            keys: None,
+            required: false,
+        });
+        assert_eq!(settings_error(&memory), None);
+        let short = STANDARD.encode([1u8; 16]);
+        let bad = StoreKeys::parse(K1, Some(&short)).map(|k| Sealing {
+            keys: Some(k),
+            required: true,
+        });
+        let named = settings_error(&bad).expect("a bad previous key");
+        assert_eq!(named.setting, PREVIOUS_KEY_SETTING);
+        assert!(!named.message.contains(&short));
     }
 
     #[test]

@@ -19,8 +19,18 @@ fn get(key: &str) -> Result<Option<String>, String> {
     })
 }
 
+/// The settings, with the store's sealing among them: on a shared store without a usable key
+/// no token could be kept, so the refresher does not call Clever and health names the key.
 pub fn settings() -> Result<Settings, Vec<SettingError>> {
-    settings::load(get)
+    let loaded = settings::load(get);
+    match (loaded, crate::token_store::settings_error()) {
+        (loaded, None) => loaded,
+        (Ok(_), Some(e)) => Err(vec![e]),
+        (Err(mut errors), Some(e)) => {
+            errors.push(e);
+            Err(errors)
+        }
+    }
 }
 
 /// The settings as one check of them: the stored check while it is fresh, else the settings

@@ -3,8 +3,15 @@
 //! call Clever. The holder renews it before each step of its run; a run whose renewal fails
 //! (it stalled past the TTL and another run took over) stops without writing, so two runs
 //! never overwrite each other's records.
+//!
+//! A swap's answer is not trusted: every swap is judged by reading the record back. Spin's
+//! Redis store (4.0) writes only when the record is unchanged since `current` (WATCH, then
+//! MULTI/SET/EXEC), but answers every swap with `cas-failed`, whether it wrote or not (its
+//! closing `UNWATCH <key>` is refused by Redis: UNWATCH takes no argument), and would answer an
+//! aborted write with success if that call were fixed. What the record holds afterwards is
+//! right on every store we run on; holders are random, so ours there means our write landed.
 
-use crate::bindings::wasi::keyvalue::atomics::{self, Cas, CasError};
+use crate::bindings::wasi::keyvalue::atomics::{self, Cas};
 use crate::bindings::wasi::keyvalue::store::Bucket;
 use clever_auth_core::status::keys;
 use clever_auth_core::UnixMillis;
@@ -49,7 +56,8 @@ impl<'a> Lease<'a> {
                     until: 0,
                 })
                 .ok()?;
-                atomics::swap(cas, &unheld).ok()?;
+                // Whatever the answer, the record is read again.
+                let _ = atomics::swap(cas, &unheld);
                 match Self::current(bucket)? {
                     (cas, Some(bytes)) => (cas, bytes),
                     (_, None) => return None,
@@ -67,11 +75,19 @@ impl<'a> Lease<'a> {
             until: now.saturating_add(ttl_ms),
         };
         let bytes = serde_json::to_vec(&record).ok()?;
-        match atomics::swap(cas, &bytes) {
-            Ok(()) => Some(Lease { bucket, holder }),
-            Err(CasError::CasFailed(_)) | Err(CasError::StoreError(_)) => None,
-        }
+        swapped(bucket, cas, &bytes).then_some(Lease { bucket, holder })
     }
+}
+
+/// Swaps `cas` to `bytes` and tells whether the record holds them now (see the module doc).
+fn swapped(bucket: &Bucket, cas: Cas, bytes: &[u8]) -> bool {
+    // Its answer proves nothing on Spin's Redis store.
+    let _ = atomics::swap(cas, bytes);
+    bucket
+        .get(keys::LEASE)
+        .ok()
+        .flatten()
+        .is_some_and(|now| now == bytes)
 }
 
 impl Lease<'_> {
@@ -104,7 +120,7 @@ impl Lease<'_> {
         let Ok(bytes) = serde_json::to_vec(&record) else {
             return false;
         };
-        atomics::swap(cas, &bytes).is_ok()
+        swapped(self.bucket, cas, &bytes)
     }
 }
 

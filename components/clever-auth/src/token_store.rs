@@ -4,8 +4,9 @@
 use crate::bindings::wasi::config::store as config;
 use crate::kv::{Kv, KvError};
 use clever_auth_core::lifecycle::TokenEntry;
+use clever_auth_core::settings::SettingError;
 use clever_auth_core::status::keys;
-use clever_auth_core::store_seal::{self, SealError, Sealing, StoreKeys};
+use clever_auth_core::store_seal::{self, KeyError, SealError, Sealing, StoreKeys};
 use std::cell::RefCell;
 
 /// What a token record turned out to be.
@@ -32,13 +33,23 @@ type SealingInputs = (Option<String>, Option<String>, bool);
 thread_local! {
     /// The sealing last built, with the setting values it came from: a reused instance builds
     /// the cipher once per key change, not once per token read.
-    static SEALING: RefCell<Option<(SealingInputs, Result<Sealing, String>)>> =
+    static SEALING: RefCell<Option<(SealingInputs, Result<Sealing, KeyError>)>> =
         const { RefCell::new(None) };
 }
 
 /// The sealing the settings give now, or why they give none (a malformed key: then tokens are
 /// neither written nor read, and the message says which setting is wrong).
 pub fn sealing() -> Result<Sealing, String> {
+    built_sealing().map_err(|e| e.to_string())
+}
+
+/// Why the settings allow no token to be kept, if they do not (see
+/// `store_seal::settings_error`).
+pub fn settings_error() -> Option<SettingError> {
+    store_seal::settings_error(&built_sealing())
+}
+
+fn built_sealing() -> Result<Sealing, KeyError> {
     let inputs = (
         setting(store_seal::KEY_SETTING),
         setting(store_seal::PREVIOUS_KEY_SETTING),
@@ -51,12 +62,10 @@ pub fn sealing() -> Result<Sealing, String> {
             }
         }
         let built = match &inputs.0 {
-            Some(current) => StoreKeys::parse(current, inputs.1.as_deref())
-                .map(|keys| Sealing {
-                    keys: Some(keys),
-                    required: inputs.2,
-                })
-                .map_err(|e| e.to_string()),
+            Some(current) => StoreKeys::parse(current, inputs.1.as_deref()).map(|keys| Sealing {
+                keys: Some(keys),
+                required: inputs.2,
+            }),
             None => Ok(Sealing {
                 keys: None,
                 required: inputs.2,
