@@ -1,6 +1,7 @@
 //! Test support: the real host as a child process, loopback fakes, a small HTTP client.
 
 pub mod azure_scenario;
+pub mod container;
 pub mod host_process;
 pub mod http_client;
 pub mod paths;

@@ -7,8 +7,11 @@
 //! - `cargo xtask test`:  build, then run the whole test suite.
 //! - `cargo xtask fuzz`:  run every cargo-fuzz target for a bounded time (nightly).
 //! - `cargo xtask bench`: build in release, then measure (see `bench/mod.rs`).
+//! - `cargo xtask image`: the production image with podman (`--check`: run it as App Service
+//!   would; see `image/mod.rs`).
 
 mod bench;
+mod image;
 mod procs;
 mod spin;
 
@@ -115,6 +118,20 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Build the production image from the Dockerfile with podman, as localhost/clever-auth:local.
+    /// Without a registry, the bases are made from Debian's packages (mmdebstrap) first.
+    Image {
+        /// Then run it as App Service would and check it (tests/tests/container_e2e.rs).
+        #[arg(long)]
+        check: bool,
+        /// Use the Dockerfile's own bases (rust:1.95-bookworm, debian:bookworm-slim) from a
+        /// registry instead of making them.
+        #[arg(long)]
+        registry_bases: bool,
+        /// Make the Debian bases again (security updates) even when podman has them.
+        #[arg(long)]
+        fresh_bases: bool,
+    },
     /// Build everything and run the whole test suite.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -147,6 +164,18 @@ fn main() -> Result<()> {
         } => demo(&root, &listen)?,
         Cmd::Run { listen, spin: true } => spin::demo(&root, &listen)?,
         Cmd::Test { args } => test(&root, &args)?,
+        Cmd::Image {
+            check,
+            registry_bases,
+            fresh_bases,
+        } => image::run(
+            &root,
+            &image::ImageOptions {
+                check,
+                registry_bases,
+                fresh_bases,
+            },
+        )?,
         Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,
         Cmd::Fuzz { secs } => fuzz(&root, secs.max(1))?,
         Cmd::BenchAbuse {
