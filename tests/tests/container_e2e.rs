@@ -258,3 +258,76 @@ async fn no_secret_in_any_layer_and_the_image_stays_small() -> anyhow::Result<()
     );
     Ok(())
 }
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// `cargo xtask bench --only container`: `podman run` → first `pass`, and `podman stop` →
+/// exited, with the image's precompiled component and without it. Writes a JSON summary to
+/// CLEVER_AUTH_CONTAINER_BENCH_OUT.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: cargo xtask bench --only container"]
+async fn container_bench() -> anyhow::Result<()> {
+    let Some(image) = podman::image_under_test("container_bench") else {
+        return Ok(());
+    };
+    let runs: usize = std::env::var("CLEVER_AUTH_CONTAINER_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let s = AppService::start(&image, Options::default()).await?;
+    let mut summary = serde_json::Map::new();
+    for (mode, extra) in [
+        ("precompiled", vec![]),
+        (
+            "compiled at start",
+            vec![
+                "-e".to_string(),
+                "CLEVER_AUTH_NO_COMPONENT_CACHE=true".into(),
+            ],
+        ),
+    ] {
+        let (mut to_pass, mut to_exit) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let c = s.run(&extra)?;
+            let at = c.published(PORT)?;
+            c.with_logs(app_service::wait_health(at, WAIT, |_, status| status == "pass").await)?;
+            to_pass.push(c.started.elapsed());
+            to_exit.push(c.stop(DRAIN + Duration::from_secs(10))?);
+            assert_eq!(c.exit_code()?, 0);
+        }
+        let (pass, exit) = (median(to_pass.clone()), median(to_exit.clone()));
+        let ms = |v: &[Duration]| -> Vec<u128> { v.iter().map(Duration::as_millis).collect() };
+        eprintln!(
+            "{mode}: run -> pass median {} ms {:?}; stop -> exited median {} ms {:?}",
+            pass.as_millis(),
+            ms(&to_pass),
+            exit.as_millis(),
+            ms(&to_exit)
+        );
+        summary.insert(
+            mode.into(),
+            serde_json::json!({
+                "runs": runs,
+                "run_to_pass_ms": ms(&to_pass),
+                "run_to_pass_median_ms": pass.as_millis(),
+                "stop_to_exit_ms": ms(&to_exit),
+                "stop_to_exit_median_ms": exit.as_millis(),
+            }),
+        );
+    }
+    if let Ok(out) = std::env::var("CLEVER_AUTH_CONTAINER_BENCH_OUT") {
+        std::fs::write(out, serde_json::to_string_pretty(&summary)?)?;
+    }
+    let pass = summary["precompiled"]["run_to_pass_median_ms"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    assert!(
+        pass <= 1000,
+        "run -> pass with the cache: {pass} ms (target 1 s)"
+    );
+    Ok(())
+}

@@ -92,8 +92,9 @@ enum Cmd {
         gateway_rounds: u32,
         /// Run one part only: `scale10k` (10,000 districts on one instance), `spin` (health
         /// under `spin up` side by side with the host and the native baseline), `gateway` (the
-        /// gateway vs direct vs nginx).
-        #[arg(long, value_parser = ["scale10k", "spin", "gateway"])]
+        /// gateway vs direct vs nginx), `container` (the image under podman: run → pass and
+        /// stop → exit, with and without the precompiled component; --first-token-runs runs).
+        #[arg(long, value_parser = ["scale10k", "spin", "gateway", "container"])]
         only: Option<String>,
     },
     /// Build in release and run only the bench's abuse section: a well-behaved client's

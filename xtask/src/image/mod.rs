@@ -87,6 +87,40 @@ fn check(root: &Path, runtime_base: &str) -> Result<()> {
     crate::run(&mut cmd)
 }
 
+/// `cargo xtask bench --only container`: builds the image, then times `podman run` → first
+/// `pass` and `podman stop` → exited, median of `runs`, with and without the precompiled
+/// component (the ignored `container_bench` test). The summary lands in `out_dir`.
+pub fn bench(root: &Path, out_dir: &Path, runs: u32) -> Result<()> {
+    let opts = ImageOptions {
+        check: false,
+        registry_bases: false,
+        fresh_bases: false,
+    };
+    run(root, &opts)?;
+    let runtime_base = bases::ensure(
+        &crate::target_dir(root).join("image-build").join("bases"),
+        false,
+    )?
+    .runtime;
+    let out = out_dir.join("container.json");
+    let mut cmd = crate::cargo(root);
+    cmd.args(["test", "-p", "clever-auth-tests", "--test", "container_e2e"])
+        .args([
+            "--",
+            "--ignored",
+            "--exact",
+            "container_bench",
+            "--nocapture",
+        ])
+        .env("CLEVER_AUTH_CONTAINER_IMAGE", TAG)
+        .env("CLEVER_AUTH_CONTAINER_RUNTIME_BASE", runtime_base)
+        .env("CLEVER_AUTH_CONTAINER_BENCH_RUNS", runs.to_string())
+        .env("CLEVER_AUTH_CONTAINER_BENCH_OUT", &out);
+    crate::run(&mut cmd)?;
+    eprintln!("xtask bench: container summary in {}", out.display());
+    Ok(())
+}
+
 fn cargo_home() -> std::path::PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(Into::into)
