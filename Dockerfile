@@ -12,8 +12,13 @@
 # buildah/podman all build it the same way (podman/buildah: `--format docker`, since the OCI
 # image format has no HEALTHCHECK).
 
+# The two bases. CI and `az acr build` use the defaults; `cargo xtask image` passes equivalents
+# made from Debian's packages where no registry serves these (xtask/src/image/).
+ARG BUILD_BASE=rust:1.95-bookworm
+ARG RUNTIME_BASE=debian:bookworm-slim
+
 # ---- build: the component (wasm32-wasip2) and the host, both in release ----------------------
-FROM rust:1.95-bookworm AS build
+FROM ${BUILD_BASE} AS build
 WORKDIR /src
 
 # `cargo xtask` adds the target on demand too; here it gets its own cached layer.
@@ -41,7 +46,7 @@ RUN /app/clever-auth-host --component /app/clever_auth.wasm \
 
 # ---- runtime ----------------------------------------------------------------------------------
 # Same Debian release as the builder, so the host's glibc dependency is met.
-FROM debian:bookworm-slim
+FROM ${RUNTIME_BASE}
 
 # ca-certificates: the host itself trusts the Mozilla roots compiled into it (webpki-roots) plus
 # --extra-ca; the system bundle is here for images built on this one that add a private CA

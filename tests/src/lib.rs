@@ -2,6 +2,7 @@
 //! code blocks of the documents.
 
 pub mod azure_scenario;
+pub mod container;
 pub mod host_process;
 pub mod http_client;
 pub mod markdown;

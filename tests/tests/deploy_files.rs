@@ -238,6 +238,26 @@ fn dockerfile_builds_and_ships_what_xtask_produces() {
     );
 }
 
+/// The bases are build arguments (`cargo xtask image` passes Debian-made equivalents where no
+/// registry serves them), and their defaults stay what CI and `az acr build` pull.
+#[test]
+fn dockerfile_bases_are_arguments_with_the_registry_defaults() {
+    let all = dockerfile();
+    let args: BTreeMap<&str, &str> = all
+        .iter()
+        .filter(|i| i.keyword == "ARG")
+        .filter_map(|i| i.args.split_once('='))
+        .collect();
+    assert_eq!(args.get("BUILD_BASE"), Some(&"rust:1.95-bookworm"));
+    assert_eq!(args.get("RUNTIME_BASE"), Some(&"debian:bookworm-slim"));
+    let froms: Vec<&str> = all
+        .iter()
+        .filter(|i| i.keyword == "FROM")
+        .map(|i| i.args.as_str())
+        .collect();
+    assert_eq!(froms, ["${BUILD_BASE} AS build", "${RUNTIME_BASE}"]);
+}
+
 #[test]
 fn dockerfile_uses_only_flags_and_variables_the_host_defines() {
     let all = dockerfile();

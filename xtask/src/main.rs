@@ -7,8 +7,11 @@
 //! - `cargo xtask test`:  build, then run the whole test suite.
 //! - `cargo xtask fuzz`:  run every cargo-fuzz target for a bounded time (nightly).
 //! - `cargo xtask bench`: build in release, then measure (see `bench/mod.rs`).
+//! - `cargo xtask image`: the production image with podman (`--check`: run it as App Service
+//!   would; see `image/mod.rs`).
 
 mod bench;
+mod image;
 mod procs;
 mod spin;
 
@@ -94,8 +97,9 @@ enum Cmd {
         /// Run one part only: `scale10k` (10,000 districts on one instance), `spin` (health
         /// under `spin up` side by side with the host and the native baseline), `gateway` (the
         /// gateway vs direct vs nginx), `scaleout` (the gateway and health on the memory store
-        /// vs a loopback Redis).
-        #[arg(long, value_parser = ["scale10k", "spin", "gateway", "scaleout"])]
+        /// vs a loopback Redis), `container` (the image under podman: run → pass and stop →
+        /// exit, with and without the precompiled component; --first-token-runs runs).
+        #[arg(long, value_parser = ["scale10k", "spin", "gateway", "scaleout", "container"])]
         only: Option<String>,
     },
     /// Build in release and run only the bench's abuse section: a well-behaved client's
@@ -119,6 +123,20 @@ enum Cmd {
         /// Markdown report (a JSON twin next to it) [default: target/bench/abuse.md].
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Build the production image from the Dockerfile with podman, as localhost/clever-auth:local.
+    /// Without a registry, the bases are made from Debian's packages (mmdebstrap) first.
+    Image {
+        /// Then run it as App Service would and check it (tests/tests/container_e2e.rs).
+        #[arg(long)]
+        check: bool,
+        /// Use the Dockerfile's own bases (rust:1.95-bookworm, debian:bookworm-slim) from a
+        /// registry instead of making them.
+        #[arg(long)]
+        registry_bases: bool,
+        /// Make the Debian bases again (security updates) even when podman has them.
+        #[arg(long)]
+        fresh_bases: bool,
     },
     /// Build everything and run the whole test suite.
     Test {
@@ -157,6 +175,18 @@ fn main() -> Result<()> {
             store,
         } => spin::demo(&root, &listen, store.as_deref())?,
         Cmd::Test { args } => test(&root, &args)?,
+        Cmd::Image {
+            check,
+            registry_bases,
+            fresh_bases,
+        } => image::run(
+            &root,
+            &image::ImageOptions {
+                check,
+                registry_bases,
+                fresh_bases,
+            },
+        )?,
         Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,
         Cmd::Fuzz { secs } => fuzz(&root, secs.max(1))?,
         Cmd::BenchAbuse {

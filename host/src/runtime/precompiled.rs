@@ -87,6 +87,7 @@ pub fn load(
         return Ok((Component::new(engine, bytes)?, Origin::Compiled));
     };
     let path = artifact_path(dir, engine, bytes);
+    let mut warned = false;
     if path.is_file() {
         // SAFETY: the file is named by the hash of these component bytes and of this engine's
         // configuration, lives in a directory only its owner can write (checked above), and
@@ -94,11 +95,14 @@ pub fn load(
         // engine and refuses an incompatible artifact.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => return Ok((c, Origin::Cache)),
-            Err(e) => tracing::warn!(
-                path = %path.display(),
-                error = %e,
-                "precompiled component unusable; compiling instead"
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "precompiled component unusable; compiling instead"
+                );
+                warned = true;
+            }
         }
     }
     let compiled = engine
@@ -109,6 +113,17 @@ pub fn load(
     let component = unsafe { Component::deserialize(engine, &compiled) }?;
     match write_atomically(&path, &compiled) {
         Ok(()) => Ok((component, Origin::CompiledAndCached)),
+        // A container image's cache is read-only to the service user, so an artifact that
+        // does not fit this machine cannot be replaced there: one warning per start says so
+        // (the one above); the failed write is detail.
+        Err(e) if warned => {
+            tracing::info!(
+                path = %path.display(),
+                error = %format!("{e:#}"),
+                "could not replace the unusable precompiled component; every start compiles"
+            );
+            Ok((component, Origin::Compiled))
+        }
         Err(e) => {
             tracing::warn!(
                 path = %path.display(),

@@ -11,6 +11,9 @@ pub struct FakeCleverConfig {
     pub addr: SocketAddr,
     /// Serve HTTPS with a certificate from a CA made at start-up ([`FakeClever::ca_pem`]).
     pub tls: bool,
+    /// With `tls`: more names the certificate is valid for besides `localhost`, `127.0.0.1`
+    /// and `::1` (a host name a container resolves to this machine).
+    pub tls_names: Vec<String>,
     pub client_id: String,
     pub client_secret: String,
     /// Districts to create with these exact ids.
@@ -42,6 +45,7 @@ impl Default for FakeCleverConfig {
         Self {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             tls: false,
+            tls_names: Vec::new(),
             client_id: "demo-client-id".to_string(),
             client_secret: "demo-client-secret".to_string(),
             district_ids: Vec::new(),

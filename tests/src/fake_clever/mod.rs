@@ -82,7 +82,7 @@ impl FakeClever {
     /// runtime, which then drives the server.
     pub async fn start(config: FakeCleverConfig) -> anyhow::Result<Self> {
         let tls = if config.tls {
-            Some(tls::make_test_tls()?)
+            Some(tls::make_test_tls(&config.tls_names)?)
         } else {
             None
         };

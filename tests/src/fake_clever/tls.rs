@@ -1,5 +1,5 @@
 //! Optional TLS: a throw-away CA made at start-up signs a server certificate for `localhost`,
-//! `127.0.0.1` and `::1`. Clients trust the CA's PEM, never a system store.
+//! `127.0.0.1`, `::1` and any extra names asked for. Clients trust the CA's PEM, never a system store.
 
 use std::sync::Arc;
 
@@ -17,12 +17,10 @@ pub(crate) struct TestTls {
     pub(crate) server_config: Arc<ServerConfig>,
 }
 
-pub(crate) fn make_test_tls() -> anyhow::Result<TestTls> {
-    make_test_tls_for(
-        "clever-auth fake Clever test CA",
-        "localhost",
-        &["localhost", "127.0.0.1", "::1"],
-    )
+pub(crate) fn make_test_tls(extra_names: &[String]) -> anyhow::Result<TestTls> {
+    let mut names = vec!["localhost", "127.0.0.1", "::1"];
+    names.extend(extra_names.iter().map(String::as_str));
+    make_test_tls_for("clever-auth fake Clever test CA", "localhost", &names)
 }
 
 /// The same, with the CA's common name, the server certificate's common name and its subject
