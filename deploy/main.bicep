@@ -347,6 +347,14 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
           name: 'CLEVER_AUTH_STORE_AUTH'
           value: sharedStore ? 'entra' : 'none'
         }
+        // The sidecar layout only (deploy/sidecar.bicep maps it onto clever-auth's
+        // CLEVER_AUTH_LISTEN): there the main container owns the site's port, so clever-auth's
+        // health listener takes this one. It serves the public health answer, which names no
+        // district; the gateway stays on loopback whatever this says.
+        {
+          name: 'CLEVER_AUTH_SIDECAR_LISTEN'
+          value: '0.0.0.0:${containerPort}'
+        }
         // Component settings (never the two secrets: the host refuses to start with them here).
         {
           name: 'CLEVER_TOKEN_URL'

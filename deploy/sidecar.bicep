@@ -6,7 +6,6 @@
 // Deploy deploy/main.bicep first (Key Vault, identities, telemetry, the clever-auth app
 // settings), then turn its Web App into the sidecar layout:
 //
-//   az webapp config appsettings set -g <group> -n <app> --settings CLEVER_AUTH_SIDECAR_LISTEN=127.0.0.1:8080
 //   az webapp config set -g <group> -n <app> --linux-fx-version SITECONTAINERS
 //   az deployment group create -g <group> --template-file deploy/sidecar.bicep \
 //     --parameters appName=<webAppName output of main.bicep> \
@@ -55,8 +54,10 @@ resource syncContainer 'Microsoft.Web/sites/sitecontainers@2024-04-01' = {
 
 // clever-auth as a sidecar. Its environment comes from the app settings main.bicep set
 // (KEYVAULT_URL, CLEVER_*, APPLICATIONINSIGHTS_CONNECTION_STRING): each entry maps a
-// variable to the app setting of the same name. The health listener moves to loopback (the
-// main container owns the site's port); the gateway keeps its loopback default, 127.0.0.1:8081.
+// variable to the app setting of the same name. The health listener moves to main.bicep's
+// CLEVER_AUTH_SIDECAR_LISTEN (0.0.0.0:8080: the main container owns the site's port, syncPort);
+// the gateway keeps its loopback default, 127.0.0.1:8081, so only containers of this site
+// reach it. tests/tests/sidecar_pod_e2e.rs rehearses this layout in a podman pod.
 resource cleverAuthContainer 'Microsoft.Web/sites/sitecontainers@2024-04-01' = {
   parent: site
   name: 'clever-auth'

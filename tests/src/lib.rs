@@ -2,11 +2,13 @@
 //! code blocks of the documents.
 
 pub mod azure_scenario;
+pub mod bicep;
 pub mod container;
 pub mod host_process;
 pub mod http_client;
 pub mod markdown;
 pub mod paths;
+pub mod readme_examples;
 pub mod redis_server;
 pub mod scenario;
 pub mod spin;

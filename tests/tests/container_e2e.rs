@@ -23,7 +23,14 @@ async fn health_user_and_healthcheck_as_app_service_runs_it() -> anyhow::Result<
     let Some(image) = podman::image_under_test("health_user_and_healthcheck") else {
         return Ok(());
     };
-    let s = AppService::start(&image, Options { vault_down: true }).await?;
+    let s = AppService::start(
+        &image,
+        Options {
+            vault_down: true,
+            ..Default::default()
+        },
+    )
+    .await?;
     let c = s.run(&[])?;
     let at = c.published(PORT)?;
 

@@ -11,6 +11,7 @@ use clever_auth_core::health_view::DETAIL_SETTING;
 use clever_auth_core::settings::{SettingSpec, SETTINGS};
 use clever_auth_host::cli::Cli;
 use clever_auth_host::server::routing::HEALTH_PATH;
+use clever_auth_tests::bicep;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -301,46 +302,6 @@ fn dockerfile_uses_only_flags_and_variables_the_host_defines() {
 
 // ---- Bicep ---------------------------------------------------------------------------------
 
-/// `param name type = 'default'` lines of a Bicep file: name → default (string defaults only).
-fn bicep_string_param_defaults(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("param "))
-        .filter_map(|rest| {
-            let (name, rest) = rest.split_once(' ')?;
-            let (_, default) = rest.split_once(" = '")?;
-            Some((name.to_string(), default.strip_suffix('\'')?.to_string()))
-        })
-        .collect()
-}
-
-fn bicep_declared_params(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("param "))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The web app's `appSettings`: name → value expression, in order of appearance.
-fn bicep_app_settings(text: &str) -> Vec<(String, String)> {
-    let start = text.find("appSettings: [").expect("siteConfig.appSettings");
-    let mut settings = Vec::new();
-    let mut pending: Option<String> = None;
-    for line in text[start..].lines().skip(1) {
-        let line = line.trim();
-        if line == "]" {
-            break;
-        }
-        if let Some(name) = line.strip_prefix("name: ") {
-            pending = Some(name.trim_matches('\'').to_string());
-        } else if let Some(value) = line.strip_prefix("value: ") {
-            let name = pending.take().expect("value after name");
-            settings.push((name, value.to_string()));
-        }
-    }
-    settings
-}
-
 /// Settings the App Service platform or its SDKs read, not our code; each is documented in
 /// README.md.
 const PLATFORM_SETTINGS: &[&str] = &[
@@ -353,11 +314,23 @@ const PLATFORM_SETTINGS: &[&str] = &[
 fn bicep_app_settings_are_names_the_code_reads_with_its_defaults() {
     let bicep = read("deploy/main.bicep");
     let readme = read("README.md");
-    let settings = bicep_app_settings(&bicep);
-    let params = bicep_string_param_defaults(&bicep);
+    let settings = bicep::app_settings(&bicep);
+    assert!(
+        !settings.is_empty(),
+        "main.bicep has no siteConfig.appSettings"
+    );
+    let params = bicep::string_param_defaults(&bicep);
     let host_env = host_env_names();
     let component_env: BTreeMap<String, &SettingSpec> =
         non_secret_settings().map(|s| (s.env_name(), s)).collect();
+    // Settings only the sidecar layout reads, through sidecar.bicep's mapping onto a variable
+    // the host reads (the next test holds the mapping to that).
+    let sidecar_only: BTreeSet<String> = sidecar_clever_auth()
+        .environment
+        .into_iter()
+        .filter(|(var, setting)| var != setting)
+        .map(|(_, setting)| setting)
+        .collect();
 
     let names: Vec<&str> = settings.iter().map(|(n, _)| n.as_str()).collect();
     let unique: BTreeSet<&str> = names.iter().copied().collect();
@@ -376,7 +349,8 @@ fn bicep_app_settings_are_names_the_code_reads_with_its_defaults() {
     for (name, value) in &settings {
         let known = host_env.contains(name)
             || component_env.contains_key(name)
-            || PLATFORM_SETTINGS.contains(&name.as_str());
+            || PLATFORM_SETTINGS.contains(&name.as_str())
+            || sidecar_only.contains(name);
         assert!(known, "app setting {name} is read by nothing");
         if PLATFORM_SETTINGS.contains(&name.as_str()) {
             assert!(
@@ -420,6 +394,54 @@ fn bicep_app_settings_are_names_the_code_reads_with_its_defaults() {
     }
 }
 
+fn sidecar_clever_auth() -> bicep::SiteContainer {
+    bicep::site_containers(&read("deploy/sidecar.bicep"))
+        .into_iter()
+        .find(|c| c.name == "clever-auth")
+        .expect("deploy/sidecar.bicep has a clever-auth sitecontainer")
+}
+
+#[test]
+fn sidecar_bicep_maps_app_settings_main_bicep_sets_onto_variables_the_host_reads() {
+    let main = read("deploy/main.bicep");
+    let set: BTreeSet<String> = bicep::app_settings(&main)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let host_env = host_env_names();
+    let component_env: BTreeSet<String> = non_secret_settings().map(|s| s.env_name()).collect();
+    let clever_auth = sidecar_clever_auth();
+    assert!(
+        !clever_auth.is_main,
+        "clever-auth is the sidecar, not the main container"
+    );
+    assert!(
+        !clever_auth.environment.is_empty(),
+        "sidecar.bicep gives clever-auth no environment"
+    );
+    for (var, setting) in &clever_auth.environment {
+        assert!(
+            host_env.contains(var)
+                || component_env.contains(var)
+                || PLATFORM_SETTINGS.contains(&var.as_str()),
+            "sidecar.bicep sets {var}, which nothing reads"
+        );
+        assert!(
+            set.contains(setting),
+            "sidecar.bicep maps {var} to app setting {setting}, which main.bicep does not set"
+        );
+    }
+    let listen = clever_auth
+        .environment
+        .iter()
+        .find(|(var, _)| var == "CLEVER_AUTH_LISTEN")
+        .expect("sidecar.bicep moves clever-auth's health listener off the main container's port");
+    assert_ne!(
+        listen.1, "CLEVER_AUTH_LISTEN",
+        "a setting of its own, unused by the single-container layout"
+    );
+}
+
 #[test]
 fn bicep_wires_health_port_vault_and_audit_as_the_code_expects() {
     let bicep = read("deploy/main.bicep");
@@ -443,7 +465,7 @@ fn bicep_wires_health_port_vault_and_audit_as_the_code_expects() {
     has("name: 'WEBSITES_ENABLE_APP_SERVICE_STORAGE'\n          value: 'false'");
 
     // The example parameters file only sets parameters the template declares.
-    let declared = bicep_declared_params(&bicep);
+    let declared = bicep::declared_params(&bicep);
     let example = read("deploy/main.bicepparam");
     assert!(example.contains("using './main.bicep'"));
     for line in example.lines() {
@@ -570,7 +592,7 @@ fn bicep_shared_store_is_a_redis_the_host_accepts() {
     use clever_auth_host::keyvalue::store_auth::StoreAuth;
 
     let bicep = read("deploy/main.bicep");
-    let settings = bicep_app_settings(&bicep);
+    let settings = bicep::app_settings(&bicep);
     let value = |name: &str| {
         settings
             .iter()

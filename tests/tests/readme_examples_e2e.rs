@@ -7,10 +7,11 @@
 //! Without `curl` or Python's `requests` a test says so and returns; under `CI=true` it fails
 //! (as the Spin tests do: in CI a missing tool is an error, never a silent skip).
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use clap::CommandFactory;
 use clever_auth_tests::fake_clever::{Fault, Route, RouteMatch};
-use clever_auth_tests::markdown::{self, CodeBlock};
+use clever_auth_tests::markdown::CodeBlock;
+use clever_auth_tests::readme_examples::{self, example};
 use clever_auth_tests::scenario::{two_districts, Scenario};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -19,26 +20,8 @@ use std::process::Output;
 use std::time::Duration;
 use tokio::process::Command;
 
-const SECTION: &str = "## Calling Clever from your sync code";
 /// How long one run of an example may take: the gateway answers within its 30 s deadline.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The one block of `lang` in the section; the README having none or several is a failure
-/// (this test would no longer know which example to run).
-fn example(lang: &str) -> Result<CodeBlock> {
-    let readme = markdown::read("README.md")?;
-    let blocks: Vec<CodeBlock> = markdown::code_blocks_under(&readme, SECTION)?
-        .into_iter()
-        .filter(|b| b.lang == lang)
-        .collect();
-    match blocks.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => bail!(
-            "README.md {SECTION:?} has {} ```{lang} blocks; this test runs exactly one",
-            blocks.len()
-        ),
-    }
-}
 
 /// The host's default `--gateway-listen`, the address the README's examples use.
 fn default_gateway() -> Result<String> {
@@ -224,26 +207,11 @@ async fn the_readmes_curl_example_prints_the_districts_schools() -> Result<()> {
     Ok(())
 }
 
-/// What the harness prints after the snippet: the snippet itself prints nothing, so this
-/// reports what it left behind (`r`, and `code` and `wait` when it took its error branch).
-const REPORT: &str = r#"
-import json as _json
-_report = {"status": r.status_code, "source": r.headers.get("X-Clever-Auth-Source")}
-if "code" in globals():
-    _report["code"] = code
-    _report["wait"] = wait
-if r.ok:
-    _report["body"] = r.json()
-print(_json.dumps(_report))
-"#;
-
 /// Runs the snippet for `district` and returns the report it printed.
 async fn run_python(s: &Scenario, snippet: &str, district: &str) -> Result<Value> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("example.py");
-    // `district` is the snippet's one free name; the harness binds it, nothing else.
-    let program = format!("import sys\ndistrict = sys.argv[1]\n{snippet}\n{REPORT}");
-    std::fs::write(&file, program)?;
+    std::fs::write(&file, readme_examples::python_program(snippet))?;
     let mut python = Command::new("python3");
     python.arg(&file).arg(district);
     let out = run(python, dir.path()).await?;

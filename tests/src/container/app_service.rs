@@ -28,6 +28,8 @@ const CA_DIR_IN_CONTAINER: &str = "/run/clever-auth-ca";
 /// fake's default prefix only), so a scan finds tokens it never saw.
 pub const CLEVER_TOKEN_PREFIX: &str = "fake-clever-tok-";
 pub const MI_TOKEN_PREFIX: &str = crate::fake_azure::DEFAULT_TOKEN_PREFIX;
+/// The extra-CA bundle inside the container (every fake's CA).
+pub const EXTRA_CA_IN_CONTAINER: &str = "/run/clever-auth-ca/extra-ca.pem";
 
 pub struct AppService {
     pub clever: FakeClever,
@@ -41,6 +43,10 @@ pub struct AppService {
 #[derive(Default)]
 pub struct Options {
     pub vault_down: bool,
+    /// More secrets in the vault (`redis-access-key`, `clever-auth-store-key`).
+    pub extra_secrets: Vec<(String, String)>,
+    /// More CAs in the extra-CA bundle (a Redis's).
+    pub extra_ca_pem: Vec<String>,
 }
 
 impl AppService {
@@ -63,10 +69,13 @@ impl AppService {
         .await?;
         let vault = FakeKeyVault::start(FakeKeyVaultConfig {
             addr: SocketAddr::new(gateway_ip, 0),
-            secrets: vec![
-                ("clever-client-id".into(), clever.client_id()),
-                ("clever-client-secret".into(), clever.client_secret()),
-            ],
+            secrets: [
+                ("clever-client-id".to_string(), clever.client_id()),
+                ("clever-client-secret".to_string(), clever.client_secret()),
+            ]
+            .into_iter()
+            .chain(opts.extra_secrets.iter().cloned())
+            .collect(),
             start_down: opts.vault_down,
             ..Default::default()
         })
@@ -83,6 +92,10 @@ impl AppService {
         let mut bundle = vault.ca_pem().to_string();
         bundle.push('\n');
         bundle.push_str(clever.ca_pem().context("the fake Clever has no CA")?);
+        for ca in &opts.extra_ca_pem {
+            bundle.push('\n');
+            bundle.push_str(ca);
+        }
         std::fs::write(ca_dir.join("extra-ca.pem"), bundle)?;
         // The host runs as uid 10001: the mount must be readable by it.
         make_world_readable(&ca_dir)?;
@@ -104,41 +117,60 @@ impl AppService {
     /// Starts the image with App Service's settings plus `extra` podman arguments (before the
     /// image name).
     pub fn run(&self, extra: &[String]) -> Result<Container> {
-        let clever_base = format!("https://{CLEVER_HOST}:{}", self.clever.addr().port());
         let mut args: Vec<String> = vec![
             "--read-only".into(),
             "-p".into(),
             format!("127.0.0.1::{PORT}"),
-            "--add-host".into(),
+        ];
+        for host in self.hosts() {
+            args.extend(["--add-host".into(), host]);
+        }
+        args.extend(self.mount_and_env(&[("PORT".into(), PORT.to_string())]));
+        args.extend(extra.iter().cloned());
+        args.push(self.image.clone());
+        Container::run(&args, &self.secret_env())
+    }
+
+    /// `name:address` entries: the vault's real name and Clever's, both at the fakes.
+    pub fn hosts(&self) -> Vec<String> {
+        vec![
             format!("{}:{}", self.vault.vault_host(), self.gateway_ip),
-            "--add-host".into(),
             format!("{CLEVER_HOST}:{}", self.gateway_ip),
+        ]
+    }
+
+    /// The CA mount and `-e` arguments: the vault through the managed identity, Clever at the
+    /// fake, the fakes' CAs through the extra-CA setting, then `settings`.
+    pub fn mount_and_env(&self, settings: &[(String, String)]) -> Vec<String> {
+        let clever_base = format!("https://{CLEVER_HOST}:{}", self.clever.addr().port());
+        let mut args: Vec<String> = vec![
             "-v".into(),
             format!(
                 "{}:{CA_DIR_IN_CONTAINER}:ro",
                 self.dir.path().join("ca").display()
             ),
         ];
-        for (k, v) in [
-            ("PORT", PORT.to_string()),
-            ("KEYVAULT_URL", self.vault.url_by_name()),
-            ("IDENTITY_ENDPOINT", self.identity.endpoint()),
+        let mut env: Vec<(String, String)> = vec![
+            ("KEYVAULT_URL".into(), self.vault.url_by_name()),
+            ("IDENTITY_ENDPOINT".into(), self.identity.endpoint()),
+            ("CLEVER_AUTH_EXTRA_CA".into(), EXTRA_CA_IN_CONTAINER.into()),
             (
-                "CLEVER_AUTH_EXTRA_CA",
-                format!("{CA_DIR_IN_CONTAINER}/extra-ca.pem"),
+                "CLEVER_TOKEN_URL".into(),
+                format!("{clever_base}/oauth/tokens"),
             ),
-            ("CLEVER_TOKEN_URL", format!("{clever_base}/oauth/tokens")),
-            ("CLEVER_API_BASE_URL", clever_base),
-        ] {
+            ("CLEVER_API_BASE_URL".into(), clever_base),
+        ];
+        env.extend(settings.iter().cloned());
+        for (k, v) in env {
             args.push("-e".into());
             args.push(format!("{k}={v}"));
         }
-        args.extend(extra.iter().cloned());
-        args.push(self.image.clone());
-        Container::run(
-            &args,
-            &[("IDENTITY_HEADER".into(), self.identity.header_secret())],
-        )
+        args
+    }
+
+    /// What the platform passes the container that must stay off command lines.
+    pub fn secret_env(&self) -> Vec<(String, String)> {
+        vec![("IDENTITY_HEADER".into(), self.identity.header_secret())]
     }
 
     /// Every value that must never appear in a log or a layer, by a name that can be shown.

@@ -3,4 +3,7 @@
 
 pub mod app_service;
 pub mod layers;
+pub mod pod;
 pub mod podman;
+pub mod redis;
+pub mod sidecar;

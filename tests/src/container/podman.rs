@@ -20,17 +20,38 @@ pub fn image_under_test(test: &str) -> Option<String> {
     image
 }
 
+/// The image with the sidecar rehearsal's tools (Python's requests), made by
+/// `cargo xtask image --check`.
+pub const TOOLS_IMAGE_ENV: &str = "CLEVER_AUTH_CONTAINER_TOOLS_IMAGE";
+
+/// The tools image; an error when the image under test is named without it.
+pub fn tools_image() -> Result<String> {
+    std::env::var(TOOLS_IMAGE_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .with_context(|| format!("{IMAGE_ENV} is set but {TOOLS_IMAGE_ENV} is not (cargo xtask image --check sets both)"))
+}
+
 pub fn podman() -> Command {
     Command::new("podman")
 }
 
 /// Runs podman; its stdout on success, else an error with its stderr.
 pub fn run(args: &[&str]) -> Result<String> {
-    let out = output(podman().args(args))?;
+    checked(podman().args(args))
+}
+
+/// Runs a podman command; its stdout on success, else an error with its stderr.
+pub fn checked(cmd: &mut Command) -> Result<String> {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let out = output(cmd)?;
     if !out.status.success() {
         bail!(
             "podman {} failed ({}): {}",
-            args.first().copied().unwrap_or_default(),
+            args.iter().take(2).cloned().collect::<Vec<_>>().join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
@@ -107,7 +128,15 @@ impl Container {
     /// `podman run -d <args>`; `secret_env` are passed as `-e NAME` with the value in podman's
     /// own environment, so no secret is on a command line or in an error message.
     pub fn run(args: &[String], secret_env: &[(String, String)]) -> Result<Container> {
-        let mut cmd = podman();
+        Container::run_with(podman(), args, secret_env)
+    }
+
+    /// [`Container::run`] with a podman command of the caller's (its environment, say).
+    pub fn run_with(
+        mut cmd: Command,
+        args: &[String],
+        secret_env: &[(String, String)],
+    ) -> Result<Container> {
         cmd.args(["run", "-d"]).args(runtime_args()?);
         for (name, value) in secret_env {
             cmd.args(["-e", name]).env(name, value);

@@ -15,6 +15,15 @@ pub(crate) struct TestTls {
     pub(crate) ca_pem: String,
     pub(crate) ca_der: Vec<u8>,
     pub(crate) server_config: Arc<ServerConfig>,
+    /// The same as files, for a server that is not ours (redis-server's `tls-*-file`).
+    pub(crate) pem: TestPem,
+}
+
+pub(crate) struct TestPem {
+    pub(crate) ca: String,
+    /// The server certificate followed by the CA's.
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 pub(crate) fn make_test_tls(extra_names: &[String]) -> anyhow::Result<TestTls> {
@@ -64,6 +73,11 @@ pub(crate) fn make_test_tls_for(
         .signed_by(&leaf_key, &issuer)
         .context("signing the server certificate")?;
 
+    let pem = TestPem {
+        ca: ca_cert.pem(),
+        cert: format!("{}{}", leaf_cert.pem(), ca_cert.pem()),
+        key: leaf_key.serialize_pem(),
+    };
     let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
     // An explicit provider: the process-wide default may be unset or be another backend.
@@ -80,5 +94,6 @@ pub(crate) fn make_test_tls_for(
         ca_pem: ca_cert.pem(),
         ca_der: ca_cert.der().to_vec(),
         server_config: Arc::new(server_config),
+        pem,
     })
 }

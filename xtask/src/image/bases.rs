@@ -37,6 +37,27 @@ pub struct Bases {
     pub runtime: String,
 }
 
+/// The sidecar rehearsal's other containers (tests/tests/sidecar_pod_e2e.rs): the sync app,
+/// with Python's requests (the README's example uses it), and the site's Redis.
+const TOOLS_PACKAGES: &str = "python3-requests,redis-server,redis-tools";
+pub const TOOLS: &str = "localhost/clever-auth-pod-tools:bookworm";
+
+/// The tools image, made when absent (or always with `fresh`).
+pub fn ensure_tools(work: &Path, fresh: bool) -> Result<String> {
+    if fresh || !podman::image_exists(TOOLS)? {
+        require_mmdebstrap()?;
+        std::fs::create_dir_all(work)?;
+        make(
+            work,
+            TOOLS,
+            &["--include", TOOLS_PACKAGES],
+            &runtime_hooks(),
+            &[r#"CMD ["python3"]"#],
+        )?;
+    }
+    Ok(TOOLS.to_string())
+}
+
 /// The two bases as podman images, made when absent (or always with `fresh`).
 pub fn ensure(work: &Path, fresh: bool) -> Result<Bases> {
     let toolchain = Toolchain::find()?;

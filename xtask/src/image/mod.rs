@@ -41,7 +41,8 @@ pub fn run(root: &Path, opts: &ImageOptions) -> Result<()> {
     };
     build(root, &work, &build_base, &runtime_base)?;
     if opts.check {
-        check(root, &runtime_base)?;
+        let tools = bases::ensure_tools(&work.join("bases"), opts.fresh_bases)?;
+        check(root, &runtime_base, &tools)?;
     }
     Ok(())
 }
@@ -77,13 +78,15 @@ fn build(root: &Path, work: &Path, build_base: &str, runtime_base: &str) -> Resu
 }
 
 /// The container tests against the image just built, one at a time (they time starts and
-/// stops).
-fn check(root: &Path, runtime_base: &str) -> Result<()> {
+/// stops): the image as App Service runs it, then the sidecar layout in a pod.
+fn check(root: &Path, runtime_base: &str, tools: &str) -> Result<()> {
     let mut cmd = crate::cargo(root);
-    cmd.args(["test", "-p", "clever-auth-tests", "--test", "container_e2e"])
+    cmd.args(["test", "-p", "clever-auth-tests"])
+        .args(["--test", "container_e2e", "--test", "sidecar_pod_e2e"])
         .args(["--", "--test-threads", "1", "--nocapture"])
         .env("CLEVER_AUTH_CONTAINER_IMAGE", TAG)
-        .env("CLEVER_AUTH_CONTAINER_RUNTIME_BASE", runtime_base);
+        .env("CLEVER_AUTH_CONTAINER_RUNTIME_BASE", runtime_base)
+        .env("CLEVER_AUTH_CONTAINER_TOOLS_IMAGE", tools);
     crate::run(&mut cmd)
 }
 
