@@ -127,7 +127,8 @@ enum Cmd {
     /// Build the production image from the Dockerfile with podman, as localhost/clever-auth:local.
     /// Without a registry, the bases are made from Debian's packages (mmdebstrap) first.
     Image {
-        /// Then run it as App Service would and check it (tests/tests/container_e2e.rs).
+        /// Then run it as App Service would and check it (tests/tests/container_e2e.rs), and
+        /// rehearse the sidecar layout in a pod (tests/tests/sidecar_pod_e2e.rs).
         #[arg(long)]
         check: bool,
         /// Use the Dockerfile's own bases (rust:1.95-bookworm, debian:bookworm-slim) from a
@@ -137,6 +138,10 @@ enum Cmd {
         /// Make the Debian bases again (security updates) even when podman has them.
         #[arg(long)]
         fresh_bases: bool,
+        /// Where the image build keeps its cargo target dir (about 2 GB after a build; reused
+        /// by the next one). Default: <target dir>/image-build/target.
+        #[arg(long, value_name = "DIR")]
+        build_target: Option<PathBuf>,
     },
     /// Build everything and run the whole test suite.
     Test {
@@ -179,12 +184,14 @@ fn main() -> Result<()> {
             check,
             registry_bases,
             fresh_bases,
+            build_target,
         } => image::run(
             &root,
             &image::ImageOptions {
                 check,
                 registry_bases,
                 fresh_bases,
+                build_target,
             },
         )?,
         Cmd::FirstToken { runs } => first_token(&root, runs.max(1))?,

@@ -25,6 +25,8 @@ pub struct ImageOptions {
     pub registry_bases: bool,
     /// Make the Debian bases again even when podman has them.
     pub fresh_bases: bool,
+    /// The build's cargo target dir, when not under the image build dir.
+    pub build_target: Option<std::path::PathBuf>,
 }
 
 pub fn run(root: &Path, opts: &ImageOptions) -> Result<()> {
@@ -39,7 +41,11 @@ pub fn run(root: &Path, opts: &ImageOptions) -> Result<()> {
         let b = bases::ensure(&work.join("bases"), opts.fresh_bases)?;
         (b.build, b.runtime)
     };
-    build(root, &work, &build_base, &runtime_base)?;
+    let target = opts
+        .build_target
+        .clone()
+        .unwrap_or_else(|| work.join("target"));
+    build(root, &target, &build_base, &runtime_base)?;
     if opts.check {
         let tools = bases::ensure_tools(&work.join("bases"), opts.fresh_bases)?;
         check(root, &runtime_base, &tools)?;
@@ -47,9 +53,8 @@ pub fn run(root: &Path, opts: &ImageOptions) -> Result<()> {
     Ok(())
 }
 
-fn build(root: &Path, work: &Path, build_base: &str, runtime_base: &str) -> Result<()> {
-    let target = work.join("target");
-    std::fs::create_dir_all(&target)?;
+fn build(root: &Path, target: &Path, build_base: &str, runtime_base: &str) -> Result<()> {
+    std::fs::create_dir_all(target)?;
     let registry = cargo_home().join("registry");
     std::fs::create_dir_all(&registry)?;
     let started = Instant::now();
@@ -98,6 +103,7 @@ pub fn bench(root: &Path, out_dir: &Path, runs: u32) -> Result<()> {
         check: false,
         registry_bases: false,
         fresh_bases: false,
+        build_target: None,
     };
     run(root, &opts)?;
     let runtime_base = bases::ensure(
