@@ -169,7 +169,7 @@ fn who_refreshes(
     if store.as_ref().is_none_or(|s| s.reachable) {
         return (Refresher::Shared, store);
     }
-    let held = crate::solo::merged(load_tokens(kv), crate::solo::own_tokens(kv));
+    let held = solo::merge(load_tokens(kv), crate::solo::own_tokens(kv));
     let decision = solo::decide(&SoloInputs {
         now,
         store: store.as_ref(),
@@ -253,7 +253,7 @@ impl Run<'_> {
         if !record.cycle.due(now, &self.secrets, self.relist.as_ref()) {
             return record.cycle.next_due_at.saturating_sub(now).max(1);
         }
-        let tokens = crate::solo::merged(load_tokens(kv), crate::solo::own_tokens(kv));
+        let tokens = solo::merge(load_tokens(kv), crate::solo::own_tokens(kv));
         let machine = Machine::start(self.inputs(now), record.cycle, record.status, tokens);
         let Some(finished) = self.drive(machine, &Target::Own) else {
             return LEASE_BUSY_MS;

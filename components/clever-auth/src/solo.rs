@@ -88,19 +88,6 @@ pub fn own_tokens(kv: &Kv) -> BTreeMap<String, TokenEntry> {
         .collect()
 }
 
-/// The set a solo run starts from: per district the newer of the shared copy and the own.
-pub fn merged(shared: Vec<TokenEntry>, mut own: BTreeMap<String, TokenEntry>) -> Vec<TokenEntry> {
-    let mut out: Vec<TokenEntry> = shared
-        .into_iter()
-        .map(|s| match own.remove(&s.district_id) {
-            Some(o) if o.obtained_at > s.obtained_at => o,
-            _ => s,
-        })
-        .collect();
-    out.extend(own.into_values());
-    out
-}
-
 pub fn put(kv: &Kv, entry: &TokenEntry) {
     if let Err(e) = token_store::put_at(kv, &keys::solo_token(&entry.district_id), entry) {
         log::event(

@@ -25,6 +25,7 @@ use crate::lifecycle::TokenEntry;
 use crate::status::{HostStoreStatus, StatusSnapshot};
 use crate::UnixMillis;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The grace, in lease lifetimes.
 pub const SOLO_GRACE_LEASES: u64 = 2;
@@ -89,6 +90,23 @@ pub fn earliest_refresh_at<'a>(
     tokens: impl IntoIterator<Item = &'a TokenEntry>,
 ) -> Option<UnixMillis> {
     tokens.into_iter().map(|t| t.refresh_at).min()
+}
+
+/// The set a solo run starts from: per district the newer of the shared copy's token and
+/// this instance's own.
+pub fn merge(
+    shared: impl IntoIterator<Item = TokenEntry>,
+    mut own: BTreeMap<String, TokenEntry>,
+) -> Vec<TokenEntry> {
+    let mut out: Vec<TokenEntry> = shared
+        .into_iter()
+        .map(|s| match own.remove(&s.district_id) {
+            Some(o) if o.obtained_at > s.obtained_at => o,
+            _ => s,
+        })
+        .collect();
+    out.extend(own.into_values());
+    out
 }
 
 /// The token to hand out for a district, from the shared set's and this instance's own:
@@ -279,6 +297,21 @@ mod tests {
         assert!(!own_is_stale(Some(&token(1_000, 100_000)), &own, 60_000, 0));
         assert!(own_is_stale(Some(&token(50_000, 150_000)), &own, 60_000, 0));
         assert!(own_is_stale(None, &own, 149_000, 1_000));
+    }
+
+    #[test]
+    fn a_solo_run_starts_from_the_newer_token_of_each_district() {
+        let shared_old = token(1_000, 100_000);
+        let own_new = token(50_000, 150_000);
+        let other = TokenEntry {
+            district_id: "e".into(),
+            ..token(2_000, 100_000)
+        };
+        let own = BTreeMap::from([("d".to_string(), own_new.clone())]);
+        let merged = merge([shared_old.clone(), other.clone()], own);
+        assert_eq!(merged, vec![own_new.clone(), other.clone()]);
+        let own = BTreeMap::from([("d".to_string(), shared_old.clone())]);
+        assert_eq!(merge([own_new.clone()], own), vec![own_new]);
     }
 
     #[test]
