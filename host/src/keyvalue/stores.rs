@@ -11,7 +11,8 @@
 //! while the shared store does not answer, reads and listings are answered from the copy (the
 //! component still hands out only unexpired tokens), writes and swaps fail (so no lease can be
 //! taken and nothing is written over), and the host's `clever-auth/v1/host/store` record says
-//! so for health.
+//! so for health and for the refresher, which past a grace refreshes this instance's tokens
+//! alone into its own `clever-auth/v1/host/solo/…` records (`refresher::solo` in core).
 
 use super::memory::{page, MemoryStore, PAGE_SIZE};
 use super::provider::{StoreError, StoreProvider, DEFAULT_LABEL};
