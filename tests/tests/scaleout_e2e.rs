@@ -281,7 +281,9 @@ async fn a_long_redis_outage_makes_each_instance_refresh_alone_then_hand_back() 
         "outage: {served} gateway calls served; {} listings, the first {first:?} after Redis stopped (grace {SOLO_GRACE:?})",
         alone_started.len()
     );
-    // Not before the grace (the store may come back), and soon after it.
+    // Not before the grace (the store may come back), and soon after it: the grace counts
+    // from the first call that got no answer (up to 2 s after the stop while the client
+    // reconnects), then one 200 ms poll of the busy lease and the listing itself.
     assert!(
         first >= SOLO_GRACE,
         "an instance listed alone {first:?} into the outage, before the grace:\n{}",
@@ -292,7 +294,7 @@ async fn a_long_redis_outage_makes_each_instance_refresh_alone_then_hand_back() 
             .join("\n---\n")
     );
     assert!(
-        first <= SOLO_GRACE + Duration::from_secs(3),
+        first <= SOLO_GRACE + Duration::from_secs(5),
         "the first solo listing came {first:?} into the outage"
     );
     // Each instance on its own schedule: one listing each at the start, then one per cycle.
