@@ -206,6 +206,174 @@ async fn a_redis_outage_stops_nothing_and_heals_without_a_restart() -> anyhow::R
     Ok(())
 }
 
+/// Solo refresh (issue #19, part 6): with `CLEVER_HTTP_TIMEOUT_MS=1000` the lease lasts 5 s and
+/// the grace is two of them; tokens live 24 s and are refreshed at a quarter of that, so the
+/// deployment lists every 6 s and a token read just before the outage is still usable when
+/// the grace ends.
+const SOLO_ENV: [(&str, &str); 5] = [
+    ("CLEVER_TOKEN_LIFETIME_SECS", "24"),
+    ("CLEVER_REFRESH_FRACTION", "0.25"),
+    ("CLEVER_EXPIRY_SKEW_SECS", "1"),
+    ("CLEVER_HTTP_TIMEOUT_MS", "1000"),
+    ("CLEVER_GATEWAY_DEADLINE_MS", "2000"),
+];
+const SOLO_GRACE: Duration = Duration::from_secs(10);
+const SOLO_LIFETIME: Duration = Duration::from_secs(24);
+const SOLO_CYCLE: Duration = Duration::from_secs(6);
+
+/// Redis stopped for longer than the tokens live: every instance keeps serving, because past
+/// the grace each refreshes its tokens alone (health `warn`, saying so, naming no address);
+/// Redis back (empty), each hands back and the deployment lists once per cycle again, with
+/// no restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_redis_outage_makes_each_instance_refresh_alone_then_hand_back() -> anyhow::Result<()>
+{
+    let Some(mut redis) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let fake = FakeClever::start(two_districts()).await?;
+    let hosts = start_hosts_with(&fake, &redis, INSTANCES, &SOLO_ENV).await?;
+    wait_all_pass(&hosts).await?;
+    let district_data = "/clever/d-alpha/v3.0/districts/d-alpha";
+    for h in &hosts {
+        assert_eq!(
+            http_client::get(&h.gateway_url(district_data))
+                .await?
+                .status,
+            200
+        );
+    }
+
+    redis.stop().await?;
+    let stopped = Instant::now();
+    let listings_before = fake.request_count(Route::TokenList);
+    let log_marks: Vec<usize> = hosts.iter().map(|h| h.output.lines().len()).collect();
+    // Longer than a token lives: by the end every token read before the outage has expired,
+    // so a 200 then can only come from a token an instance obtained alone.
+    let outage = SOLO_LIFETIME + Duration::from_secs(4);
+    let mut served = 0;
+    while stopped.elapsed() < outage {
+        for h in &hosts {
+            let reply = http_client::get(&h.gateway_url(district_data)).await?;
+            assert_eq!(
+                reply.status,
+                200,
+                "gateway {:?} into the outage: {}\n{}",
+                stopped.elapsed(),
+                reply.text(),
+                h.output.text()
+            );
+            served += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let alone_started: Vec<_> = fake
+        .requests_for(Route::TokenList)
+        .into_iter()
+        .skip(listings_before)
+        .map(|r| r.at)
+        .collect();
+    let first = alone_started
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no instance listed during the outage"))?
+        .duration_since(stopped);
+    eprintln!(
+        "outage: {served} gateway calls served; {} listings, the first {first:?} after Redis stopped (grace {SOLO_GRACE:?})",
+        alone_started.len()
+    );
+    // Not before the grace (the store may come back), and soon after it: the grace counts
+    // from the first call that got no answer (up to 2 s after the stop while the client
+    // reconnects), then one 200 ms poll of the busy lease and the listing itself.
+    assert!(
+        first >= SOLO_GRACE,
+        "an instance listed alone {first:?} into the outage, before the grace:\n{}",
+        hosts
+            .iter()
+            .map(|h| h.output.text())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    assert!(
+        first <= SOLO_GRACE + Duration::from_secs(5),
+        "the first solo listing came {first:?} into the outage"
+    );
+    // Each instance on its own schedule: one listing each at the start, then one per cycle.
+    let alone_for = outage.saturating_sub(SOLO_GRACE);
+    let per_instance = alone_for.as_millis() / SOLO_CYCLE.as_millis() + 2;
+    assert!(
+        alone_started.len() >= INSTANCES
+            && alone_started.len() as u128 <= INSTANCES as u128 * per_instance,
+        "{} listings during the outage by {INSTANCES} instances alone for about {alone_for:?}",
+        alone_started.len()
+    );
+    for (h, mark) in hosts.iter().zip(&log_marks) {
+        h.output
+            .wait_for_line(*mark, Duration::from_secs(1), "solo_refresh_started", |l| {
+                l.contains("solo_refresh_started")
+            })
+            .await?;
+        let health = scenario::health(h).await?;
+        let check = &health.body["checks"]["store:reachable"][0];
+        assert_eq!(health.body["status"], "warn", "{}", health.body);
+        assert_eq!(health.status, 200);
+        assert!(
+            check["output"]
+                .as_str()
+                .is_some_and(|o| o.contains("refreshes its tokens alone")),
+            "{check}"
+        );
+        assert!(check["refreshingAloneSince"].is_string(), "{check}");
+        let text = health.body.to_string();
+        assert!(
+            !text.contains(&redis.port.to_string()),
+            "health names the store's address: {text}"
+        );
+        for d in ["d-alpha", "d-beta"] {
+            let token = fake.district_token(d).unwrap_or_default();
+            assert!(
+                token.is_empty() || !text.contains(&token),
+                "health shows {d}'s token"
+            );
+        }
+    }
+
+    redis.restart().await?;
+    for (h, mark) in hosts.iter().zip(&log_marks) {
+        scenario::wait_health(h, Duration::from_secs(20), |h| {
+            h.body["status"] == "pass" && h.body["checks"]["store:reachable"][0]["status"] == "pass"
+        })
+        .await?;
+        h.output
+            .wait_for_line(*mark, Duration::from_secs(10), "solo_refresh_ended", |l| {
+                l.contains("solo_refresh_ended")
+            })
+            .await?;
+    }
+    // Back to one shared refresher: one listing per cycle for the whole deployment (each
+    // instance alone would list once per cycle each).
+    let watch_from = fake.request_count(Route::TokenList);
+    tokio::time::sleep(SOLO_CYCLE * 2).await;
+    let shared = fake.request_count(Route::TokenList) - watch_from;
+    eprintln!(
+        "after the outage: {shared} listings in {:?}",
+        SOLO_CYCLE * 2
+    );
+    assert!(
+        (1..=3).contains(&shared),
+        "{shared} listings in two cycles after Redis came back"
+    );
+    for h in &hosts {
+        let reply = http_client::get(&h.gateway_url(district_data)).await?;
+        assert_eq!(
+            reply.status,
+            200,
+            "gateway after the outage: {}",
+            reply.text()
+        );
+    }
+    Ok(())
+}
+
 /// Clever's budget here: calls per window per token, enforced with 429 as Clever does.
 const BUDGET: u64 = 20;
 const BUDGET_WINDOW_SECS: u64 = 2;

@@ -42,6 +42,15 @@ pub mod keys {
     /// Whether the shared store answers, as the native host last saw it
     /// ([`super::HostStoreStatus`]); absent on the memory store and under Spin.
     pub const HOST_STORE: &str = "clever-auth/v1/host/store";
+    /// This instance refreshing alone during a store outage
+    /// ([`crate::refresher::solo::SoloRecord`]); absent otherwise.
+    pub const SOLO: &str = "clever-auth/v1/host/solo/state";
+    /// Prefix of the tokens this instance obtained alone (sealed like the shared ones).
+    pub const SOLO_TOKEN_PREFIX: &str = "clever-auth/v1/host/solo/token/";
+
+    pub fn solo_token(id: &str) -> String {
+        format!("{SOLO_TOKEN_PREFIX}{id}")
+    }
 
     pub fn token(id: &str) -> String {
         format!("{TOKEN_PREFIX}{id}")

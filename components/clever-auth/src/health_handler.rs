@@ -72,6 +72,8 @@ struct Stored {
     instance: Option<HostInstance>,
     deadlines: Option<HostDeadlineStatus>,
     store: Option<HostStoreStatus>,
+    /// Since when this instance refreshes alone (its own status is the snapshot then).
+    alone_since: Option<UnixMillis>,
     /// API versions seen on gateway traffic.
     observed: Option<VersionObservation>,
     /// Each district's gateway figures; read for the detail view only (their number grows
@@ -98,6 +100,15 @@ fn read_store(
     };
     if view != View::Public {
         stored.gateway = gateway_figures(&kv);
+    }
+    // While this instance refreshes alone its own status is the current one; the shared
+    // copy stops at the outage.
+    if stored.store.as_ref().is_some_and(|s| !s.reachable) {
+        if let Some(own) = crate::solo::load(&kv) {
+            stored.alone_since = Some(own.since);
+            stored.snapshot = Some(own.status);
+            return Ok(stored);
+        }
     }
     if view == View::Public {
         stored.summary = kv
@@ -193,7 +204,7 @@ fn health_body(
         view,
     });
     let report = health::with_host_deadlines(report, now, stored.deadlines.as_ref());
-    let report = health::with_host_store(report, now, stored.store.as_ref());
+    let report = health::with_host_store(report, now, stored.store.as_ref(), stored.alone_since);
     let status = report.http_status();
     let mut body = report.body;
     figures::annotate(&mut body, &stored.gateway, now);

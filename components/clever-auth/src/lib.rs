@@ -26,6 +26,7 @@ mod kv;
 mod lease;
 mod log;
 mod refresh;
+mod solo;
 mod token_store;
 
 use bindings::exports::clever::auth::{gateway as gateway_export, refresher};

@@ -12,12 +12,15 @@ use crate::token_store::Stored;
 use crate::{clock, entropy, log};
 use clever_auth_core::lifecycle::{TokenEntry, APP_TOKEN_ID};
 use clever_auth_core::refresher::lease::{self, LEASE_BUSY_MS};
+use clever_auth_core::refresher::solo::{self, Refresher, SoloInputs, SoloRecord};
 use clever_auth_core::refresher::{
-    credentials_fingerprint, Action, Cycle, HttpResult, Inputs, Machine, Reply, Request,
+    credentials_fingerprint, Action, Cycle, Finished, HttpResult, Inputs, Machine, Reply, Request,
     SecretsView, TransportError, RECHECK_MS,
 };
 use clever_auth_core::settings::Settings;
-use clever_auth_core::status::{keys, HostSecretsStatus, RelistRequest, StatusSnapshot};
+use clever_auth_core::status::{
+    keys, HostSecretsStatus, HostStoreStatus, RelistRequest, StatusSnapshot,
+};
 use clever_auth_core::UnixMillis;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -118,60 +121,211 @@ pub fn run_due() -> u64 {
             .map(|c| credentials_fingerprint(&c.client_id, &c.client_secret)),
     };
     let relist = kv.get::<RelistRequest>(keys::RELIST_REQUEST).ok().flatten();
-    if !load_cycle(&kv).due(now, &secrets, relist.as_ref()) {
-        return load_cycle(&kv).next_due_at.saturating_sub(now).max(1);
-    }
-
-    let lease_ttl = lease_ttl(&settings);
-    let Some(lease) = Lease::acquire(kv.bucket(), now, lease_ttl) else {
-        return LEASE_BUSY_MS;
-    };
-    // Another instance may have finished a run between our first look and the lease.
-    let cycle = load_cycle(&kv);
-    if !cycle.due(now, &secrets, relist.as_ref()) {
-        return cycle.next_due_at.saturating_sub(now).max(1);
-    }
-    let inputs = Inputs {
-        now,
-        settings: settings.clone(),
+    let run = Run {
+        kv: &kv,
+        settings: &settings,
+        creds: creds.as_ref(),
         secrets,
         relist,
-        random: [entropy::random01(), entropy::random01()],
     };
-    let mut status = load_status(&kv);
-    fold_gateway_versions(&kv, &mut status, &settings);
-    let mut machine = Machine::start(inputs, cycle, status, load_tokens(&kv));
-    while let Some(action) = machine.poll_action() {
-        match action {
-            Action::Http(request) => {
-                // Renewed before every call, each bounded by the HTTP timeout: the lease cannot
-                // lapse mid-run while this run is alive, and a run that lost it (it stalled
-                // past the TTL and someone else took over) stops without writing anything.
-                if !lease.renew(clock::now(), lease_ttl) {
-                    return lease_lost();
+    let own = crate::solo::load(&kv);
+    match who_refreshes(&kv, now, &settings, own.is_some()) {
+        (Refresher::Alone, store) => return run.alone(now, own, store),
+        (Refresher::Shared, _) => {
+            if let Some(record) = own.filter(|_| store_reachable(&kv)) {
+                crate::solo::hand_back(&kv, &record, now);
+            }
+        }
+    }
+    run.shared(now)
+}
+
+/// One run's fixed inputs.
+struct Run<'a> {
+    kv: &'a Kv,
+    settings: &'a Settings,
+    creds: Option<&'a Credentials>,
+    secrets: SecretsView,
+    relist: Option<RelistRequest>,
+}
+
+/// Where a run's token writes go, and what guards them.
+enum Target<'l, 'b> {
+    /// The shared set, under the deployment's lease.
+    Shared(&'l Lease<'b>),
+    /// This instance's own set, without a lease (`solo`).
+    Own,
+}
+
+/// Who refreshes now (`refresher::solo`), and the store record it was decided from. The
+/// tokens held are only read while the store does not answer.
+fn who_refreshes(
+    kv: &Kv,
+    now: UnixMillis,
+    settings: &Settings,
+    alone: bool,
+) -> (Refresher, Option<HostStoreStatus>) {
+    let store = kv.get::<HostStoreStatus>(keys::HOST_STORE).ok().flatten();
+    if store.as_ref().is_none_or(|s| s.reachable) {
+        return (Refresher::Shared, store);
+    }
+    let held = solo::merge(load_tokens(kv), crate::solo::own_tokens(kv));
+    let decision = solo::decide(&SoloInputs {
+        now,
+        store: store.as_ref(),
+        alone,
+        earliest_refresh_at: solo::earliest_refresh_at(&held),
+        http_timeout_ms: settings.http_timeout_ms,
+    });
+    (decision, store)
+}
+
+fn store_reachable(kv: &Kv) -> bool {
+    kv.get::<HostStoreStatus>(keys::HOST_STORE)
+        .ok()
+        .flatten()
+        .is_none_or(|s| s.reachable)
+}
+
+impl Run<'_> {
+    fn inputs(&self, now: UnixMillis) -> Inputs {
+        Inputs {
+            now,
+            settings: self.settings.clone(),
+            secrets: self.secrets,
+            relist: self.relist.clone(),
+            random: [entropy::random01(), entropy::random01()],
+        }
+    }
+
+    /// Under the deployment's lease, on the shared records.
+    fn shared(&self, now: UnixMillis) -> u64 {
+        let kv = self.kv;
+        if !load_cycle(kv).due(now, &self.secrets, self.relist.as_ref()) {
+            return load_cycle(kv).next_due_at.saturating_sub(now).max(1);
+        }
+        let lease_ttl = lease_ttl(self.settings);
+        let Some(lease) = Lease::acquire(kv.bucket(), now, lease_ttl) else {
+            return LEASE_BUSY_MS;
+        };
+        // Another instance may have finished a run between our first look and the lease.
+        let cycle = load_cycle(kv);
+        if !cycle.due(now, &self.secrets, self.relist.as_ref()) {
+            return cycle.next_due_at.saturating_sub(now).max(1);
+        }
+        let mut status = load_status(kv);
+        fold_gateway_versions(kv, &mut status, self.settings);
+        let machine = Machine::start(self.inputs(now), cycle, status, load_tokens(kv));
+        let Some(finished) = self.drive(machine, &Target::Shared(&lease)) else {
+            return lease_lost();
+        };
+        if !lease.renew(clock::now(), lease_ttl) {
+            return lease_lost();
+        }
+        save(kv, &finished.status, Some(&finished.cycle));
+        drop(lease);
+        finished.next_due_at.saturating_sub(clock::now()).max(1)
+    }
+
+    /// Alone during a store outage: from the last shared cycle read (its retry schedule goes
+    /// on), on this instance's own records; the shared ones are left as they are.
+    fn alone(
+        &self,
+        now: UnixMillis,
+        own: Option<SoloRecord>,
+        store: Option<HostStoreStatus>,
+    ) -> u64 {
+        let kv = self.kv;
+        let record = own.unwrap_or_else(|| {
+            crate::solo::started(
+                now,
+                store.and_then(|s| s.unreachable_since),
+                solo::solo_grace_ms(self.settings.http_timeout_ms),
+            );
+            let record = SoloRecord {
+                since: now,
+                cycle: load_cycle(kv),
+                status: load_status(kv),
+            };
+            crate::solo::save(kv, &record);
+            record
+        });
+        if !record.cycle.due(now, &self.secrets, self.relist.as_ref()) {
+            return record.cycle.next_due_at.saturating_sub(now).max(1);
+        }
+        let tokens = solo::merge(load_tokens(kv), crate::solo::own_tokens(kv));
+        let machine = Machine::start(self.inputs(now), record.cycle, record.status, tokens);
+        let Some(finished) = self.drive(machine, &Target::Own) else {
+            return LEASE_BUSY_MS;
+        };
+        crate::solo::save(
+            kv,
+            &SoloRecord {
+                since: record.since,
+                cycle: finished.cycle,
+                status: finished.status,
+            },
+        );
+        finished.next_due_at.saturating_sub(clock::now()).max(1)
+    }
+
+    /// Executes the machine's actions; `None` when the lease was lost (nothing more written).
+    fn drive(&self, mut machine: Machine, target: &Target<'_, '_>) -> Option<Finished> {
+        let lease_ttl = lease_ttl(self.settings);
+        // Renewed before every call, each bounded by the HTTP timeout, and before the first
+        // write after an answer: the lease cannot lapse mid-run while this run is alive, and
+        // a run that lost it (it stalled past the TTL and someone else took over) stops
+        // without writing anything.
+        let mut renewed = true;
+        let held = |renewed: &mut bool| match target {
+            Target::Shared(lease) if !*renewed => {
+                *renewed = lease.renew(clock::now(), lease_ttl);
+                *renewed
+            }
+            _ => true,
+        };
+        while let Some(action) = machine.poll_action() {
+            match action {
+                Action::Http(request) => {
+                    renewed = false;
+                    if !held(&mut renewed) {
+                        return None;
+                    }
+                    let result = execute(self.settings, self.creds, request);
+                    machine.on_http(clock::now(), result);
+                    renewed = false;
                 }
-                let result = execute(&settings, creds.as_ref(), request);
-                machine.on_http(clock::now(), result);
+                Action::PutToken(entry) => {
+                    if !held(&mut renewed) {
+                        return None;
+                    }
+                    match target {
+                        Target::Shared(_) => put_token(self.kv, &entry),
+                        Target::Own => crate::solo::put(self.kv, &entry),
+                    }
+                }
+                Action::DeleteToken(id) => {
+                    if !held(&mut renewed) {
+                        return None;
+                    }
+                    match target {
+                        Target::Shared(_) => {
+                            let _ = self.kv.delete(&keys::token(&id));
+                        }
+                        Target::Own => crate::solo::delete(self.kv, &id),
+                    }
+                }
+                Action::Log(e) => log::event(e.level, e.event, e.fields),
             }
-            Action::PutToken(entry) => put_token(&kv, &entry),
-            Action::DeleteToken(id) => {
-                let _ = kv.delete(&keys::token(&id));
+        }
+        let (finished, logs) = machine.finish(clock::now());
+        for e in logs {
+            if let Action::Log(e) = e {
+                log::event(e.level, e.event, e.fields);
             }
-            Action::Log(e) => log::event(e.level, e.event, e.fields),
         }
+        Some(finished)
     }
-    let (finished, logs) = machine.finish(clock::now());
-    for e in logs {
-        if let Action::Log(e) = e {
-            log::event(e.level, e.event, e.fields);
-        }
-    }
-    if !lease.renew(clock::now(), lease_ttl) {
-        return lease_lost();
-    }
-    save(&kv, &finished.status, Some(&finished.cycle));
-    drop(lease);
-    finished.next_due_at.saturating_sub(clock::now()).max(1)
 }
 
 /// API versions seen on gateway traffic feed the same check and alerts as the probes: the

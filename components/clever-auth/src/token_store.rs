@@ -100,18 +100,27 @@ pub fn get(kv: &Kv, key: &str) -> Result<Stored, KvError> {
     })
 }
 
-/// The district's token, if its record opens.
+/// The district's token in the shared set, if its record opens.
 pub fn entry(kv: &Kv, district: &str) -> Option<TokenEntry> {
-    match get(kv, &keys::token(district)) {
+    entry_at(kv, &keys::token(district))
+}
+
+/// The token record at `key`, if it opens.
+pub fn entry_at(kv: &Kv, key: &str) -> Option<TokenEntry> {
+    match get(kv, key) {
         Ok(Stored::Entry(e)) => Some(e),
         _ => None,
     }
 }
 
+/// Writes the district's token to the shared set.
 pub fn put(kv: &Kv, entry: &TokenEntry) -> Result<(), KvError> {
+    put_at(kv, &keys::token(&entry.district_id), entry)
+}
+
+/// Writes a token record at `key` (the shared set's or this instance's own, see `solo`).
+pub fn put_at(kv: &Kv, key: &str, entry: &TokenEntry) -> Result<(), KvError> {
     let sealing = sealing().map_err(KvError)?;
     let bytes = store_seal::seal(&sealing, entry, nonce()).map_err(|e| KvError(e.to_string()))?;
-    kv.bucket()
-        .set(&keys::token(&entry.district_id), &bytes)
-        .map_err(crate::kv::describe)
+    kv.bucket().set(key, &bytes).map_err(crate::kv::describe)
 }

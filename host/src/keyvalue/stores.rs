@@ -11,13 +11,13 @@
 //! while the shared store does not answer, reads and listings are answered from the copy (the
 //! component still hands out only unexpired tokens), writes and swaps fail (so no lease can be
 //! taken and nothing is written over), and the host's `clever-auth/v1/host/store` record says
-//! so for health.
+//! so for health and for the refresher, which past a grace refreshes this instance's tokens
+//! alone into its own `clever-auth/v1/host/solo/…` records (`refresher::solo` in core).
 
 use super::memory::{page, MemoryStore, PAGE_SIZE};
 use super::provider::{StoreError, StoreProvider, DEFAULT_LABEL};
 use clever_auth_core::status::{keys, HostStoreStatus};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Keys under this prefix describe one instance.
 const HOST_PREFIX: &str = keys::INSTANCE_PREFIX;
@@ -30,8 +30,11 @@ pub struct Stores {
     shared: Option<Arc<dyn StoreProvider>>,
     /// Which provider answers, for logs and health ("memory", "redis").
     pub kind: &'static str,
-    /// Whether the shared store answered the last call.
-    reachable: Arc<AtomicBool>,
+    /// Whether the shared store answered the last call. A lock, not an atomic: the change
+    /// and its record are written together, or two calls answering at once (one failing,
+    /// one not) could leave the record saying the opposite of the flag for good, and the
+    /// refresher decides from the record (`refresher::solo`).
+    reachable: Arc<Mutex<bool>>,
 }
 
 impl Stores {
@@ -40,7 +43,7 @@ impl Stores {
             local,
             shared: None,
             kind: "memory",
-            reachable: Arc::new(AtomicBool::new(true)),
+            reachable: Arc::new(Mutex::new(true)),
         }
     }
 
@@ -49,7 +52,7 @@ impl Stores {
             local,
             shared: Some(shared),
             kind,
-            reachable: Arc::new(AtomicBool::new(true)),
+            reachable: Arc::new(Mutex::new(true)),
         };
         stores.publish(true, None);
         stores
@@ -59,7 +62,12 @@ impl Stores {
     fn observe<T>(&self, result: &Result<T, StoreError>) {
         // Only an unanswered call is an outage; Redis refusing one command is not.
         let ok = result.as_ref().err().is_none_or(|e| !is_outage(e));
-        if self.reachable.swap(ok, Ordering::SeqCst) != ok {
+        let mut reachable = self
+            .reachable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *reachable != ok {
+            *reachable = ok;
             let error = result.as_ref().err().map(|e| e.0.clone());
             if ok {
                 tracing::info!(store = self.kind, "shared store answers again");
@@ -217,7 +225,10 @@ impl Stores {
 
     /// Whether the shared store answered the last call (always true on the memory store).
     pub fn reachable(&self) -> bool {
-        self.reachable.load(Ordering::SeqCst)
+        *self
+            .reachable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether records are shared with other processes (then the scheduler also polls).

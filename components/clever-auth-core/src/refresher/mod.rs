@@ -14,6 +14,7 @@ pub mod lease;
 mod listing;
 mod machine;
 mod probes;
+pub mod solo;
 
 pub use cycle::{
     credentials_fingerprint, Cycle, SecretsView, BAD_CREDENTIALS_PAUSE_MS, CREDENTIALS_RECHECK_MS,

@@ -22,9 +22,11 @@ pub fn usable(kv: &Kv, district: &str, skew_ms: u64) -> Option<AccessToken> {
     usable_entry(kv, district, skew_ms).map(|e| e.token)
 }
 
+/// The shared set's token, or this instance's own when that is newer (`solo::token`).
 fn usable_entry(kv: &Kv, district: &str, skew_ms: u64) -> Option<TokenEntry> {
-    let entry = crate::token_store::entry(kv, district);
-    lifecycle::hand_out(entry.as_ref(), district, clock::now(), skew_ms)?;
+    let now = clock::now();
+    let entry = crate::solo::token(kv, district, now, skew_ms);
+    lifecycle::hand_out(entry.as_ref(), district, now, skew_ms)?;
     entry
 }
 
@@ -122,8 +124,10 @@ pub enum Missing {
 /// Deletes the district's cached token if it is still the one Clever refused (a newer one
 /// written meanwhile stays).
 pub fn drop_refused(kv: &Kv, district: &str, refused: &AccessToken) {
-    let current = crate::token_store::entry(kv, district);
-    if current.is_some_and(|e| e.token.expose() == refused.expose()) {
-        let _ = kv.delete(&keys::token(district));
+    for key in [keys::token(district), keys::solo_token(district)] {
+        let current = crate::token_store::entry_at(kv, &key);
+        if current.is_some_and(|e| e.token.expose() == refused.expose()) {
+            let _ = kv.delete(&key);
+        }
     }
 }
