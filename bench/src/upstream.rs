@@ -1,5 +1,6 @@
 //! A fast stand-in for Clever's data API, the upstream of the gateway bench: answers
-//! `GET /{version}/bytes/{n}` with `n` bytes of one shared buffer (no copy per request), and
+//! `GET /{version}/bytes/{n}` with `n` bytes of one shared buffer (no copy per request),
+//! `GET /{version}/schools` with a page of Clever's shape (about 1 KB, with `uri`s), and
 //! the refresher's probes (`/{version}/districts/{id}`, `/{version}/me`) with a minimal
 //! record. A bearer token must be present (any value: it measures proxies, not Clever).
 //! Every answer carries Clever's rate-limit headers (one fixed window of a minute, a limit no
@@ -121,6 +122,7 @@ fn answer<B>(req: &Request<B>, pattern: &Bytes) -> Response<Full<Bytes>> {
             }
             _ => reply(StatusCode::BAD_REQUEST, "text/plain", "bad size".into()),
         },
+        [v, "schools"] => reply(StatusCode::OK, "application/json", schools_page(v).into()),
         [v, "districts", id] => reply(
             StatusCode::OK,
             "application/json",
@@ -133,6 +135,22 @@ fn answer<B>(req: &Request<B>, pattern: &Bytes) -> Response<Full<Bytes>> {
         ),
         _ => reply(StatusCode::NOT_FOUND, "application/json", r#"{"error":"not found"}"#.into()),
     }
+}
+
+/// A page of Clever's shape, about 1 KB: records with their `uri`s and the page's `links`, so
+/// the gateway looks for API versions in it as it does in Clever's answers.
+fn schools_page(version: &str) -> String {
+    let records: Vec<String> = (1..=4)
+        .map(|i| {
+            format!(
+                r#"{{"data":{{"id":"bench-school-{i}","district":"bench","name":"Bench School {i}","school_number":"{i:04}","low_grade":"Kindergarten","high_grade":"5","location":{{"city":"Bench","state":"CA"}}}},"uri":"/{version}/schools/bench-school-{i}"}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"data":[{}],"links":[{{"rel":"self","uri":"/{version}/schools?limit=4"}},{{"rel":"next","uri":"/{version}/schools?limit=4&starting_after=bench-school-4"}}]}}"#,
+        records.join(",")
+    )
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {

@@ -208,9 +208,9 @@ pub struct Cli {
     #[arg(long, env = "CLEVER_AUTH_GATEWAY_MAX_IN_FLIGHT", default_value_t = 96, value_parser = clap::value_parser!(u32).range(1..=160))]
     pub gateway_max_in_flight: u32,
 
-    /// Threads serving the gateway listener, each with its own event loop and its own pool of
-    /// connections to Clever (a request never changes thread). 0: one per CPU the process may
-    /// use.
+    /// Threads serving the gateway listener, each with its own event loop, its own pool of
+    /// connections to Clever and, on a shared store, its own Redis connection (a request never
+    /// changes thread). 0: one per CPU the process may use.
     #[arg(long, env = "CLEVER_AUTH_GATEWAY_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
     pub gateway_threads: u16,
 

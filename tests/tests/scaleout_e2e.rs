@@ -3,6 +3,7 @@
 //! instances, every instance serves the tokens another one fetched, and callers spread over
 //! the instances share one rate budget per district token.
 
+use anyhow::Context as _;
 use clever_auth_tests::fake_clever::{
     FakeClever, Fault, RateLimitBucket, RateLimitConfig, Route, RouteMatch,
 };
@@ -462,6 +463,47 @@ async fn callers_on_three_instances_share_one_rate_budget() -> anyhow::Result<()
         assert!(n <= BUDGET, "window {} served {n} of {BUDGET}", i + 2);
     }
     assert_eq!(refused, 0, "callers got answers other than 200");
+    Ok(())
+}
+
+/// Clever's answers name API versions on nearly every call; the shared observation is written
+/// when it changes (or is a minute old), not per call: a call costs no Redis write for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_calls_seeing_the_same_versions_do_not_each_write_to_redis() -> anyhow::Result<()> {
+    const CALLS: u64 = 40;
+    let Some(redis) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let fake = FakeClever::start(two_districts()).await?;
+    let hosts = start_hosts(&fake, &redis, 1, "3600").await?;
+    wait_all_pass(&hosts).await?;
+    let url = hosts[0].gateway_url("/clever/d-alpha/v3.0/districts/d-alpha/schools?limit=100");
+    let first = http_client::get(&url).await?;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(
+        first.text().contains("\"uri\""),
+        "a page without uris: {}",
+        first.text()
+    );
+    let sets_before = redis.command_calls("set")?;
+    for _ in 0..CALLS {
+        assert_eq!(http_client::get(&url).await?.status, 200);
+    }
+    let sets = redis.command_calls("set")? - sets_before;
+    eprintln!("{sets} SET commands during {CALLS} gateway calls");
+    // The refresher's own records account for the few there are.
+    assert!(sets < CALLS / 4, "{sets} SETs for {CALLS} gateway calls");
+    // The observation is shared, for the other instances' health and the refresher.
+    let shared = redis
+        .dump()?
+        .into_iter()
+        .find(|(k, _)| k.ends_with("clever-auth/v1/gateway/versions"));
+    let (_, value) = shared.context("no shared version observation in Redis")?;
+    assert!(
+        String::from_utf8_lossy(&value).contains("v3.0"),
+        "{}",
+        String::from_utf8_lossy(&value)
+    );
     Ok(())
 }
 

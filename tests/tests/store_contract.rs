@@ -394,3 +394,66 @@ async fn a_rotated_key_reaches_live_and_new_connections() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// Each thread that calls the store has a connection of its own, as the gateway's threads
+/// (each its own single-threaded runtime) need: on one shared connection every round trip
+/// crossed to the thread whose runtime drove it. A thread that ends closes its connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_calling_thread_has_its_own_connection() -> anyhow::Result<()> {
+    let Some(server) = RedisServer::start_with(RedisAuth {
+        requirepass: Some(KEY.into()),
+        ..Default::default()
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    let (store, _) = redis_with_key(&server, KEY)?;
+    store.set(L, "k", b"0").await?;
+    assert_eq!(server.client_ids_of("default")?.len(), 1);
+
+    let connected = Arc::new(std::sync::Barrier::new(3));
+    let release = Arc::new(std::sync::Barrier::new(3));
+    let threads: Vec<_> = (0..2)
+        .map(|i| {
+            let (store, connected, release) = (store.clone(), connected.clone(), release.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let written = runtime.block_on(async {
+                    for n in 0..3u8 {
+                        store.set(L, &format!("thread-{i}"), &[n]).await?;
+                    }
+                    anyhow::Ok(())
+                });
+                connected.wait();
+                release.wait();
+                written
+            })
+        })
+        .collect();
+    tokio::task::block_in_place(|| connected.wait());
+    let during = server.client_ids_of("default")?;
+    tokio::task::block_in_place(|| release.wait());
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a thread panicked"))??;
+    }
+    assert_eq!(
+        during.len(),
+        3,
+        "connections while 3 threads used the store: {during:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.client_ids_of("default")?.len() > 1 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the ended threads' connections stayed open: {:?}",
+            server.client_ids_of("default")?
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.get(L, "thread-1").await?, Some(vec![2]));
+    Ok(())
+}

@@ -2,7 +2,11 @@
 //! memory store and one on a loopback `redis-server` (persistence off), side by side against
 //! the same stand-in upstream (which sends Clever's rate-limit headers, so every gateway call
 //! takes its permit from the shared budget): the gateway at 1 and 64 connections, and health
-//! at 64 connections, `--gateway-rounds` times in turn; ratios are taken within a round.
+//! at 64 connections, `--gateway-rounds` times in turn; ratios are taken within a round. The
+//! gateway asks for a Clever-shaped page (`uri`s in it, as in Clever's answers, so the version
+//! observation runs). Then what one gateway call costs on Redis: commands (`INFO
+//! commandstats`), and CPU of the host and of `redis-server`, over [`COST_CALLS`] calls on one
+//! connection.
 
 use super::bench_gateway::{
     load, median_and_range, start_gateway_host_with, start_upstream, write_section,
@@ -20,7 +24,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const CONNECTIONS: [usize; 2] = [1, 64];
+/// The gateway path the load asks for: a page of Clever's shape from the stand-in upstream.
+const GATEWAY_PATH: &str = "v3.0/schools";
 const STORES: [&str; 2] = ["memory", "redis"];
+/// Calls of the per-call cost measurement (one connection, no warm-up), per sample.
+const COST_CALLS: u64 = 1_000;
+const COST_SAMPLES: usize = 3;
+const COST_SAMPLE_GAP: Duration = Duration::from_millis(2_500);
 /// Any 32 bytes, base64: the store key of the Redis host.
 const STORE_KEY: &str = "YmVuY2gtc2NhbGVvdXQtc3RvcmUta2V5LTMyYnl0ZXM=";
 
@@ -31,7 +41,7 @@ pub(super) fn only(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<()> {
 
 /// A loopback `redis-server` as the tests run it: a free port, nothing on disk.
 struct Redis {
-    _proc: Proc,
+    proc: Proc,
     addr: SocketAddr,
 }
 
@@ -58,7 +68,81 @@ fn start_redis(dir: &Path) -> Result<Redis> {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(Redis { _proc: proc, addr })
+    Ok(Redis { proc, addr })
+}
+
+/// Every command's call count so far (`INFO commandstats`, through `redis-cli`).
+fn command_calls(redis: &Redis) -> Result<Vec<(String, u64)>> {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &redis.addr.port().to_string()])
+        .args(["INFO", "commandstats"])
+        .output()
+        .context("redis-cli (apt-get install redis-tools)")?;
+    anyhow::ensure!(out.status.success(), "redis-cli INFO failed");
+    Ok(parse_commandstats(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `cmdstat_get:calls=12,usec=…` lines into (command, calls), sorted by command.
+fn parse_commandstats(info: &str) -> Vec<(String, u64)> {
+    let mut calls: Vec<(String, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let n = rest.split(',').find_map(|f| f.strip_prefix("calls="))?;
+            Some((name.to_string(), n.parse().ok()?))
+        })
+        .collect();
+    calls.sort();
+    calls
+}
+
+/// Commands per gateway call (and which), and CPU per call of the host and of Redis.
+fn per_call_cost(
+    bins: &Bins,
+    opts: &Options,
+    url: &str,
+    host_pid: u32,
+    redis: &Redis,
+) -> Result<Value> {
+    let cost_opts = Options {
+        secs: 30.0,
+        warmup_secs: 0.0,
+        max_requests: COST_CALLS,
+        ..opts.clone()
+    };
+    // `INFO` itself counts as a command: the second reading's own call is taken off.
+    let before = command_calls(redis)?;
+    let redis_cpu0 = procs::cpu_time(redis.proc.pid());
+    let p = load(bins, url, &[], 1, host_pid, &cost_opts)?;
+    let redis_cpu1 = procs::cpu_time(redis.proc.pid());
+    let after = command_calls(redis)?;
+    let calls = p["requests"].as_u64().unwrap_or(0).max(1) as f64;
+    let mut per_call = serde_json::Map::new();
+    let mut total = 0.0;
+    for (name, n) in &after {
+        let was = before
+            .iter()
+            .find(|(b, _)| b == name)
+            .map_or(0, |(_, n)| *n);
+        let own = u64::from(name == "info");
+        let grew = n.saturating_sub(was).saturating_sub(own);
+        if grew > 0 {
+            per_call.insert(name.clone(), json!(grew as f64 / calls));
+            total += grew as f64;
+        }
+    }
+    let redis_cpu_us = match (redis_cpu0, redis_cpu1) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64() * 1e6 / calls),
+        _ => None,
+    };
+    Ok(json!({
+        "calls": p["requests"],
+        "non_2xx": p["non_2xx"],
+        "commands_per_call": total / calls,
+        "by_command": per_call,
+        "host_cpu_us_per_call": num(&p["server_cpu_secs"]) * 1e6 / calls,
+        "redis_cpu_us_per_call": redis_cpu_us,
+    }))
 }
 
 fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> {
@@ -84,7 +168,7 @@ fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> {
     for round in 1..=rounds {
         for connections in CONNECTIONS {
             for (store, host) in hosts {
-                let url = format!("http://{}/clever/{district}/v3.0/bytes/1024", host.gateway);
+                let url = format!("http://{}/clever/{district}/{GATEWAY_PATH}", host.gateway);
                 eprintln!("xtask bench: scaleout: gateway on {store} at {connections} connections");
                 let mut p = load(bins, &url, &[], connections, host.server.proc.pid(), opts)?;
                 p["what"] = json!("gateway");
@@ -103,10 +187,35 @@ fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> {
             points.push(p);
         }
     }
+    eprintln!("xtask bench: scaleout: what one gateway call costs on Redis");
+    let url = format!("http://{}/clever/{district}/{GATEWAY_PATH}", shared.gateway);
+    // Calls in the last CROSSING_GUARD_MS (2 s) of a rate-limit window take permits in both
+    // windows and give one back (three increments): samples 2.5 s apart, of well under a
+    // second each, put at most one of three there, so the median is a call inside a window.
+    let mut samples = Vec::new();
+    for i in 0..COST_SAMPLES {
+        if i > 0 {
+            std::thread::sleep(COST_SAMPLE_GAP);
+        }
+        samples.push(per_call_cost(
+            bins,
+            opts,
+            &url,
+            shared.server.proc.pid(),
+            &redis,
+        )?);
+    }
+    samples.sort_by(|a, b| num(&a["commands_per_call"]).total_cmp(&num(&b["commands_per_call"])));
+    let mut cost = samples[samples.len() / 2].clone();
+    cost["samples"] = json!(samples
+        .iter()
+        .map(|s| s["commands_per_call"].clone())
+        .collect::<Vec<_>>());
     Ok(json!({
         "upstream": "clever-auth-bench upstream (1 thread, Clever's rate-limit headers)",
         "redis": redis_version(),
         "points": points,
+        "cost": cost,
         "machine_after": { "loadavg_1m": procs::loadavg() },
     }))
 }
@@ -199,6 +308,34 @@ pub(super) fn render(r: &Value) -> String {
             "- Health p99 at 64 connections on Redis: {v} (target < 10 ms)."
         );
     }
+    let cost = &r["cost"];
+    if cost.is_object() {
+        let by: Vec<String> = cost["by_command"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, n)| format!("{name} {:.2}", num(n)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "- One gateway call on Redis (median of {} samples of {} calls, 1 connection; \
+             commands per call in each: {}): {:.2} Redis commands ({}); \
+             CPU {:.0} µs in the host, {:.0} µs in redis-server.",
+            COST_SAMPLES,
+            cost["calls"],
+            cost["samples"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| format!("{:.2}", num(v)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            num(&cost["commands_per_call"]),
+            by.join(", "),
+            num(&cost["host_cpu_us_per_call"]),
+            num(&cost["redis_cpu_us_per_call"]),
+        );
+    }
     s
 }
 
@@ -222,5 +359,14 @@ mod tests {
         assert!(md.contains("Redis vs memory: **0.200 ms**"), "{md}");
         assert!(md.contains("Redis / memory: **0.75×**"), "{md}");
         assert!(md.contains("on Redis: **5.00 ms**"), "{md}");
+    }
+
+    #[test]
+    fn commandstats_lines_give_each_commands_calls() {
+        let info = "# Commandstats\r\ncmdstat_get:calls=12,usec=30,usec_per_call=2.50,rejected_calls=0,failed_calls=0\r\ncmdstat_incrby:calls=4,usec=9\r\nnoise\r\n";
+        assert_eq!(
+            parse_commandstats(info),
+            [("get".to_string(), 12), ("incrby".to_string(), 4)]
+        );
     }
 }

@@ -57,16 +57,25 @@ impl Kv {
         atomics::increment(&self.0, key, delta).map_err(describe)
     }
 
-    /// Every key that starts with `prefix`, across all pages.
+    /// Every key that starts with `prefix`. The listing starts at `prefix` and ends at the
+    /// first page that ends past it, so a store that pages in key order (the native host's)
+    /// lists the prefix's range only; the native host answers a range of its own records
+    /// without asking the shared store. Spin's stores refuse any cursor: there the whole store
+    /// is listed once and filtered. (A key equal to `prefix` is not listed; prefixes end in `/`
+    /// and no key does.)
     pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, KvError> {
+        let mut page = match self.0.list_keys(Some(prefix)) {
+            Ok(page) => page,
+            Err(_) => self.0.list_keys(None).map_err(describe)?,
+        };
         let mut keys = Vec::new();
-        let mut cursor = None;
         loop {
-            let page = self.0.list_keys(cursor.as_deref()).map_err(describe)?;
             keys.extend(page.keys.into_iter().filter(|k| k.starts_with(prefix)));
             match page.cursor {
-                Some(c) => cursor = Some(c),
-                None => return Ok(keys),
+                Some(c) if c.as_str() <= prefix || c.starts_with(prefix) => {
+                    page = self.0.list_keys(Some(&c)).map_err(describe)?;
+                }
+                _ => return Ok(keys),
             }
         }
     }

@@ -77,7 +77,7 @@ impl RedisStore {
 
     /// Whether Redis answers a PING now.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.conn.get();
+        let mut c = self.conn.get().map_err(|e| self.failed(e))?;
         redis::cmd("PING")
             .query_async::<String>(&mut c)
             .await
@@ -152,21 +152,21 @@ fn failed(e: redis::RedisError, credentials: Option<&RedisCredentials>) -> Store
 #[async_trait]
 impl StoreProvider for RedisStore {
     async fn get(&self, label: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut c = self.conn.get();
+        let mut c = self.conn.get().map_err(|e| self.failed(e))?;
         c.get(redis_key(label, key))
             .await
             .map_err(|e| self.failed(e))
     }
 
     async fn set(&self, label: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut c = self.conn.get();
+        let mut c = self.conn.get().map_err(|e| self.failed(e))?;
         c.set(redis_key(label, key), value)
             .await
             .map_err(|e| self.failed(e))
     }
 
     async fn delete(&self, label: &str, key: &str) -> Result<(), StoreError> {
-        let mut c = self.conn.get();
+        let mut c = self.conn.get().map_err(|e| self.failed(e))?;
         c.del::<_, ()>(redis_key(label, key))
             .await
             .map_err(|e| self.failed(e))
@@ -180,7 +180,7 @@ impl StoreProvider for RedisStore {
     ) -> Result<Vec<String>, StoreError> {
         let prefix = prefix(label);
         let pattern = format!("{}*", glob_escape(&prefix));
-        let mut c = self.conn.get();
+        let mut c = self.conn.get().map_err(|e| self.failed(e))?;
         let mut keys: Vec<String> = Vec::new();
         let mut scan_cursor: u64 = 0;
         loop {
@@ -212,7 +212,7 @@ impl StoreProvider for RedisStore {
     }
 
     async fn increment(&self, label: &str, key: &str, delta: i64) -> Result<i64, StoreError> {
-        let mut c = self.conn.get();
+        let mut c = self.conn.get().map_err(|e| self.failed(e))?;
         c.incr(redis_key(label, key), delta)
             .await
             .map_err(|e: redis::RedisError| match e.code() {
@@ -230,7 +230,7 @@ impl StoreProvider for RedisStore {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<bool, StoreError> {
-        let mut c = self.conn.get();
+        let mut c = self.conn.get().map_err(|e| self.failed(e))?;
         let mut call = self.cas.key(redis_key(label, key));
         match expected {
             Some(v) => call.arg("1").arg(v),

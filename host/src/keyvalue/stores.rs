@@ -21,6 +21,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// Keys under this prefix describe one instance.
 const HOST_PREFIX: &str = keys::INSTANCE_PREFIX;
+/// A cursor past every key under [`HOST_PREFIX`] (`U+10FFFF` is the last character, so only
+/// a key that starts with the prefix and that character could sort after it; listing from
+/// here still merges such a key in).
+const HOST_RANGE_END: &str = "clever-auth/v1/host/\u{10FFFF}";
 
 #[derive(Clone)]
 pub struct Stores {
@@ -164,6 +168,11 @@ impl Stores {
 
     /// One page of keys in ascending order after `cursor`: the host's own keys merged with
     /// the shared store's, so the component lists one store.
+    ///
+    /// From a cursor among the host's own keys, the page holds only those (no shared key
+    /// sorts among them), and once they run out its cursor is [`HOST_RANGE_END`]: a component
+    /// listing one prefix of its instance's records (gateway figures, own tokens) stops there
+    /// without a round trip to the shared store, which would scan every key.
     pub async fn list_keys(
         &self,
         label: &str,
@@ -172,6 +181,20 @@ impl Stores {
         let Some(shared) = self.shared.as_ref() else {
             return Ok(self.local.list_keys(label, cursor));
         };
+        if let Some(c) = cursor.filter(|c| c.starts_with(HOST_PREFIX) && *c < HOST_RANGE_END) {
+            let mut keys: Vec<String> = self
+                .local
+                .keys_after_sync(label, Some(c), usize::MAX)
+                .into_iter()
+                .take_while(|k| k.starts_with(HOST_PREFIX))
+                .take(PAGE_SIZE + 1)
+                .collect();
+            if keys.len() > PAGE_SIZE {
+                return Ok(page(keys));
+            }
+            keys.truncate(PAGE_SIZE);
+            return Ok((keys, Some(HOST_RANGE_END.to_string())));
+        }
         let mut keys: Vec<String> = self
             .local
             .keys_after_sync(label, cursor, usize::MAX)
@@ -302,6 +325,100 @@ mod tests {
             ]
         );
         assert_eq!(next, None);
+    }
+
+    #[tokio::test]
+    async fn listing_from_a_cursor_among_the_hosts_keys_stays_in_the_process() {
+        let (stores, shared) = pair();
+        shared.set(L, "clever-auth/v1/gateway/pace/d", b"1".to_vec());
+        shared.set(L, "clever-auth/v1/token/d", b"1".to_vec());
+        for d in ["a", "b"] {
+            stores
+                .set(
+                    L,
+                    &format!("clever-auth/v1/host/gateway-figures/{d}"),
+                    b"f".to_vec(),
+                )
+                .await
+                .expect("set");
+        }
+        assert!(HOST_RANGE_END.starts_with(HOST_PREFIX));
+        let (keys, next) = stores
+            .list_keys(L, Some("clever-auth/v1/host/gateway-figures/"))
+            .await
+            .expect("list");
+        assert_eq!(
+            keys,
+            [
+                "clever-auth/v1/host/gateway-figures/a",
+                "clever-auth/v1/host/gateway-figures/b",
+                "clever-auth/v1/host/store",
+            ]
+        );
+        assert_eq!(next.as_deref(), Some(HOST_RANGE_END));
+        // The shared keys after the host's come next, from the shared store.
+        let (rest, next) = stores
+            .list_keys(L, Some(HOST_RANGE_END))
+            .await
+            .expect("list");
+        assert_eq!(rest, ["clever-auth/v1/token/d"]);
+        assert_eq!(next, None);
+        // With the shared store gone, the host's range still lists (a round trip would fail).
+        let local = MemoryStore::new([L.to_string()]);
+        let unreachable = Stores::shared(local, Arc::new(Unreachable), "test");
+        unreachable
+            .set(L, "clever-auth/v1/host/gateway-figures/a", b"f".to_vec())
+            .await
+            .expect("set");
+        let (keys, _) = unreachable
+            .list_keys(L, Some("clever-auth/v1/host/gateway-figures/"))
+            .await
+            .expect("list");
+        assert_eq!(keys[0], "clever-auth/v1/host/gateway-figures/a");
+        assert!(
+            unreachable.reachable(),
+            "listing the host's own keys asked the shared store"
+        );
+    }
+
+    /// A shared store that never answers.
+    struct Unreachable;
+
+    #[async_trait::async_trait]
+    impl StoreProvider for Unreachable {
+        async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Err(down())
+        }
+        async fn set(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StoreError> {
+            Err(down())
+        }
+        async fn delete(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            Err(down())
+        }
+        async fn keys_after(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<Vec<String>, StoreError> {
+            Err(down())
+        }
+        async fn increment(&self, _: &str, _: &str, _: i64) -> Result<i64, StoreError> {
+            Err(down())
+        }
+        async fn compare_and_swap(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&[u8]>,
+            _: &[u8],
+        ) -> Result<bool, StoreError> {
+            Err(down())
+        }
+    }
+
+    fn down() -> StoreError {
+        StoreError("store unreachable: test".into())
     }
 
     #[tokio::test]

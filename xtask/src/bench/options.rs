@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+#[derive(Clone)]
 pub struct Options {
     pub secs: f64,
     pub warmup_secs: f64,

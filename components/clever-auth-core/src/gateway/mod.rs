@@ -36,6 +36,9 @@ pub mod keys {
     pub const BUDGET_PROBE_PREFIX: &str = "clever-auth/v1/gateway/budget-probe/";
     /// The latest [`super::versions::VersionObservation`] from gateway traffic.
     pub const VERSIONS: &str = "clever-auth/v1/gateway/versions";
+    /// The observation this instance last wrote to [`VERSIONS`] (kept per instance, so
+    /// deciding whether to write again costs no shared read: [`super::versions::worth_sharing`]).
+    pub const VERSIONS_SHARED_HERE: &str = "clever-auth/v1/host/gateway-versions";
 
     pub fn pace(district: &str) -> String {
         format!("{PACE_PREFIX}{district}")

@@ -122,6 +122,19 @@ pub fn changed(previous: Option<&VersionObservation>, now: &VersionObservation) 
     previous.is_none_or(|p| p.seen != now.seen || p.unsupported != now.unsupported)
 }
 
+/// How long an observation that keeps saying the same may go unwritten to the shared record.
+/// Health takes the newer of the probes' record and the gateway's ([`merge`]), so the
+/// gateway's view there is at most this much older than its traffic.
+pub const RESHARE_AFTER_MS: u64 = 60_000;
+
+/// Whether an observation goes to the shared record, given the one this instance wrote last.
+/// Nearly every 2xx body names versions, nearly always the same ones: writing each would cost
+/// every gateway call a shared read and write (two Redis round trips on a shared store).
+pub fn worth_sharing(last_shared: Option<&VersionObservation>, now: &VersionObservation) -> bool {
+    changed(last_shared, now)
+        || last_shared.is_none_or(|l| now.at.saturating_sub(l.at) >= RESHARE_AFTER_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +180,35 @@ mod tests {
             &VersionObservation { at: 9, ..a.clone() }
         ));
         assert!(changed(Some(&a), &o(&["v3.0"], false)));
+    }
+
+    #[test]
+    fn an_unchanged_observation_is_shared_again_only_after_a_while() {
+        let at = |at| VersionObservation {
+            seen: vec!["v3.0".into()],
+            unsupported: false,
+            at,
+        };
+        let last = at(1_000);
+        assert!(worth_sharing(None, &at(1_000)));
+        assert!(!worth_sharing(Some(&last), &at(1_001)));
+        assert!(!worth_sharing(
+            Some(&last),
+            &at(1_000 + RESHARE_AFTER_MS - 1)
+        ));
+        assert!(worth_sharing(Some(&last), &at(1_000 + RESHARE_AFTER_MS)));
+        // A clock that went back shares nothing new.
+        assert!(!worth_sharing(Some(&last), &at(10)));
+        let other = VersionObservation {
+            seen: vec!["v3.1".into()],
+            ..at(1_001)
+        };
+        assert!(worth_sharing(Some(&last), &other));
+        let unsupported = VersionObservation {
+            unsupported: true,
+            ..at(1_001)
+        };
+        assert!(worth_sharing(Some(&last), &unsupported));
     }
 
     #[test]

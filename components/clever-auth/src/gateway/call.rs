@@ -524,15 +524,19 @@ fn record_figures(
         let _ = kv.put(&key, &f);
     }
     if let Some(o) = observed {
-        let previous = kv
-            .get::<versions::VersionObservation>(keys::VERSIONS)
+        let last = kv
+            .get::<versions::VersionObservation>(keys::VERSIONS_SHARED_HERE)
             .ok()
             .flatten();
+        if !versions::worth_sharing(last.as_ref(), o) {
+            return;
+        }
         let _ = kv.put(keys::VERSIONS, o);
+        let _ = kv.put(keys::VERSIONS_SHARED_HERE, o);
         // The same event as the probes', once per change: the log alert and the
         // api_version_problems counter see real traffic at once.
         let configured = trace.api_version.as_deref().unwrap_or_default();
-        if versions::changed(previous.as_ref(), o) {
+        if versions::changed(last.as_ref(), o) {
             if let Some(problem) = versions::problem(o, configured) {
                 log::event(
                     "error",
