@@ -1,5 +1,5 @@
 //! Host-side bindings for the part of the component world the host implements itself
-//! (`wasi:config/store`, `wasi:keyvalue/{store,atomics}`) and the refresher it calls.
+//! (`wasi:config/store`, `wasi:keyvalue/{store,atomics,batch}`) and the refresher it calls.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -9,6 +9,7 @@ wasmtime::component::bindgen!({
     imports: {
         "wasi:keyvalue/store": async,
         "wasi:keyvalue/atomics": async,
+        "wasi:keyvalue/batch": async,
     },
     with: {
         "wasi:keyvalue/store.bucket": crate::keyvalue::BucketHandle,

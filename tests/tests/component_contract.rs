@@ -7,12 +7,13 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
 /// Imports the project chose (the WIT contract), at the exact versions Spin hosts.
-const CONTRACT_IMPORTS: [&str; 5] = [
+const CONTRACT_IMPORTS: [&str; 6] = [
     "wasi:http/outgoing-handler@0.2.6",
     "wasi:http/types@0.2.6",
     "wasi:config/store@0.2.0-draft-2024-09-27",
     "wasi:keyvalue/store@0.2.0-draft2",
     "wasi:keyvalue/atomics@0.2.0-draft2",
+    "wasi:keyvalue/batch@0.2.0-draft2",
 ];
 /// Interfaces Rust's std pulls in on wasm32-wasip2.
 const STD_PACKAGES: [&str; 4] = ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"];
@@ -74,6 +75,8 @@ fn imports_are_only_the_contract_and_what_std_needs() {
     for needed in [
         "wasi:config/store@0.2.0-draft-2024-09-27",
         "wasi:keyvalue/store@0.2.0-draft2",
+        // The gateway's first reads in one call (one Redis MGET under the native host).
+        "wasi:keyvalue/batch@0.2.0-draft2",
     ] {
         assert!(
             imports.contains(needed),

@@ -129,6 +129,49 @@ async fn instances_on_one_redis_list_once_per_cycle_and_share_the_tokens() -> an
     Ok(())
 }
 
+/// Gateway calls counted in Redis's own statistics below.
+const COUNTED_CALLS: u64 = 40;
+
+/// A gateway call reads the district's token, pace and budget records in one `MGET` before
+/// its first attempt, not in a `GET` each (three round trips per call before the change).
+/// HEAD calls: a body naming API versions adds a read of the versions record
+/// (`gateway::keys::VERSIONS`) after the answer, which this does not count.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_call_reads_its_records_in_one_round_trip() -> anyhow::Result<()> {
+    let Some(redis) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let fake = FakeClever::start(two_districts()).await?;
+    // Tokens that outlive the test: no refresh adds reads of its own meanwhile.
+    let hosts = start_hosts(&fake, &redis, 1, "600").await?;
+    wait_all_pass(&hosts).await?;
+    let url = hosts[0].gateway_url("/clever/d-alpha/v3.0/districts/d-alpha");
+    let counts = || -> anyhow::Result<[u64; 3]> {
+        Ok([
+            redis.command_calls("get")?,
+            redis.command_calls("mget")?,
+            redis.command_calls("incrby")?,
+        ])
+    };
+    let before = counts()?;
+    for _ in 0..COUNTED_CALLS {
+        let reply = http_client::request("HEAD", &url).await?;
+        assert_eq!(reply.status, 200, "gateway: {}", reply.text());
+    }
+    let after = counts()?;
+    let [gets, mgets, incrs] = [0, 1, 2].map(|i| after[i] - before[i]);
+    eprintln!("{COUNTED_CALLS} gateway calls: {gets} GET, {mgets} MGET, {incrs} INCRBY");
+    assert!(
+        gets < COUNTED_CALLS,
+        "{gets} GETs for {COUNTED_CALLS} gateway calls ({mgets} MGETs)"
+    );
+    assert!(
+        mgets >= COUNTED_CALLS,
+        "{mgets} MGETs for {COUNTED_CALLS} gateway calls ({gets} GETs)"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shared_store_without_a_store_key_is_refused_at_start() -> anyhow::Result<()> {
     let Some(redis) = RedisServer::start().await? else {

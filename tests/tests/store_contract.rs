@@ -5,7 +5,7 @@
 use clever_auth_core::secret::Secret;
 use clever_auth_host::keyvalue::store_auth::StoreAuth;
 use clever_auth_host::keyvalue::{
-    MemoryStore, RedisCredentials, RedisLogin, RedisStore, StoreProvider,
+    MemoryStore, RedisCredentials, RedisLogin, RedisStore, StoreProvider, Stores,
 };
 use clever_auth_tests::redis_server::{RedisAuth, RedisServer};
 use std::sync::Arc;
@@ -86,6 +86,38 @@ async fn values_and_labels(s: &dyn StoreProvider) -> anyhow::Result<()> {
     s.delete(L, "k").await?;
     assert_eq!(s.get(L, "k").await?, None);
     s.delete(L, "never-there").await?;
+    Ok(())
+}
+
+async fn get_many(s: &dyn StoreProvider) -> anyhow::Result<()> {
+    s.set(L, "many/a", b"1").await?;
+    s.set(L, "many/empty", b"").await?;
+    s.set("other", "many/elsewhere", b"x").await?;
+    let keys = [
+        "many/a",
+        "many/absent",
+        "many/elsewhere",
+        "many/a",
+        "many/empty",
+    ]
+    .map(String::from);
+    assert_eq!(
+        s.get_many(L, &keys).await?,
+        [
+            Some(b"1".to_vec()),
+            None,
+            None,
+            Some(b"1".to_vec()),
+            Some(Vec::new())
+        ],
+        "one answer per key, in order: absent, another label's and empty as get answers them"
+    );
+    assert_eq!(
+        s.get_many(L, &["many/a".to_string()]).await?,
+        [Some(b"1".to_vec())],
+        "a lone key"
+    );
+    assert!(s.get_many(L, &[]).await?.is_empty(), "no keys, no values");
     Ok(())
 }
 
@@ -221,6 +253,7 @@ async fn swaps_are_atomic(s: Arc<dyn StoreProvider>) -> anyhow::Result<()> {
 
 async fn the_contract(s: Arc<dyn StoreProvider>) -> anyhow::Result<()> {
     values_and_labels(s.as_ref()).await?;
+    get_many(s.as_ref()).await?;
     listing(s.as_ref()).await?;
     counters(s.as_ref()).await?;
     compare_and_swap(s.as_ref()).await?;
@@ -246,6 +279,95 @@ async fn redis_keeps_the_contract() -> anyhow::Result<()> {
         .filter(|k| !k.starts_with("clever-auth:default:") && !k.starts_with("clever-auth:other:"))
         .collect();
     assert!(foreign.is_empty(), "keys outside the prefix: {foreign:?}");
+    Ok(())
+}
+
+/// `get_many` is one `MGET` whatever the number of keys, and no call at all for none.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_answers_get_many_with_one_mget() -> anyhow::Result<()> {
+    let Some(server) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let s = redis(&server).await?;
+    s.set(L, "a", b"1").await?;
+    let (gets, mgets) = (server.command_calls("get")?, server.command_calls("mget")?);
+    let keys = ["a", "b", "c"].map(String::from);
+    assert_eq!(
+        s.get_many(L, &keys).await?,
+        [Some(b"1".to_vec()), None, None]
+    );
+    s.get_many(L, &["a".to_string()]).await?;
+    s.get_many(L, &[]).await?;
+    assert_eq!(
+        server.command_calls("mget")? - mgets,
+        2,
+        "one MGET per call with keys"
+    );
+    assert_eq!(server.command_calls("get")?, gets, "no GET");
+    Ok(())
+}
+
+/// The host's routing keeps `get`'s semantics for each key of a `get_many`: the host's own
+/// keys from the process, the rest from Redis and kept in the process's copy, which answers
+/// while Redis does not (and the store is then said to be unreachable).
+#[tokio::test(flavor = "multi_thread")]
+async fn stores_answer_get_many_from_the_copy_during_an_outage() -> anyhow::Result<()> {
+    let Some(mut server) = RedisServer::start().await? else {
+        return Ok(());
+    };
+    let stores = Stores::shared(
+        MemoryStore::new([L.to_string()]),
+        redis(&server).await?,
+        "redis",
+    );
+    let token = "clever-auth/v1/token/d";
+    let own = "clever-auth/v1/host/solo/token/d";
+    let pace = "clever-auth/v1/gateway/pace/d";
+    let budget = "clever-auth/v1/gateway/budget/d";
+    let keys = [token, own, pace, budget].map(String::from);
+    stores.set(L, token, b"t".to_vec()).await?;
+    stores.set(L, own, b"mine".to_vec()).await?;
+    // Written by another instance: this one has no copy until it reads it.
+    redis(&server).await?.set(L, pace, b"p").await?;
+    let mgets = server.command_calls("mget")?;
+    let expected = [
+        Some(b"t".to_vec()),
+        Some(b"mine".to_vec()),
+        Some(b"p".to_vec()),
+        None,
+    ];
+    assert_eq!(stores.get_many(L, &keys).await?, expected);
+    assert_eq!(server.command_calls("mget")? - mgets, 1);
+    assert!(
+        server.dump()?.iter().all(|(k, _)| !k.contains("/host/")),
+        "a host key reached Redis"
+    );
+
+    server.stop().await?;
+    assert_eq!(
+        stores.get_many(L, &keys).await?,
+        expected,
+        "the copy answers, the read pace included"
+    );
+    assert!(!stores.reachable(), "an unanswered get_many is an outage");
+    assert!(
+        stores.set(L, token, b"t2".to_vec()).await.is_err(),
+        "writes still fail"
+    );
+
+    // Back, empty (no persistence): the answers and the copy follow Redis again.
+    server.restart().await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let values = stores.get_many(L, &keys).await?;
+        if stores.reachable() {
+            assert_eq!(values, [None, Some(b"mine".to_vec()), None, None]);
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "Redis never answered again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stores.local.get(L, token), None, "the copy follows Redis");
     Ok(())
 }
 

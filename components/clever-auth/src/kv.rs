@@ -1,7 +1,7 @@
 //! JSON records in the host's key-value store (`wasi:keyvalue`, store label `default`).
 
-use crate::bindings::wasi::keyvalue::atomics;
 use crate::bindings::wasi::keyvalue::store::{self, Bucket};
+use crate::bindings::wasi::keyvalue::{atomics, batch};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// The store label; Spin denies any label not listed in `key_value_stores`.
@@ -24,6 +24,12 @@ pub fn describe(e: store::Error) -> KvError {
     })
 }
 
+/// A record's bytes as `T`; a record that no longer parses is treated as absent, so one
+/// corrupt entry cannot wedge the health endpoint.
+pub fn parse<T: DeserializeOwned>(bytes: Option<Vec<u8>>) -> Option<T> {
+    bytes.and_then(|b| serde_json::from_slice(&b).ok())
+}
+
 pub struct Kv(Bucket);
 
 impl Kv {
@@ -31,11 +37,25 @@ impl Kv {
         store::open(STORE).map(Kv).map_err(describe)
     }
 
-    /// Reads a record; a record that no longer parses is treated as absent, so one corrupt
-    /// entry cannot wedge the health endpoint.
+    /// Reads a record (see [`parse`]).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, KvError> {
-        let bytes = self.0.get(key).map_err(describe)?;
-        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+        self.0.get(key).map(parse).map_err(describe)
+    }
+
+    /// Each key's value, in the order of `keys`, with one `wasi:keyvalue/batch.get-many` call
+    /// (one Redis `MGET` under the native host instead of a `GET` each). Answers are matched
+    /// by key, not by position: Spin's SQLite store leaves absent keys out of its answer.
+    pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, KvError> {
+        let found = batch::get_many(&self.0, keys).map_err(describe)?;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                found
+                    .iter()
+                    .find(|(f, _)| f == k)
+                    .and_then(|(_, v)| v.clone())
+            })
+            .collect())
     }
 
     pub fn bucket(&self) -> &Bucket {

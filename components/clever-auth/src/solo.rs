@@ -4,8 +4,8 @@
 //! `clever-auth/v1/host/`, which the host keeps in the process whatever the store, so they
 //! can be written while the shared store does not answer, and never reach other instances.
 //!
-//! Every token read goes through [`token`]: the shared set's, unless this instance's own is
-//! newer and unexpired (`solo::pick`).
+//! Every token read goes through [`token`] (or [`choose`], between records already read): the
+//! shared set's, unless this instance's own is newer and unexpired (`solo::pick`).
 
 use crate::kv::Kv;
 use crate::log;
@@ -63,13 +63,25 @@ pub fn hand_back(kv: &Kv, record: &SoloRecord, now: UnixMillis) {
 /// can no longer win (expired, or the shared one is as new) is removed on the way.
 pub fn token(kv: &Kv, district: &str, now: UnixMillis, skew_ms: u64) -> Option<TokenEntry> {
     let shared = token_store::entry(kv, district);
-    let own_key = keys::solo_token(district);
-    let own = token_store::entry_at(kv, &own_key);
+    let own = token_store::entry_at(kv, &keys::solo_token(district));
+    choose(kv, district, shared, own, now, skew_ms)
+}
+
+/// [`token`] between records already read (the gateway reads both with other records in one
+/// call).
+pub fn choose(
+    kv: &Kv,
+    district: &str,
+    shared: Option<TokenEntry>,
+    own: Option<TokenEntry>,
+    now: UnixMillis,
+    skew_ms: u64,
+) -> Option<TokenEntry> {
     if own
         .as_ref()
         .is_some_and(|o| solo::own_is_stale(shared.as_ref(), o, now, skew_ms))
     {
-        let _ = kv.delete(&own_key);
+        let _ = kv.delete(&keys::solo_token(district));
         return solo::pick(shared, None, now, skew_ms);
     }
     solo::pick(shared, own, now, skew_ms)

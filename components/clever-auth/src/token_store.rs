@@ -86,18 +86,23 @@ fn nonce() -> [u8; 12] {
 }
 
 pub fn get(kv: &Kv, key: &str) -> Result<Stored, KvError> {
-    let Some(bytes) = kv.bucket().get(key).map_err(crate::kv::describe)? else {
-        return Ok(Stored::Absent);
+    kv.bucket().get(key).map(open).map_err(crate::kv::describe)
+}
+
+/// What a token record's bytes, read by whichever call, turn out to be.
+pub fn open(bytes: Option<Vec<u8>>) -> Stored {
+    let Some(bytes) = bytes else {
+        return Stored::Absent;
     };
     let sealing = match sealing() {
         Ok(s) => s,
-        Err(e) => return Ok(Stored::Unusable(SealError::Malformed(e))),
+        Err(e) => return Stored::Unusable(SealError::Malformed(e)),
     };
-    Ok(match store_seal::open(&sealing, &bytes) {
+    match store_seal::open(&sealing, &bytes) {
         Ok(entry) => Stored::Entry(entry),
         Err(SealError::Malformed(_)) => Stored::Malformed,
         Err(e) => Stored::Unusable(e),
-    })
+    }
 }
 
 /// The district's token in the shared set, if its record opens.
@@ -109,6 +114,14 @@ pub fn entry(kv: &Kv, district: &str) -> Option<TokenEntry> {
 pub fn entry_at(kv: &Kv, key: &str) -> Option<TokenEntry> {
     match get(kv, key) {
         Ok(Stored::Entry(e)) => Some(e),
+        _ => None,
+    }
+}
+
+/// The token in a record's bytes, if they open.
+pub fn entry_in(bytes: Option<Vec<u8>>) -> Option<TokenEntry> {
+    match open(bytes) {
+        Stored::Entry(e) => Some(e),
         _ => None,
     }
 }

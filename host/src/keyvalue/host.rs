@@ -1,8 +1,9 @@
-//! The `wasi:keyvalue/{store,atomics}@0.2.0-draft2` host traits over [`Stores`](super::Stores).
+//! The `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2` host traits over
+//! [`Stores`](super::Stores).
 
 use super::resources::{BucketHandle, CasHandle};
-use super::KeyValueView;
-use crate::bindings::wasi::keyvalue::{atomics, store};
+use super::{KeyValueView, Stores};
+use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 use store::{Error, KeyResponse};
 use wasmtime::component::Resource;
 
@@ -18,6 +19,16 @@ impl KeyValueView<'_> {
     fn label(&self, bucket: &Resource<BucketHandle>) -> Result<String, Error> {
         Ok(self.table.get(bucket).map_err(table_error)?.label.clone())
     }
+}
+
+/// `set` and each pair of `set-many`: a token record's secrets are known to the scrubber
+/// before they can reach any output. A function of the store, not of the view: the view
+/// holds the resource table, which is not `Sync`, so a future borrowing it is not `Send`.
+async fn set_one(store: &Stores, label: &str, key: String, value: Vec<u8>) -> Result<(), Error> {
+    if key.starts_with(clever_auth_core::status::keys::TOKEN_PREFIX) {
+        crate::redact::register_token_record(&value);
+    }
+    store.set(label, &key, value).await.map_err(store_error)
 }
 
 impl store::Host for KeyValueView<'_> {
@@ -49,13 +60,8 @@ impl store::HostBucket for KeyValueView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
-        if key.starts_with(clever_auth_core::status::keys::TOKEN_PREFIX) {
-            crate::redact::register_token_record(&value);
-        }
-        self.store
-            .set(&self.label(&bucket)?, &key, value)
-            .await
-            .map_err(store_error)
+        let label = self.label(&bucket)?;
+        set_one(self.store, &label, key, value).await
     }
 
     async fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> Result<(), Error> {
@@ -89,6 +95,48 @@ impl store::HostBucket for KeyValueView<'_> {
 
     async fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
         self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+/// `get-many` is one call to the shared store; the component writes and deletes one key at a
+/// time, so `set-many` and `delete-many` are plain loops (stopping at the first failure, which
+/// the interface allows: a batch is not atomic).
+impl batch::Host for KeyValueView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, Error> {
+        let values = self
+            .store
+            .get_many(&self.label(&bucket)?, &keys)
+            .await
+            .map_err(store_error)?;
+        Ok(keys.into_iter().zip(values).collect())
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), Error> {
+        let label = self.label(&bucket)?;
+        for (key, value) in key_values {
+            set_one(self.store, &label, key, value).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> Result<(), Error> {
+        let label = self.label(&bucket)?;
+        for key in keys {
+            self.store.delete(&label, &key).await.map_err(store_error)?;
+        }
         Ok(())
     }
 }

@@ -70,6 +70,15 @@ impl MemoryStore {
         self.lock().get(label).and_then(|b| b.get(key).cloned())
     }
 
+    /// Every key's value under one lock, so the answer is one moment's, as one `MGET` is.
+    pub fn get_many(&self, label: &str, keys: &[String]) -> Vec<Option<Vec<u8>>> {
+        let guard = self.lock();
+        let bucket = guard.get(label);
+        keys.iter()
+            .map(|k| bucket.and_then(|b| b.get(k).cloned()))
+            .collect()
+    }
+
     pub fn set(&self, label: &str, key: &str, value: Vec<u8>) {
         self.lock()
             .entry(label.to_string())
@@ -156,6 +165,14 @@ pub fn page(mut keys: Vec<String>) -> (Vec<String>, Option<String>) {
 impl StoreProvider for MemoryStore {
     async fn get(&self, label: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(MemoryStore::get(self, label, key))
+    }
+
+    async fn get_many(
+        &self,
+        label: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        Ok(MemoryStore::get_many(self, label, keys))
     }
 
     async fn set(&self, label: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {

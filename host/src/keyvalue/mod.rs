@@ -19,7 +19,7 @@ pub use redis_credentials::{RedisCredentials, RedisLogin};
 pub use resources::{BucketHandle, CasHandle};
 pub use stores::Stores;
 
-use crate::bindings::wasi::keyvalue::{atomics, store};
+use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 /// What the `wasi:keyvalue` host traits see of a store's data.
@@ -40,5 +40,6 @@ pub fn add_to_linker<T: Send + 'static>(
 ) -> wasmtime::Result<()> {
     store::add_to_linker::<T, KeyValue>(linker, view)?;
     atomics::add_to_linker::<T, KeyValue>(linker, view)?;
+    batch::add_to_linker::<T, KeyValue>(linker, view)?;
     Ok(())
 }

@@ -24,10 +24,16 @@ impl std::error::Error for StoreError {}
 /// `keys_after` returns keys in ascending byte order strictly after `cursor`, so a page's
 /// last key is the next page's cursor; `increment` treats a missing key as 0 and refuses a
 /// value that is not a decimal integer; `compare_and_swap` writes only while the key still
-/// holds `expected` (`None`: absent).
+/// holds `expected` (`None`: absent); `get_many` answers one value per key asked, in the order
+/// asked (a key asked twice is answered twice), in one call to the store.
 #[async_trait]
 pub trait StoreProvider: Send + Sync {
     async fn get(&self, label: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn get_many(
+        &self,
+        label: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
     async fn set(&self, label: &str, key: &str, value: &[u8]) -> Result<(), StoreError>;
     async fn delete(&self, label: &str, key: &str) -> Result<(), StoreError>;
     async fn keys_after(

@@ -158,6 +158,32 @@ impl StoreProvider for RedisStore {
             .map_err(|e| self.failed(e))
     }
 
+    async fn get_many(
+        &self,
+        label: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.get();
+        // `MGET` by name: the crate's `mget` sends a lone key as `GET`, whose answer is not a list.
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(redis_key(label, key));
+        }
+        let values: Vec<Option<Vec<u8>>> =
+            cmd.query_async(&mut c).await.map_err(|e| self.failed(e))?;
+        if values.len() != keys.len() {
+            return Err(StoreError(format!(
+                "store error: Redis answered {} values to MGET of {} keys",
+                values.len(),
+                keys.len()
+            )));
+        }
+        Ok(values)
+    }
+
     async fn set(&self, label: &str, key: &str, value: &[u8]) -> Result<(), StoreError> {
         let mut c = self.conn.get().map_err(|e| self.failed(e))?;
         c.set(redis_key(label, key), value)

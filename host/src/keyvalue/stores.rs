@@ -142,6 +142,54 @@ impl Stores {
         }
     }
 
+    /// One value per key, in order, as [`Stores::get`] answers each: the host's own keys from
+    /// the process, the rest with one `get_many` on the shared store (one round trip whatever
+    /// their number), kept in the copy, and from the copy while the store does not answer.
+    pub async fn get_many(
+        &self,
+        label: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let (remote, own): (Vec<usize>, Vec<usize>) =
+            (0..keys.len()).partition(|&i| self.shared_for(&keys[i]).is_some());
+        let mut values: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        let held: Vec<String> = own.iter().map(|&i| keys[i].clone()).collect();
+        for (i, value) in own.into_iter().zip(self.local.get_many(label, &held)) {
+            values[i] = value;
+        }
+        let Some(shared) = self.shared.as_ref().filter(|_| !remote.is_empty()) else {
+            return Ok(values);
+        };
+        let asked: Vec<String> = remote.iter().map(|&i| keys[i].clone()).collect();
+        let result = shared.get_many(label, &asked).await.and_then(|answered| {
+            if answered.len() == asked.len() {
+                Ok(answered)
+            } else {
+                Err(StoreError(format!(
+                    "store error: {} values for {} keys",
+                    answered.len(),
+                    asked.len()
+                )))
+            }
+        });
+        self.observe(&result);
+        match result {
+            Ok(answered) => {
+                for (i, value) in remote.into_iter().zip(answered) {
+                    self.mirror(label, &keys[i], value.as_deref());
+                    values[i] = value;
+                }
+            }
+            Err(e) if is_outage(&e) => {
+                for i in remote {
+                    values[i] = self.local.get(label, &keys[i]);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(values)
+    }
+
     pub async fn set(&self, label: &str, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
         let Some(shared) = self.shared_for(key) else {
             self.local.set(label, key, value);
@@ -304,6 +352,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn get_many_answers_the_hosts_keys_from_the_process_and_keeps_a_copy_of_the_rest() {
+        let (stores, shared) = pair();
+        let host_key = "clever-auth/v1/host/solo/token/d";
+        stores.local.set(L, host_key, b"own".to_vec());
+        // A host key in the shared store is not the host's: it must not be answered.
+        shared.set(L, host_key, b"elsewhere".to_vec());
+        shared.set(L, "clever-auth/v1/token/d", b"t".to_vec());
+        stores.local.set(L, "gone", b"stale copy".to_vec());
+        let keys = [
+            "clever-auth/v1/token/d",
+            host_key,
+            "gone",
+            "clever-auth/v1/token/d",
+        ]
+        .map(String::from);
+        let values = stores.get_many(L, &keys).await.expect("get_many");
+        assert_eq!(
+            values,
+            [
+                Some(b"t".to_vec()),
+                Some(b"own".to_vec()),
+                None,
+                Some(b"t".to_vec())
+            ]
+        );
+        assert_eq!(
+            stores.local.get(L, "clever-auth/v1/token/d"),
+            Some(b"t".to_vec())
+        );
+        assert_eq!(stores.local.get(L, "gone"), None, "absent clears the copy");
+        assert!(stores.get_many(L, &[]).await.expect("empty").is_empty());
+    }
+
+    #[tokio::test]
     async fn listing_merges_both_in_order_and_keeps_no_copy_twice() {
         let (stores, shared) = pair();
         shared.set(L, "clever-auth/v1/a", b"1".to_vec());
@@ -387,6 +469,13 @@ mod tests {
     #[async_trait::async_trait]
     impl StoreProvider for Unreachable {
         async fn get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Err(down())
+        }
+        async fn get_many(
+            &self,
+            _: &str,
+            _: &[String],
+        ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
             Err(down())
         }
         async fn set(&self, _: &str, _: &str, _: &[u8]) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@
 //! [`Call::finish`]. Every rule deciding what happens lives in `clever_auth_core::gateway`;
 //! this module reads the store, waits, and logs.
 
+use super::first_read::{self, Limits};
 use super::{pause, token};
 use crate::http_out::Failure;
 use crate::kv::Kv;
@@ -133,6 +134,9 @@ struct Ready {
     policy: RetryPolicy,
     max_hold_ms: u64,
     progress: Progress,
+    /// Pace and budget as read with the token, for the first attempt (unless a wait for the
+    /// token came between); later attempts read them afresh.
+    first_limits: Option<Limits>,
     /// The district's budget as read before the last attempt, and the permits it took.
     budget: Option<BudgetRecord>,
     metered: Vec<Meter>,
@@ -210,14 +214,17 @@ impl Call {
         let deadline = self.started.saturating_add(settings.gateway_deadline_ms);
         let district = target.district.clone();
         let skew_ms = settings.expiry_skew_secs.saturating_mul(1000);
-        let token = match token::usable(&kv, &district, skew_ms) {
-            Some(t) => t,
+        let first = first_read::read(&kv, &district);
+        let (token, first_limits) = match token::usable(&kv, &district, skew_ms, first.tokens) {
+            Some(t) => (t, first.limits),
             None => {
                 if token::unknown(&kv, &settings, &district) {
                     return Err(unknown_district(&district));
                 }
                 token::request_relist(&kv, &district, "no_usable_token");
-                obtain(&kv, &settings, &district, None, deadline, &mut self.trace)?
+                let t = obtain(&kv, &settings, &district, None, deadline, &mut self.trace)?;
+                // Waiting for the token made them old.
+                (t, None)
             }
         };
         let url = target.upstream(&settings.api_base_url).map_err(|e| {
@@ -243,6 +250,7 @@ impl Call {
             policy,
             max_hold_ms,
             progress: Progress::default(),
+            first_limits,
             budget: None,
             metered: Vec::new(),
         })
@@ -256,11 +264,18 @@ impl Call {
         // Each hold ends at a reset in the future and the deadline bounds them all; the cap
         // only guards against a store that answers nonsense.
         let mut admitted = false;
+        let mut read = r.first_limits.take();
         for _ in 0..MAX_HOLDS {
-            let pace =
-                r.kv.get::<PaceRecord>(&keys::pace(&r.district))
-                    .ok()
-                    .flatten();
+            // What was read with the token serves the first pass only: a hold makes it old.
+            let (pace, budget_read) = match read.take() {
+                Some(l) => (l.pace, Some(l.budget)),
+                None => (
+                    r.kv.get::<PaceRecord>(&keys::pace(&r.district))
+                        .ok()
+                        .flatten(),
+                    None,
+                ),
+            };
             match pacing::gate(pace.as_ref(), clock::now(), r.deadline) {
                 Gate::Go => {}
                 Gate::WaitUntil(at) => {
@@ -269,7 +284,12 @@ impl Call {
                 }
                 Gate::Refuse(e) => return self.answer(e),
             }
-            match take_permits(r) {
+            let record = budget_read.unwrap_or_else(|| {
+                r.kv.get::<BudgetRecord>(&keys::budget(&r.district))
+                    .ok()
+                    .flatten()
+            });
+            match take_permits(r, record) {
                 Gate::Go => {
                     admitted = true;
                     break;
@@ -588,14 +608,11 @@ fn out_of_turn() -> GatewayError {
 /// Holds in a row before a request gives up (see [`Call::attempt`]).
 const MAX_HOLDS: usize = 16;
 
-/// Reads the district's budget and takes the permits it calls for. A store that cannot
-/// count lets the call go: Clever's own 429 still paces it.
-fn take_permits(r: &mut Ready) -> Gate {
+/// Takes the permits the district's budget calls for. A store that cannot count lets the
+/// call go: Clever's own 429 still paces it.
+fn take_permits(r: &mut Ready, record: Option<BudgetRecord>) -> Gate {
     let now = clock::now();
-    r.budget =
-        r.kv.get::<BudgetRecord>(&keys::budget(&r.district))
-            .ok()
-            .flatten();
+    r.budget = record;
     r.metered = budget::meters(r.budget.as_ref(), &r.district, now);
     let taken: Vec<(Meter, Option<i64>)> = r
         .metered

@@ -7,6 +7,7 @@
 
 mod call;
 pub mod export;
+mod first_read;
 mod pause;
 mod respond;
 mod token;

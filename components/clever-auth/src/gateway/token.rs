@@ -18,16 +18,27 @@ const POLL_MS: u64 = 25;
 /// instance holds the lease, or while its retry schedule says not yet).
 const RERUN_MS: u64 = 1_000;
 
-pub fn usable(kv: &Kv, district: &str, skew_ms: u64) -> Option<AccessToken> {
-    usable_entry(kv, district, skew_ms).map(|e| e.token)
+/// The token to hand out between the district's records as [`super::first_read`] read them:
+/// the shared set's, or this instance's own when that is newer (`solo::choose`).
+pub fn usable(kv: &Kv, district: &str, skew_ms: u64, read: Tokens) -> Option<AccessToken> {
+    let now = clock::now();
+    let entry = crate::solo::choose(kv, district, read.shared, read.own, now, skew_ms);
+    lifecycle::hand_out(entry.as_ref(), district, now, skew_ms)?;
+    entry.map(|e| e.token)
 }
 
-/// The shared set's token, or this instance's own when that is newer (`solo::token`).
+/// [`usable`] reading the records itself (`solo::token`).
 fn usable_entry(kv: &Kv, district: &str, skew_ms: u64) -> Option<TokenEntry> {
     let now = clock::now();
     let entry = crate::solo::token(kv, district, now, skew_ms);
     lifecycle::hand_out(entry.as_ref(), district, now, skew_ms)?;
     entry
+}
+
+/// A district's token records as read, opened: the shared set's and this instance's own.
+pub struct Tokens {
+    pub shared: Option<TokenEntry>,
+    pub own: Option<TokenEntry>,
 }
 
 /// A token Clever refused, and when the new listing was asked for.
