@@ -166,7 +166,7 @@ impl StoreProvider for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn.get();
+        let mut c = self.conn.get().map_err(|e| self.failed(e))?;
         // `MGET` by name: the crate's `mget` sends a lone key as `GET`, whose answer is not a list.
         let mut cmd = redis::cmd("MGET");
         for key in keys {
