@@ -33,6 +33,15 @@ fn redis_with_key(
     Ok((Arc::new(store), credentials))
 }
 
+/// A server that wants [`KEY`] (`requirepass`, an access key), or `None` without redis-server.
+async fn keyed_server() -> anyhow::Result<Option<RedisServer>> {
+    RedisServer::start_with(RedisAuth {
+        requirepass: Some(KEY.into()),
+        ..Default::default()
+    })
+    .await
+}
+
 fn login(key: &str) -> RedisLogin {
     RedisLogin {
         user: "default".into(),
@@ -412,12 +421,7 @@ const WRONG: &str = "access-key-wrong-000000000000000";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_behind_an_access_key_keeps_the_contract() -> anyhow::Result<()> {
-    let Some(server) = RedisServer::start_with(RedisAuth {
-        requirepass: Some(KEY.into()),
-        ..Default::default()
-    })
-    .await?
-    else {
+    let Some(server) = keyed_server().await? else {
         return Ok(());
     };
     let (store, _) = redis_with_key(&server, KEY)?;
@@ -428,12 +432,7 @@ async fn redis_behind_an_access_key_keeps_the_contract() -> anyhow::Result<()> {
 /// failed and shows no key; the right key heals the same store on its next call.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_key_is_an_outage_until_the_right_key_is_held() -> anyhow::Result<()> {
-    let Some(server) = RedisServer::start_with(RedisAuth {
-        requirepass: Some(KEY.into()),
-        ..Default::default()
-    })
-    .await?
-    else {
+    let Some(server) = keyed_server().await? else {
         return Ok(());
     };
     let (store, credentials) = redis_with_key(&server, WRONG)?;
@@ -466,12 +465,7 @@ async fn a_refused_key_is_an_outage_until_the_right_key_is_held() -> anyhow::Res
 /// store reconnects with the new credential).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_key_reaches_live_and_new_connections() -> anyhow::Result<()> {
-    let Some(server) = RedisServer::start_with(RedisAuth {
-        requirepass: Some(KEY.into()),
-        ..Default::default()
-    })
-    .await?
-    else {
+    let Some(server) = keyed_server().await? else {
         return Ok(());
     };
     let (store, credentials) = redis_with_key(&server, KEY)?;
@@ -522,12 +516,7 @@ async fn a_rotated_key_reaches_live_and_new_connections() -> anyhow::Result<()> 
 /// crossed to the thread whose runtime drove it. A thread that ends closes its connection.
 #[tokio::test(flavor = "multi_thread")]
 async fn each_calling_thread_has_its_own_connection() -> anyhow::Result<()> {
-    let Some(server) = RedisServer::start_with(RedisAuth {
-        requirepass: Some(KEY.into()),
-        ..Default::default()
-    })
-    .await?
-    else {
+    let Some(server) = keyed_server().await? else {
         return Ok(());
     };
     let (store, _) = redis_with_key(&server, KEY)?;
