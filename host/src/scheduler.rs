@@ -88,9 +88,13 @@ async fn poll_shared_cycle(stores: Stores) {
     }
 }
 
-/// How long until the stored cycle says the refresher is next due.
+/// How long until the stored cycle says the refresher is next due. A cycle record that went
+/// away is due at once: the shared store lost the refresher's state (a Redis restarted without
+/// persistence, as it must run, or flushed), and the deployment has no tokens until a run.
 fn next_due_in(kv: &MemoryStore) -> Option<Duration> {
-    let bytes = kv.get(DEFAULT_LABEL, keys::CYCLE)?;
+    let Some(bytes) = kv.get(DEFAULT_LABEL, keys::CYCLE) else {
+        return Some(Duration::ZERO);
+    };
     let cycle: Cycle = serde_json::from_slice(&bytes).ok()?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -164,6 +168,19 @@ mod tests {
         assert!(
             due <= Duration::from_millis(2_000) && due >= Duration::from_millis(1_000),
             "{due:?}"
+        );
+        // The record gone (a Redis restarted empty, mirrored into the copy): due at once.
+        kv.delete(DEFAULT_LABEL, keys::CYCLE);
+        tokio::time::timeout(Duration::from_secs(1), written.notified())
+            .await
+            .expect("woken by the deletion");
+        assert_eq!(next_due_in(&kv), Some(Duration::ZERO));
+        // Deleting what is not there is no news.
+        kv.delete(DEFAULT_LABEL, keys::CYCLE);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), written.notified())
+                .await
+                .is_err()
         );
     }
 }

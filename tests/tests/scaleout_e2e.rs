@@ -133,11 +133,12 @@ async fn instances_on_one_redis_list_once_per_cycle_and_share_the_tokens() -> an
 const COUNTED_CALLS: u64 = 40;
 
 /// A gateway call reads the district's token, pace and budget records in one `MGET` before
-/// its first attempt, not in a `GET` each (three round trips per call before the change).
-/// HEAD calls: a body naming API versions adds a read of the versions record
-/// (`gateway::keys::VERSIONS`) after the answer, which this does not count.
+/// its first attempt, not in a `GET` each (three round trips per call before the change), and
+/// takes its permit from the instance's reserved balance: one `INCRBY` per batch (up to
+/// `reserve::MAX_BATCH` of Clever's 1,200 per minute), not one per call. A health request
+/// reads the host's records, the versions seen and the public summary in one `MGET` too.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_gateway_call_reads_its_records_in_one_round_trip() -> anyhow::Result<()> {
+async fn gateway_and_health_requests_cost_one_redis_read_each() -> anyhow::Result<()> {
     let Some(redis) = RedisServer::start().await? else {
         return Ok(());
     };
@@ -155,7 +156,7 @@ async fn a_gateway_call_reads_its_records_in_one_round_trip() -> anyhow::Result<
     };
     let before = counts()?;
     for _ in 0..COUNTED_CALLS {
-        let reply = http_client::request("HEAD", &url).await?;
+        let reply = http_client::get(&url).await?;
         assert_eq!(reply.status, 200, "gateway: {}", reply.text());
     }
     let after = counts()?;
@@ -168,6 +169,25 @@ async fn a_gateway_call_reads_its_records_in_one_round_trip() -> anyhow::Result<
     assert!(
         mgets >= COUNTED_CALLS,
         "{mgets} MGETs for {COUNTED_CALLS} gateway calls ({gets} GETs)"
+    );
+    // A probe, the corrections its answer asks for, and about one batch per 16 calls.
+    assert!(
+        (1..=COUNTED_CALLS / 4).contains(&incrs),
+        "{incrs} INCRBYs for {COUNTED_CALLS} gateway calls"
+    );
+
+    let before = counts()?;
+    for _ in 0..COUNTED_CALLS {
+        let health = scenario::health(&hosts[0]).await?;
+        assert_eq!(health.body["status"], "pass", "{}", health.body);
+    }
+    let after = counts()?;
+    let [gets, mgets, _] = [0, 1, 2].map(|i| after[i] - before[i]);
+    eprintln!("{COUNTED_CALLS} health requests: {gets} GET, {mgets} MGET");
+    assert_eq!(
+        (gets, mgets),
+        (0, COUNTED_CALLS),
+        "GETs and MGETs for {COUNTED_CALLS} health requests"
     );
     Ok(())
 }

@@ -5,7 +5,7 @@
 use crate::bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
-use crate::kv::{Kv, KvError};
+use crate::kv::{self, Kv, KvError};
 use crate::{clock, config};
 use clever_auth_core::gateway::figures::{self, GatewayFigures};
 use clever_auth_core::gateway::keys as gateway_keys;
@@ -90,14 +90,8 @@ fn read_store(
     skew_ms: u64,
 ) -> Result<Stored, KvError> {
     let kv = kv?;
-    let mut stored = Stored {
-        secrets: kv.get(keys::HOST_SECRETS)?,
-        instance: kv.get(keys::HOST_INSTANCE)?,
-        deadlines: kv.get(keys::HOST_DEADLINES)?,
-        store: kv.get(keys::HOST_STORE)?,
-        observed: kv.get(gateway_keys::VERSIONS)?,
-        ..Default::default()
-    };
+    let public = view == View::Public;
+    let (mut stored, status) = first_read(&kv, public)?;
     if view != View::Public {
         stored.gateway = gateway_figures(&kv);
     }
@@ -110,15 +104,66 @@ fn read_store(
             return Ok(stored);
         }
     }
-    if view == View::Public {
-        stored.summary = kv
-            .get::<HealthSummary>(keys::HEALTH_SUMMARY)?
-            .filter(|s| s.counts_at(now, skew_ms).is_some());
-    }
-    if stored.summary.is_none() {
-        stored.snapshot = kv.get(keys::STATUS)?;
+    if public {
+        stored.summary =
+            kv::parse::<HealthSummary>(status).filter(|s| s.counts_at(now, skew_ms).is_some());
+        if stored.summary.is_none() {
+            stored.snapshot = kv.get(keys::STATUS)?;
+        }
+    } else {
+        stored.snapshot = kv::parse(status);
     }
     Ok(stored)
+}
+
+/// The host's records, the versions seen and the view's status record (the public summary, or
+/// the whole snapshot for the detail), in one `wasi:keyvalue/batch.get-many`: one `MGET` on
+/// the native host's Redis where a `GET` each made two round trips (the host's own records are
+/// answered from the process). Spin 4.0.2's Redis provider fails every get-many, so then they
+/// are read one by one, and a store that does not answer fails those reads too.
+fn first_read(kv: &Kv, public: bool) -> Result<(Stored, Option<Vec<u8>>), KvError> {
+    let status_key = if public {
+        keys::HEALTH_SUMMARY
+    } else {
+        keys::STATUS
+    };
+    let wanted = [
+        keys::HOST_SECRETS,
+        keys::HOST_INSTANCE,
+        keys::HOST_DEADLINES,
+        keys::HOST_STORE,
+        gateway_keys::VERSIONS,
+        status_key,
+    ]
+    .map(String::from);
+    let together = kv
+        .get_many(&wanted)
+        .ok()
+        .and_then(|values| <[Option<Vec<u8>>; 6]>::try_from(values).ok());
+    Ok(match together {
+        Some([secrets, instance, deadlines, store, observed, status]) => (
+            Stored {
+                secrets: kv::parse(secrets),
+                instance: kv::parse(instance),
+                deadlines: kv::parse(deadlines),
+                store: kv::parse(store),
+                observed: kv::parse(observed),
+                ..Default::default()
+            },
+            status,
+        ),
+        None => (
+            Stored {
+                secrets: kv.get(keys::HOST_SECRETS)?,
+                instance: kv.get(keys::HOST_INSTANCE)?,
+                deadlines: kv.get(keys::HOST_DEADLINES)?,
+                store: kv.get(keys::HOST_STORE)?,
+                observed: kv.get(gateway_keys::VERSIONS)?,
+                ..Default::default()
+            },
+            kv.bucket().get(status_key).map_err(kv::describe)?,
+        ),
+    })
 }
 
 /// Builds the report. A store that cannot be read is itself a `fail`, reported in the body.

@@ -27,8 +27,10 @@ use serde_json::json;
 
 /// How soon to look again when the host changed the secrets while they were being read.
 const SECRETS_SETTLING_MS: u64 = 50;
-/// Marks that a host scheduler drives the refresher (so health requests need not).
-const SCHEDULER_KEY: &str = "clever-auth/v1/scheduler";
+/// Marks that this instance's host scheduler drives the refresher (so its health requests need
+/// not). Kept per instance, as the native host keeps every `host/` record: read after every
+/// health answer, it would otherwise be a shared-store round trip each time.
+const SCHEDULER_KEY: &str = "clever-auth/v1/host/scheduler";
 /// How long past its announced next call a scheduler still counts as alive.
 const SCHEDULER_GRACE_MS: u64 = 5_000;
 

@@ -87,9 +87,16 @@ impl MemoryStore {
         self.written(label, key);
     }
 
+    /// Removes `key`; watchers hear of it when there was a value (a record that vanished is news
+    /// too: the scheduler runs at once when the shared store lost the refresher's cycle).
     pub fn delete(&self, label: &str, key: &str) {
-        if let Some(b) = self.lock().get_mut(label) {
-            b.remove(key);
+        let removed = self
+            .lock()
+            .get_mut(label)
+            .and_then(|b| b.remove(key))
+            .is_some();
+        if removed {
+            self.written(label, key);
         }
     }
 

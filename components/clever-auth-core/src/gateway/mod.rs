@@ -10,6 +10,7 @@ pub mod figures;
 pub mod headers;
 pub mod outcome;
 pub mod pacing;
+pub mod reserve;
 pub mod target;
 pub mod versions;
 
@@ -34,6 +35,12 @@ pub mod keys {
     /// Prefix of the budget's probe permits (one per district and second while no window is
     /// known).
     pub const BUDGET_PROBE_PREFIX: &str = "clever-auth/v1/gateway/budget-probe/";
+    /// Prefix of an instance's balance of permits reserved from a window's counter (see
+    /// [`super::reserve`]; kept per instance).
+    pub const BUDGET_HELD_PREFIX: &str = "clever-auth/v1/host/budget-held/";
+    /// Prefix of an instance's last reservation per district and bucket
+    /// ([`super::reserve::Seen`]; kept per instance).
+    pub const BUDGET_SEEN_PREFIX: &str = "clever-auth/v1/host/budget-seen/";
     /// The latest [`super::versions::VersionObservation`] from gateway traffic.
     pub const VERSIONS: &str = "clever-auth/v1/gateway/versions";
     /// The observation this instance last wrote to [`VERSIONS`] (kept per instance, so

@@ -6,7 +6,7 @@
 //! this module reads the store, waits, and logs.
 
 use super::first_read::{self, Limits};
-use super::{pause, token};
+use super::{pause, permits, token};
 use crate::http_out::Failure;
 use crate::kv::Kv;
 use crate::{clock, config, entropy, log};
@@ -140,6 +140,8 @@ struct Ready {
     /// The district's budget as read before the last attempt, and the permits it took.
     budget: Option<BudgetRecord>,
     metered: Vec<Meter>,
+    /// Permits come from this instance's reserved balance ([`permits::take`]).
+    batches: bool,
 }
 
 /// How the request ended, for `finish`.
@@ -215,6 +217,7 @@ impl Call {
         let district = target.district.clone();
         let skew_ms = settings.expiry_skew_secs.saturating_mul(1000);
         let first = first_read::read(&kv, &district);
+        let batches = first.shared_store;
         let (token, first_limits) = match token::usable(&kv, &district, skew_ms, first.tokens) {
             Some(t) => (t, first.limits),
             None => {
@@ -253,6 +256,7 @@ impl Call {
             first_limits,
             budget: None,
             metered: Vec::new(),
+            batches,
         })
     }
 
@@ -368,7 +372,7 @@ impl Call {
                 let _ = r.kv.put(&keys::pace(district), &hold);
             }
             let metered = std::mem::take(&mut r.metered);
-            learn_budget(&r.kv, district, r.budget.as_ref(), &metered, &limits);
+            permits::learn(&r.kv, district, r.budget.as_ref(), &metered, &limits);
         } else {
             for key in budget::after_failure(&std::mem::take(&mut r.metered)) {
                 let _ = r.kv.delete(&key);
@@ -617,37 +621,9 @@ fn take_permits(r: &mut Ready, record: Option<BudgetRecord>) -> Gate {
     let taken: Vec<(Meter, Option<i64>)> = r
         .metered
         .iter()
-        .map(|m| (m.clone(), r.kv.increment(&m.key, 1).ok()))
+        .map(|m| (m.clone(), permits::take(&r.kv, m, r.batches)))
         .collect();
     budget::verdict(&taken, now, r.deadline)
-}
-
-/// What an answer's rate-limit headers teach the deployment's budget, written to the store.
-fn learn_budget(
-    kv: &Kv,
-    district: &str,
-    record: Option<&BudgetRecord>,
-    metered: &[Meter],
-    limits: &RateLimitInfo,
-) {
-    let learned = budget::after_response(record, limits, district, metered);
-    if let Some(record) = &learned.record {
-        let _ = kv.put(&keys::budget(district), record);
-    }
-    for u in &learned.uncounted {
-        if let Ok(count) = kv.increment(&u.key, 1) {
-            let short = budget::shortfall(u, count);
-            if short > 0 {
-                let _ = kv.increment(&u.key, short);
-            }
-        }
-    }
-    for key in &learned.release {
-        let _ = kv.increment(key, -1);
-    }
-    for key in &learned.stale {
-        let _ = kv.delete(key);
-    }
 }
 
 fn wait(at: UnixMillis, trace: &mut Trace) {

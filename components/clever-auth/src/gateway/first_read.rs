@@ -2,7 +2,8 @@
 //! set's and this instance's own, see `solo`), its pace and its budget, in one
 //! `wasi:keyvalue/batch.get-many`. Under the native host on Redis that is one `MGET` where a
 //! `GET` each made three round trips before the permit's `INCR` (the own token is the host's,
-//! answered from the process, so it costs nothing to ask for it too).
+//! answered from the process, so it costs nothing to ask for it too, and for the host's store
+//! record).
 //!
 //! Spin 4.0.2's Redis provider fails every get-many (it sends `KEYS k1 k2 …`), so a failed
 //! get-many means reading one record at a time, as before, and says nothing about the store:
@@ -21,6 +22,10 @@ pub struct FirstRead {
     pub tokens: Tokens,
     /// `None` when read one by one: the attempt then reads them as it goes.
     pub limits: Option<Limits>,
+    /// The native host keeps the instance's records in the process and the shared ones on a
+    /// shared store (its `HOST_STORE` record is there): permits are worth reserving in
+    /// batches. Never under Spin, whose get-many fails and whose "own" records are shared.
+    pub shared_store: bool,
 }
 
 /// The district's pace and budget, for the attempt that follows the read at once.
@@ -35,13 +40,14 @@ pub fn read(kv: &Kv, district: &str) -> FirstRead {
         status_keys::solo_token(district),
         keys::pace(district),
         keys::budget(district),
+        status_keys::HOST_STORE.to_string(),
     ];
     let together = kv
         .get_many(&wanted)
         .ok()
-        .and_then(|values| <[Option<Vec<u8>>; 4]>::try_from(values).ok());
+        .and_then(|values| <[Option<Vec<u8>>; 5]>::try_from(values).ok());
     match together {
-        Some([shared, own, pace, budget]) => FirstRead {
+        Some([shared, own, pace, budget, store]) => FirstRead {
             tokens: Tokens {
                 shared: token_store::entry_in(shared),
                 own: token_store::entry_in(own),
@@ -50,6 +56,7 @@ pub fn read(kv: &Kv, district: &str) -> FirstRead {
                 pace: kv::parse(pace),
                 budget: kv::parse(budget),
             }),
+            shared_store: store.is_some(),
         },
         // The attempt reads pace and budget itself, each when it needs it.
         None => FirstRead {
@@ -58,6 +65,7 @@ pub fn read(kv: &Kv, district: &str) -> FirstRead {
                 own: token_store::entry_at(kv, &wanted[1]),
             },
             limits: None,
+            shared_store: false,
         },
     }
 }

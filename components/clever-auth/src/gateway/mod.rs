@@ -9,6 +9,7 @@ mod call;
 pub mod export;
 mod first_read;
 mod pause;
+mod permits;
 mod respond;
 mod token;
 
