@@ -35,7 +35,12 @@ const COST_SAMPLE_GAP: Duration = Duration::from_millis(2_500);
 const STORE_KEY: &str = "YmVuY2gtc2NhbGVvdXQtc3RvcmUta2V5LTMyYnl0ZXM=";
 
 pub(super) fn only(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<()> {
-    let result = run(bins, opts, out_dir)?;
+    let mut result = run(bins, opts, out_dir)?;
+    result["component"] = opts
+        .component
+        .as_ref()
+        .map_or_else(|| "this build's".into(), |p| p.display().to_string())
+        .into();
     write_section(out_dir, "scaleout", &result, &render(&result))
 }
 

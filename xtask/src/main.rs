@@ -101,6 +101,10 @@ enum Cmd {
         /// exit, with and without the precompiled component; --first-token-runs runs).
         #[arg(long, value_parser = ["scale10k", "spin", "gateway", "scaleout", "container"])]
         only: Option<String>,
+        /// Measure this component (another build's `clever_auth.wasm`) with this build's host
+        /// and harness: the other side of a before/after pair run back to back.
+        #[arg(long)]
+        component: Option<PathBuf>,
     },
     /// Build in release and run only the bench's abuse section: a well-behaved client's
     /// health latency and the host's RSS, unloaded and with slowloris + non-reading clients.
@@ -226,6 +230,7 @@ fn main() -> Result<()> {
             first_token_runs,
             gateway_rounds,
             only,
+            component,
         } => bench::run(
             &root,
             &bench::Options {
@@ -238,6 +243,7 @@ fn main() -> Result<()> {
                 first_token_runs,
                 gateway_rounds,
                 only,
+                component,
             },
         )?,
     }

@@ -67,6 +67,11 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
     let machine_before = machine();
     let started = Instant::now();
     let bins = build_release(root, &out_dir)?;
+    if let Some(other) = &opts.component {
+        std::fs::copy(other, &bins.component)
+            .with_context(|| format!("copying the component {}", other.display()))?;
+        eprintln!("xtask bench: measuring the component {}", other.display());
+    }
     let build_secs = started.elapsed().as_secs_f64();
     eprintln!("xtask bench: release build took {build_secs:.0} s");
     let flags = HostFlags::detect(&bins.host)?;

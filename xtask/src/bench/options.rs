@@ -15,4 +15,6 @@ pub struct Options {
     pub gateway_rounds: u32,
     /// Run one part only (`scale10k`, `spin`, `gateway`).
     pub only: Option<String>,
+    /// Another build's component to measure instead of this one's.
+    pub component: Option<PathBuf>,
 }
