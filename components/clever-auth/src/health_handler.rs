@@ -92,7 +92,7 @@ fn read_store(
     let kv = kv?;
     let public = view == View::Public;
     let (mut stored, status) = first_read(&kv, public)?;
-    if view != View::Public {
+    if !public {
         stored.gateway = gateway_figures(&kv);
     }
     // While this instance refreshes alone its own status is the current one; the shared
@@ -136,34 +136,27 @@ fn first_read(kv: &Kv, public: bool) -> Result<(Stored, Option<Vec<u8>>), KvErro
         status_key,
     ]
     .map(String::from);
-    let together = kv
-        .get_many(&wanted)
-        .ok()
-        .and_then(|values| <[Option<Vec<u8>>; 6]>::try_from(values).ok());
-    Ok(match together {
-        Some([secrets, instance, deadlines, store, observed, status]) => (
-            Stored {
-                secrets: kv::parse(secrets),
-                instance: kv::parse(instance),
-                deadlines: kv::parse(deadlines),
-                store: kv::parse(store),
-                observed: kv::parse(observed),
-                ..Default::default()
-            },
-            status,
-        ),
-        None => (
-            Stored {
-                secrets: kv.get(keys::HOST_SECRETS)?,
-                instance: kv.get(keys::HOST_INSTANCE)?,
-                deadlines: kv.get(keys::HOST_DEADLINES)?,
-                store: kv.get(keys::HOST_STORE)?,
-                observed: kv.get(gateway_keys::VERSIONS)?,
-                ..Default::default()
-            },
-            kv.bucket().get(status_key).map_err(kv::describe)?,
-        ),
-    })
+    let values = match kv.get_many(&wanted) {
+        Ok(values) => values,
+        Err(_) => wanted
+            .iter()
+            .map(|k| kv.bucket().get(k).map_err(kv::describe))
+            .collect::<Result<_, _>>()?,
+    };
+    let Ok([secrets, instance, deadlines, store, observed, status]) =
+        <[Option<Vec<u8>>; 6]>::try_from(values)
+    else {
+        return Err(KvError("get-many answered another number of values".into()));
+    };
+    let stored = Stored {
+        secrets: kv::parse(secrets),
+        instance: kv::parse(instance),
+        deadlines: kv::parse(deadlines),
+        store: kv::parse(store),
+        observed: kv::parse(observed),
+        ..Default::default()
+    };
+    Ok((stored, status))
 }
 
 /// Builds the report. A store that cannot be read is itself a `fail`, reported in the body.
