@@ -33,7 +33,9 @@ pub struct SettingsCheck {
     pub errors: Vec<StoredError>,
     pub expiry_skew_ms: u64,
     pub api_version: String,
-    /// The health view setting (`health_view::DETAIL_SETTING`) as read.
+    /// The health view setting (`health_view::DETAIL_SETTING`) as read, to warn when it
+    /// changes to an unknown value. The view itself reads the setting at every request: under
+    /// Spin this record is shared by every `spin up` on one Redis.
     pub health_detail: Option<String>,
     /// The settings themselves when they are usable: a gateway request needs all of them,
     /// and reading them is the same ~25 host calls. Absent in a record of an older build.

@@ -49,7 +49,11 @@ pub fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let now = clock::now();
         let kv = Kv::open();
         let check = config::checked(kv.as_ref().ok(), now);
-        let view = health_view::decide(check.health_detail.as_deref(), header.as_deref(), query);
+        // The opt-in is read live, not from the stored check: under Spin that record is shared
+        // by every `spin up` on one Redis, and a process without the opt-in must never answer
+        // the detail because another one has it. One host call.
+        let setting = config::health_detail_setting();
+        let view = health_view::decide(setting.as_deref(), header.as_deref(), query);
         let (code, body) = health_body(view, now, kv, &check);
         (code, CONTENT_TYPE, body, false)
     };
