@@ -6,22 +6,23 @@
 //! gateway asks for a Clever-shaped page (`uri`s in it, as in Clever's answers, so the version
 //! observation runs). Then what one gateway call costs on Redis: commands (`INFO
 //! commandstats`), and CPU of the host and of `redis-server`, over [`COST_CALLS`] calls on one
-//! connection.
+//! connection. Last, the calls to Clever per hour of 1, 2 and 4 instances on either store
+//! (`bench_clever_calls`).
 
+use super::bench_clever_calls;
 use super::bench_gateway::{
     load, median_and_range, start_gateway_host_with, start_upstream, write_section,
 };
 use super::build::Bins;
 use super::options::Options;
-use super::servers::start_fake;
-use crate::procs::{self, Proc};
+use super::servers::{start_fake, start_redis, Redis};
+use crate::procs;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONNECTIONS: [usize; 2] = [1, 64];
 /// The gateway path the load asks for: a page of Clever's shape from the stand-in upstream.
@@ -42,38 +43,6 @@ pub(super) fn only(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<()> {
         .map_or_else(|| "this build's".into(), |p| p.display().to_string())
         .into();
     write_section(out_dir, "scaleout", &result, &render(&result))
-}
-
-/// A loopback `redis-server` as the tests run it: a free port, nothing on disk.
-struct Redis {
-    proc: Proc,
-    addr: SocketAddr,
-}
-
-/// Runs in `dir` (it writes nothing there with persistence off, but needs a directory).
-fn start_redis(dir: &Path) -> Result<Redis> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    std::fs::create_dir_all(dir)?;
-    let proc = Proc::spawn(
-        "redis-server",
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir),
-        false,
-    )
-    .context("redis-server (apt-get install redis-server)")?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "redis-server did not listen on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(Redis { proc, addr })
 }
 
 /// Every command's call count so far (`INFO commandstats`, through `redis-cli`).
@@ -216,7 +185,9 @@ fn run(bins: &Bins, opts: &Options, out_dir: &Path) -> Result<Value> {
         .iter()
         .map(|s| s["commands_per_call"].clone())
         .collect::<Vec<_>>());
+    let clever_calls = bench_clever_calls::run(bins, out_dir)?;
     Ok(json!({
+        "clever_calls": clever_calls,
         "upstream": "clever-auth-bench upstream (1 thread, Clever's rate-limit headers)",
         "redis": redis_version(),
         "points": points,
@@ -340,6 +311,9 @@ pub(super) fn render(r: &Value) -> String {
             num(&cost["host_cpu_us_per_call"]),
             num(&cost["redis_cpu_us_per_call"]),
         );
+    }
+    if r["clever_calls"].is_object() {
+        let _ = writeln!(s, "\n{}", bench_clever_calls::render(&r["clever_calls"]));
     }
     s
 }

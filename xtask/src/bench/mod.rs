@@ -19,6 +19,8 @@
 
 #[path = "../bench_abuse.rs"]
 pub mod abuse;
+#[path = "../bench_clever_calls.rs"]
+mod bench_clever_calls;
 #[path = "../bench_gateway.rs"]
 mod bench_gateway;
 #[path = "../bench_scale.rs"]

@@ -1,11 +1,11 @@
-//! The processes the bench talks to: the fake Clever, the host and the native baseline, how
-//! each is started, and reading their health.
+//! The processes the bench talks to: the fake Clever, the host, the native baseline and a
+//! loopback Redis, how each is started, and reading their health.
 
 use super::build::Bins;
 use crate::procs::{self, Proc};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -256,4 +256,36 @@ pub(super) fn wait_health(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A loopback `redis-server` as the tests run it: a free port, nothing on disk.
+pub(super) struct Redis {
+    pub(super) proc: Proc,
+    pub(super) addr: SocketAddr,
+}
+
+/// Runs in `dir` (it writes nothing there with persistence off, but needs a directory).
+pub(super) fn start_redis(dir: &Path) -> Result<Redis> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    std::fs::create_dir_all(dir)?;
+    let proc = Proc::spawn(
+        "redis-server",
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir),
+        false,
+    )
+    .context("redis-server (apt-get install redis-server)")?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "redis-server did not listen on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Redis { proc, addr })
 }
