@@ -1,7 +1,8 @@
 //! The project's `spin.toml` with `runtime-config.redis.toml` under a real `spin up` (Spin
 //! 4.0.2), its `default` store on Spin's own Redis provider over a real `redis-server`: health
 //! passes, the consumer component gets Clever's data through the gateway, Redis holds only
-//! sealed tokens, and two `spin up` processes on one Redis are one Clever client.
+//! sealed tokens, two `spin up` processes on one Redis are one Clever client (each with its own
+//! health-detail opt-in), and a Redis that wants a password is reached through the URL's.
 //!
 //! Spin's Redis provider keeps the component's keys as they are (no prefix), lists them with
 //! `KEYS *`, increments with `INCRBY`, and carries out compare-and-swap as `WATCH` + `GET`, then
@@ -68,6 +69,17 @@ fn secret_needles(fake: &FakeClever) -> Vec<String> {
     needles.push(secret);
     needles.push(STORE_KEY.to_string());
     needles
+}
+
+/// How many token records `dump` holds, each checked to be sealed.
+fn sealed_tokens(dump: &[(String, Vec<u8>)]) -> Result<usize> {
+    let tokens: Vec<_> = dump.iter().filter(|(k, _)| k.contains("/token/")).collect();
+    for (key, value) in &tokens {
+        let record: serde_json::Value = serde_json::from_slice(value).context("token record")?;
+        let token = record["token"].as_str().unwrap_or_default();
+        assert!(token.starts_with("sealed.v1."), "{key}: not sealed");
+    }
+    Ok(tokens.len())
 }
 
 /// Health polled every [`POLL`] for `duration`, answers ignored (work rides on them).
@@ -142,11 +154,7 @@ async fn on_spins_redis_health_passes_the_consumer_gets_data_and_redis_holds_onl
         .find(|(k, _)| k == "clever-auth/v1/lease/seeds")
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
     assert_eq!(seeds.as_deref(), Some("1"), "{keys:?}");
-    for (key, value) in dump.iter().filter(|(k, _)| k.contains("/token/")) {
-        let record: serde_json::Value = serde_json::from_slice(value).context("token record")?;
-        let token = record["token"].as_str().unwrap_or_default();
-        assert!(token.starts_with("sealed.v1."), "{key}: not sealed");
-    }
+    assert_eq!(sealed_tokens(&dump)?, 2, "both districts' tokens, sealed");
     let needles = secret_needles(&fake);
     for (key, value) in &dump {
         for n in &needles {
@@ -359,14 +367,7 @@ async fn on_a_redis_that_wants_a_password_spin_logs_in_with_the_runtime_configs_
     assert_eq!(reply.json()?["tokenDistrict"], "d-alpha");
     // Through the password: the harness logs in as its own admin user.
     let dump = redis.dump()?;
-    let tokens: Vec<&(String, Vec<u8>)> =
-        dump.iter().filter(|(k, _)| k.contains("/token/")).collect();
-    assert_eq!(tokens.len(), 2, "both districts' tokens reached Redis");
-    for (key, value) in tokens {
-        let record: serde_json::Value = serde_json::from_slice(value).context("token record")?;
-        let token = record["token"].as_str().unwrap_or_default();
-        assert!(token.starts_with("sealed.v1."), "{key}: not sealed");
-    }
+    assert_eq!(sealed_tokens(&dump)?, 2, "both districts' tokens, sealed");
     let output = format!("{}\n{}", app.logs(), app.log_files());
     assert!(output.contains("tokens_acquired"), "{output}");
     assert!(
