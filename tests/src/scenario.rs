@@ -10,6 +10,12 @@ pub fn two_districts() -> FakeCleverConfig {
         ..Default::default()
     }
 }
+
+/// Whether a health body names a district of [`two_districts`], anywhere (the public answer
+/// gives counts only).
+pub fn names_a_district(body: &str) -> bool {
+    body.contains("d-alpha") || body.contains("d-beta")
+}
 use crate::host_process::{HostOptions, HostProcess};
 use crate::http_client;
 use anyhow::{bail, Result};

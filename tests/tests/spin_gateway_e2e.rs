@@ -10,7 +10,7 @@
 use anyhow::{Context, Result};
 use clever_auth_tests::fake_clever::{FakeClever, Fault, RequestRecord, Route, RouteMatch};
 use clever_auth_tests::http_client::{self, Reply};
-use clever_auth_tests::scenario::two_districts;
+use clever_auth_tests::scenario::{names_a_district, two_districts};
 use clever_auth_tests::spin::{SpinOptions, SpinScenario};
 use std::time::{Duration, Instant};
 
@@ -244,11 +244,6 @@ const DETAIL_ASKS: [(&str, &str); 6] = [
     ("spin-path-info", "/health/clever-auth"),
     ("host", "clever-auth.spin.internal"),
 ];
-
-/// Whether a health body names a district of [`two_districts`], anywhere.
-fn names_a_district(body: &str) -> bool {
-    body.contains("d-alpha") || body.contains("d-beta")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spins_listener_gives_the_public_health_answer_unless_the_operator_opts_in() -> Result<()> {

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use clever_auth_tests::fake_clever::{FakeClever, FakeCleverConfig, Route, RouteMatch};
 use clever_auth_tests::http_client;
 use clever_auth_tests::redis_server::{RedisAuth, RedisServer};
-use clever_auth_tests::scenario::{two_districts, HEALTH};
+use clever_auth_tests::scenario::{names_a_district, two_districts, HEALTH};
 use clever_auth_tests::spin::{self, SpinApp, SpinOptions, HEALTH_DETAIL_OPT_IN};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -303,11 +303,6 @@ async fn on_redis_without_a_store_key_health_names_it_and_clever_is_not_called()
 /// An access key of the test's Redis (`requirepass`): Spin's provider takes only a URL, so the
 /// runtime config carries it as `redis://:KEY@host:port`.
 const ACCESS_KEY: &str = "spin-redis-access-key-4f19c2";
-
-/// Whether a health body names a district of [`two_districts`], anywhere.
-fn names_a_district(body: &str) -> bool {
-    body.contains("d-alpha") || body.contains("d-beta")
-}
 
 /// A Redis that wants a password: without one in the URL health fails at once with Redis's
 /// refusal and Clever is not called; with it Spin logs in and everything works as on an open

@@ -60,8 +60,10 @@ pub(super) fn run(bins: &Bins, out_dir: &Path) -> Result<Value> {
             let store_url = redis.as_ref().map(|r| format!("redis://{}", r.addr));
             let mut settings = SETTINGS.to_vec();
             if let Some(url) = &store_url {
-                settings.extend([("CLEVER_AUTH_STORE", url.as_str())]);
-                settings.extend([("CLEVER_AUTH_STORE_KEY", STORE_KEY)]);
+                settings.extend([
+                    ("CLEVER_AUTH_STORE", url.as_str()),
+                    ("CLEVER_AUTH_STORE_KEY", STORE_KEY),
+                ]);
             }
             let hosts = (0..instances)
                 .map(|_| start_host(bins, &fake.url, &settings, None))
